@@ -1,0 +1,448 @@
+//! AMI framing and parsing.
+//!
+//! On connect Asterisk sends one banner line (`Asterisk Call Manager/<version>\r\n`); after that
+//! every message is a block of `Key: Value` lines ended by an empty line. Keys may repeat
+//! (`Variable`, `Output`), values may be empty, line ends may be bare `\n`.
+//!
+//! Frame, then parse: [`AmiDecoder`] first finds a message boundary within
+//! [`MAX_MESSAGE_BYTES`], then parses the complete frame with nom. "Need more bytes" is
+//! `Ok(None)`. A frame that is too big or is not a message is reported once as an [`AmiError`]
+//! and skipped up to the next blank line, so the stream resynchronises and nothing after it is
+//! lost. The buffer never grows beyond the cap plus one read.
+
+use nom::bytes::complete::{tag, take_till, take_while};
+use nom::character::complete::space0;
+use nom::combinator::opt;
+use nom::sequence::terminated;
+use nom::IResult;
+use nom::Parser;
+use std::fmt;
+
+/// The largest message the decoder accepts (header block included).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The longest banner line accepted.
+const MAX_BANNER_BYTES: usize = 256;
+
+/// What went wrong in the input or in an action: one line naming what and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmiError {
+    /// A message grew past the size cap before its blank line; its bytes were dropped.
+    #[error("AMI message at byte {offset} exceeds {MAX_MESSAGE_BYTES} bytes; dropped up to the next blank line")]
+    Oversized { offset: u64 },
+    /// A line of a message is not `Key: Value`.
+    #[error("AMI message at byte {offset}: line {line} is not 'Key: Value': {text:?}; message dropped")]
+    BadLine { offset: u64, line: usize, text: String },
+    /// The first line of the connection is not an AMI banner.
+    #[error("the peer's first line is not an Asterisk Call Manager banner: {text:?}")]
+    NotAmi { text: String },
+    /// An action header name or value would break the framing (CR, LF, or a colon in a name).
+    #[error("AMI action {action}: header {header:?} contains a line break or an invalid character; not sent")]
+    Injection { action: String, header: String },
+}
+
+/// The headers of a message, in order, keys as received (lookups ignore case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+    /// The first value of `key` (case-insensitive).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+    /// Every value of `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    pub fn push(&mut self, k: impl Into<String>, v: impl Into<String>) {
+        self.0.push((k.into(), v.into()));
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `Response:` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseStatus {
+    Success,
+    Error,
+    Follows,
+    Goodbye,
+    Other(String),
+}
+
+/// A response to an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: ResponseStatus,
+    pub action_id: Option<String>,
+    pub message: Option<String>,
+    pub headers: Headers,
+}
+
+/// An event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub name: String,
+    pub headers: Headers,
+}
+
+impl Event {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.headers.get(key)
+    }
+    pub fn action_id(&self) -> Option<&str> {
+        self.headers.get("ActionID")
+    }
+}
+
+/// One decoded unit of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmiMessage {
+    /// The greeting line, e.g. `Asterisk Call Manager/9.0.0`.
+    Banner(String),
+    Response(Response),
+    Event(Event),
+    /// A well-formed header block that is neither a response nor an event.
+    Unknown(Headers),
+}
+
+/// The stream decoder (one per connection).
+#[derive(Debug, Default)]
+pub struct AmiDecoder {
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    offset: u64,
+    banner_seen: bool,
+    /// Dropping an oversized message: discard until the next blank line.
+    skipping: bool,
+}
+
+/// Finds the end of the header block: the index just past the blank line, if complete.
+fn frame_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + p;
+        // a line that is empty, or only "\r", right after a newline (or at the start) ends it
+        let next = nl + 1;
+        if buf.get(next) == Some(&b'\n') {
+            return Some(next + 1);
+        }
+        if buf.get(next) == Some(&b'\r') && buf.get(next + 1) == Some(&b'\n') {
+            return Some(next + 2);
+        }
+        i = next;
+    }
+    None
+}
+
+/// One `Key: Value` line (complete input).
+fn header_line(line: &str) -> IResult<&str, (&str, &str)> {
+    let (rest, key) = terminated(take_till(|c| c == ':'), tag(":")).parse(line)?;
+    let (rest, _) = space0(rest)?;
+    let (rest, value) = take_while(|_| true)(rest)?;
+    let (rest, _) = opt(tag("\r")).parse(rest)?;
+    Ok((rest, (key, value)))
+}
+
+fn parse_frame(text: &str, offset: u64) -> Result<Option<AmiMessage>, AmiError> {
+    let mut headers = Headers::new();
+    for (n, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.is_empty() {
+            continue;
+        }
+        match header_line(line) {
+            Ok((_, (k, v))) if !k.is_empty() && !k.contains(' ') => headers.push(k.trim(), v.trim_end()),
+            _ => {
+                return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
+            }
+        }
+    }
+    if headers.is_empty() {
+        return Ok(None); // stray blank lines
+    }
+    let first = headers.0[0].0.to_ascii_lowercase();
+    Ok(Some(if first == "response" {
+        let status = match headers.0[0].1.to_ascii_lowercase().as_str() {
+            "success" => ResponseStatus::Success,
+            "error" => ResponseStatus::Error,
+            "follows" => ResponseStatus::Follows,
+            "goodbye" => ResponseStatus::Goodbye,
+            _ => ResponseStatus::Other(headers.0[0].1.clone()),
+        };
+        Response {
+            status,
+            action_id: headers.get("ActionID").map(str::to_string),
+            message: headers.get("Message").map(str::to_string),
+            headers,
+        }
+        .into()
+    } else if first == "event" {
+        AmiMessage::Event(Event { name: headers.0[0].1.clone(), headers })
+    } else {
+        AmiMessage::Unknown(headers)
+    }))
+}
+
+impl From<Response> for AmiMessage {
+    fn from(r: Response) -> Self {
+        AmiMessage::Response(r)
+    }
+}
+
+impl AmiDecoder {
+    /// A decoder for a new connection (expects the banner first).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A decoder that does not expect a banner (e.g. for replaying message blocks).
+    pub fn without_banner() -> Self {
+        Self { banner_seen: true, ..Self::default() }
+    }
+
+    /// Adds bytes read from the connection.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+        self.offset += n as u64;
+    }
+
+    /// The next complete message; `Ok(None)` when more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<AmiMessage>, AmiError> {
+        loop {
+            if !self.banner_seen {
+                let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+                    if self.buf.len() > MAX_BANNER_BYTES {
+                        let text = String::from_utf8_lossy(&self.buf[..64]).into_owned();
+                        self.banner_seen = true;
+                        return Err(AmiError::NotAmi { text });
+                    }
+                    return Ok(None);
+                };
+                let line = String::from_utf8_lossy(&self.buf[..nl]).trim_end_matches('\r').to_string();
+                self.consume(nl + 1);
+                self.banner_seen = true;
+                if line.contains("Call Manager") {
+                    return Ok(Some(AmiMessage::Banner(line)));
+                }
+                return Err(AmiError::NotAmi { text: line.chars().take(80).collect() });
+            }
+            if self.skipping {
+                match frame_end(&self.buf) {
+                    Some(end) => {
+                        self.consume(end);
+                        self.skipping = false;
+                    }
+                    None => {
+                        // keep a possible partial "\r\n\r" at the end for the next read
+                        let keep = self.buf.len().min(3);
+                        let n = self.buf.len() - keep;
+                        self.consume(n);
+                        return Ok(None);
+                    }
+                }
+                continue;
+            }
+            let Some(end) = frame_end(&self.buf) else {
+                if self.buf.len() > MAX_MESSAGE_BYTES {
+                    let offset = self.offset;
+                    self.skipping = true;
+                    return Err(AmiError::Oversized { offset });
+                }
+                return Ok(None);
+            };
+            let offset = self.offset;
+            if end > MAX_MESSAGE_BYTES {
+                self.consume(end);
+                return Err(AmiError::Oversized { offset });
+            }
+            let text = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+            self.consume(end);
+            match parse_frame(&text, offset)? {
+                Some(m) => return Ok(Some(m)),
+                None => continue,
+            }
+        }
+    }
+
+    /// Bytes buffered and not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// An action to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    name: String,
+    action_id: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Action {
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_string(), action_id: None, headers: Vec::new() }
+    }
+    /// Adds a header (repeat the call for repeated keys such as `Variable`).
+    pub fn header(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn with_action_id(mut self, id: impl Into<String>) -> Self {
+        self.action_id = Some(id.into());
+        self
+    }
+    pub fn action_id(&self) -> Option<&str> {
+        self.action_id.as_deref()
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The first value of header `k`.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str())
+    }
+
+    /// The wire form; refuses line breaks anywhere (header injection).
+    pub fn encode(&self) -> Result<Vec<u8>, AmiError> {
+        let bad_value = |v: &str| v.contains('\r') || v.contains('\n');
+        let bad_key = |k: &str| k.is_empty() || bad_value(k) || k.contains(':');
+        if bad_value(&self.name) || self.name.is_empty() {
+            return Err(AmiError::Injection { action: self.name.escape_debug().to_string(), header: "Action".into() });
+        }
+        let mut out = format!("Action: {}\r\n", self.name);
+        if let Some(id) = &self.action_id {
+            if bad_value(id) {
+                return Err(AmiError::Injection { action: self.name.clone(), header: "ActionID".into() });
+            }
+            out.push_str(&format!("ActionID: {id}\r\n"));
+        }
+        for (k, v) in &self.headers {
+            if bad_key(k) || bad_value(v) {
+                return Err(AmiError::Injection { action: self.name.clone(), header: k.escape_debug().to_string() });
+            }
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        Ok(out.into_bytes())
+    }
+}
+
+impl fmt::Display for Action {
+    /// The action's name and ActionID only: values (a `Secret`) never reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name)?;
+        if let Some(id) = &self.action_id {
+            write!(f, " ({id})")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(dec: &mut AmiDecoder) -> Vec<Result<AmiMessage, AmiError>> {
+        let mut out = Vec::new();
+        loop {
+            match dec.next_message() {
+                Ok(Some(m)) => out.push(Ok(m)),
+                Ok(None) => return out,
+                Err(e) => out.push(Err(e)),
+            }
+        }
+    }
+
+    const STREAM: &[u8] = b"Asterisk Call Manager/9.0.0\r\nResponse: Success\r\nActionID: a1\r\nMessage: Authentication accepted\r\n\r\nEvent: VarSet\r\nVariable: X\r\nValue: \r\nVariable: Y\r\n\r\n";
+
+    #[test]
+    fn banner_response_and_repeated_keys() {
+        let mut d = AmiDecoder::new();
+        d.feed(STREAM);
+        let msgs = all(&mut d);
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0], Ok(AmiMessage::Banner("Asterisk Call Manager/9.0.0".into())));
+        let Ok(AmiMessage::Response(r)) = &msgs[1] else { panic!("{msgs:?}") };
+        assert_eq!((r.status.clone(), r.action_id.as_deref()), (ResponseStatus::Success, Some("a1")));
+        let Ok(AmiMessage::Event(e)) = &msgs[2] else { panic!() };
+        assert_eq!(e.headers.get_all("variable").collect::<Vec<_>>(), vec!["X", "Y"]);
+        assert_eq!(e.get("Value"), Some(""));
+    }
+
+    #[test]
+    fn every_split_gives_the_same_messages() {
+        let mut whole = AmiDecoder::new();
+        whole.feed(STREAM);
+        let expected = all(&mut whole);
+        for cut in 0..STREAM.len() {
+            let mut d = AmiDecoder::new();
+            d.feed(&STREAM[..cut]);
+            let mut got = all(&mut d);
+            d.feed(&STREAM[cut..]);
+            got.extend(all(&mut d));
+            assert_eq!(got, expected, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_reported_once_and_the_next_message_decodes() {
+        let mut d = AmiDecoder::without_banner();
+        d.feed(b"this is not a header\r\nEvent: X\r\n\r\nEvent: Good\r\n\r\n");
+        let msgs = all(&mut d);
+        assert!(matches!(&msgs[0], Err(AmiError::BadLine { line: 1, .. })), "{msgs:?}");
+        assert!(matches!(&msgs[1], Ok(AmiMessage::Event(e)) if e.name == "Good"));
+    }
+
+    #[test]
+    fn oversized_input_is_bounded_and_resynchronises() {
+        let mut d = AmiDecoder::without_banner();
+        let big = vec![b'x'; MAX_MESSAGE_BYTES * 3];
+        let mut errors = 0;
+        for chunk in big.chunks(4096) {
+            d.feed(chunk);
+            for m in all(&mut d) {
+                assert!(matches!(m, Err(AmiError::Oversized { .. })));
+                errors += 1;
+            }
+            assert!(d.buffered() <= MAX_MESSAGE_BYTES + 4096);
+        }
+        assert_eq!(errors, 1);
+        d.feed(b"\r\n\r\nEvent: After\r\n\r\n");
+        let msgs = all(&mut d);
+        assert!(matches!(msgs.last(), Some(Ok(AmiMessage::Event(e))) if e.name == "After"), "{msgs:?}");
+    }
+
+    #[test]
+    fn actions_refuse_line_breaks() {
+        let a = Action::new("Originate").with_action_id("1").header("Channel", "PJSIP/1\r\nAction: Hangup");
+        assert!(matches!(a.encode(), Err(AmiError::Injection { header, .. }) if header == "Channel"));
+        let ok = Action::new("Ping").with_action_id("7").header("Variable", "A=1").header("Variable", "B=2");
+        assert_eq!(ok.encode().unwrap(), b"Action: Ping\r\nActionID: 7\r\nVariable: A=1\r\nVariable: B=2\r\n\r\n");
+    }
+
+    #[test]
+    fn bare_newlines_and_a_non_ami_peer() {
+        let mut d = AmiDecoder::new();
+        d.feed(b"Asterisk Call Manager/11.0\nEvent: A\nK: v\n\n");
+        let msgs = all(&mut d);
+        assert!(matches!(&msgs[1], Ok(AmiMessage::Event(e)) if e.get("K") == Some("v")));
+        let mut d = AmiDecoder::new();
+        d.feed(b"SSH-2.0-OpenSSH\r\n");
+        assert!(matches!(d.next_message(), Err(AmiError::NotAmi { .. })));
+    }
+}

@@ -1,0 +1,115 @@
+//! The Asterisk side of the session core (sans-I/O): AMI events become session inputs, session
+//! commands become AMI actions. The AMI actions and events of `res_handoff.so` are listed in
+//! `docs/ami.md`; the dial plan contexts named here are in `dialplans/extensions_handoff.conf`.
+
+use crate::ami::{Action, Event};
+use crate::config::Config;
+use crate::session::{Command, Input, LegArrival, Path};
+
+/// Dial plan context and extension the far party's channel runs after it answers.
+pub const FAR_CONTEXT: &str = "handoff-far";
+pub const FAR_EXTEN: &str = "join";
+
+/// Why an event could not become an input: one line naming the event and the header.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    /// A handoff event lacks a header it must carry.
+    #[error("AMI event {event}: missing header {header}")]
+    Missing { event: String, header: &'static str },
+    /// A header's value is not one the module sends.
+    #[error("AMI event {event}: header {header} has unexpected value '{value}'")]
+    Invalid { event: String, header: &'static str, value: String },
+}
+
+fn required(ev: &Event, header: &'static str) -> Result<String, EventError> {
+    match ev.headers.get(header) {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        _ => Err(EventError::Missing { event: ev.name.clone(), header }),
+    }
+}
+
+fn optional(ev: &Event, header: &str) -> String {
+    ev.headers.get(header).unwrap_or("").trim().to_string()
+}
+
+/// Turns an AMI event into a session input; `Ok(None)` for events the core does not need.
+/// `OriginateResponse` is left to the caller, which knows which originate it answers.
+pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
+    match ev.name.as_str() {
+        "HandoffLegArrived" => {
+            let path_text = optional(ev, "Path");
+            let path = Path::parse(&path_text).ok_or_else(|| EventError::Invalid {
+                event: ev.name.clone(),
+                header: "Path",
+                value: path_text.clone(),
+            })?;
+            Ok(Some(Input::LegArrived(LegArrival {
+                uniqueid: required(ev, "Uniqueid")?,
+                channel: required(ev, "Channel")?,
+                caller: optional(ev, "CallerIDNum"),
+                endpoint: optional(ev, "Endpoint"),
+                path,
+                far: required(ev, "Far")?,
+                token: optional(ev, "Token"),
+            })))
+        }
+        "Hangup" => {
+            let cause_text = optional(ev, "Cause");
+            Ok(Some(Input::Hangup {
+                uniqueid: required(ev, "Uniqueid")?,
+                cause: cause_text.parse().unwrap_or(0),
+                cause_txt: optional(ev, "Cause-txt"),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads an `OriginateResponse` for the far channel `uniqueid`: answered, or failed with a reason.
+pub fn originate_outcome(ev: &Event, uniqueid: &str) -> Input {
+    if ev.headers.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success")) {
+        return Input::FarAnswered { uniqueid: uniqueid.to_string() };
+    }
+    // Reason is the AST_CONTROL code that ended the dial attempt.
+    let reason = match ev.headers.get("Reason").unwrap_or("") {
+        "1" => "hung up before answer",
+        "3" => "no answer",
+        "5" => "busy",
+        "8" => "congestion",
+        "0" => "no such endpoint or channel could not be created",
+        _ => "failed",
+    };
+    Input::FarFailed { uniqueid: uniqueid.to_string(), reason: reason.to_string() }
+}
+
+/// The AMI action that carries out a session command.
+pub fn action_for(cmd: &Command, cfg: &Config) -> Action {
+    match cmd {
+        Command::Assign { uniqueid, session, bridge } => Action::new("HandoffAssign")
+            .header("Uniqueid", uniqueid)
+            .header("Session", &session.0)
+            .header("Bridge", bridge),
+        Command::Refuse { uniqueid, reason } => {
+            Action::new("HandoffRefuse").header("Uniqueid", uniqueid).header("Reason", reason)
+        }
+        Command::OriginateFar { session, uniqueid, number, bridge, caller_id } => {
+            let mut a = Action::new("Originate")
+                .header("Channel", format!("PJSIP/{number}@{}", cfg.far.endpoint))
+                .header("Context", FAR_CONTEXT)
+                .header("Exten", FAR_EXTEN)
+                .header("Priority", "1")
+                .header("Timeout", (u64::from(cfg.far.answer_timeout_s) * 1000).to_string())
+                .header("ChannelId", uniqueid)
+                .header("Variable", format!("HANDOFF_BRIDGE={bridge}"))
+                .header("Variable", format!("HANDOFF_SESSION={session}"))
+                .header("Async", "true");
+            if !caller_id.is_empty() {
+                a = a.header("CallerID", caller_id);
+            }
+            a
+        }
+        Command::Hangup { uniqueid, cause } => {
+            Action::new("Hangup").header("Channel", uniqueid).header("Cause", cause.to_string())
+        }
+    }
+}

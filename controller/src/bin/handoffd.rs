@@ -1,0 +1,99 @@
+//! `handoffd`: the handoff controller daemon.
+//!
+//! ```text
+//! handoffd [--config PATH]     run (default config /etc/handoff/handoffd.yaml)
+//! handoffd --check [--config PATH]   validate the config and exit
+//! handoffd --version
+//! ```
+//! Logs go to stderr in a form journald reads well; `RUST_LOG` overrides `log.level`.
+
+use handoff::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const DEFAULT_CONFIG: &str = "/etc/handoff/handoffd.yaml";
+const USAGE: &str = "usage: handoffd [--config PATH] [--check] [--version]";
+
+fn main() -> ExitCode {
+    let mut config = PathBuf::from(DEFAULT_CONFIG);
+    let mut check = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => match args.next() {
+                Some(p) => config = PathBuf::from(p),
+                None => return usage_error("--config needs a path"),
+            },
+            "--check" => check = true,
+            "--version" | "-V" => {
+                println!("handoffd {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => return usage_error(&format!("unknown argument '{other}'")),
+        }
+    }
+    let cfg = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("handoffd: {e}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    if check {
+        println!("handoffd: {} is valid", config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&cfg.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("handoffd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("handoffd {} starting with {}", env!("CARGO_PKG_VERSION"), config.display());
+    match runtime.block_on(handoff::daemon::run(cfg, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(2), // already logged as one line
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("handoffd: {msg}\n{USAGE}");
+    ExitCode::from(64) // EX_USAGE
+}
+
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("handoff={level},handoffd={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,334 @@
+//! `handoffd.yaml`: the controller's configuration, read with serde-saphyr (the maintained
+//! successor of the deprecated serde_yaml) and validated. Every error is one line:
+//! `<file>: <key path>: <what is wrong>`, or `<file>:<line>:<column>: <message>` for YAML syntax.
+//! The AMI secret never appears in Debug output or in errors.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+
+/// A secret value: Debug prints `***`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself, for the one place that sends it (the AMI login).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// A configuration error, one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}{sep}{problem}", sep = if key.is_empty() { "" } else { ": " })]
+pub struct ConfigError {
+    pub file: String,
+    /// The key path (`ami.port`), or `line:column` for syntax errors, or empty.
+    pub key: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ami: Ami,
+    #[serde(default)]
+    pub far: Far,
+    #[serde(default)]
+    pub conference: Conference,
+    #[serde(default)]
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ami {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub username: String,
+    #[serde(default)]
+    pub secret: Secret,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_action_timeout")]
+    pub action_timeout_ms: u64,
+    #[serde(default = "default_reconnect_initial")]
+    pub reconnect_initial_ms: u64,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_ms: u64,
+}
+
+impl Ami {
+    /// `host:port` (IPv6 hosts bracketed).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Far {
+    #[serde(default = "default_far_endpoint")]
+    pub endpoint: String,
+    #[serde(default = "default_answer_timeout")]
+    pub answer_timeout_s: u32,
+    #[serde(default)]
+    pub caller_id: String,
+}
+
+impl Default for Far {
+    fn default() -> Self {
+        Self { endpoint: default_far_endpoint(), answer_timeout_s: default_answer_timeout(), caller_id: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conference {
+    #[serde(default = "default_bridge_profile")]
+    pub bridge_profile: String,
+    #[serde(default = "default_user_profile")]
+    pub user_profile: String,
+    #[serde(default = "default_far_user_profile")]
+    pub far_user_profile: String,
+    #[serde(default = "default_name_prefix")]
+    pub name_prefix: String,
+}
+
+impl Default for Conference {
+    fn default() -> Self {
+        Self {
+            bridge_profile: default_bridge_profile(),
+            user_profile: default_user_profile(),
+            far_user_profile: default_far_user_profile(),
+            name_prefix: default_name_prefix(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { level: default_level() }
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    5038
+}
+fn default_connect_timeout() -> u64 {
+    3000
+}
+fn default_action_timeout() -> u64 {
+    5000
+}
+fn default_reconnect_initial() -> u64 {
+    250
+}
+fn default_reconnect_max() -> u64 {
+    10_000
+}
+fn default_far_endpoint() -> String {
+    "far".into()
+}
+fn default_answer_timeout() -> u32 {
+    30
+}
+fn default_bridge_profile() -> String {
+    "handoff_bridge".into()
+}
+fn default_user_profile() -> String {
+    "handoff_user".into()
+}
+fn default_far_user_profile() -> String {
+    "handoff_far".into()
+}
+fn default_name_prefix() -> String {
+    "handoff-".into()
+}
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Config {
+    /// Reads and validates `path`; `secret_file` is read relative to nothing (absolute paths).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            problem: format!("cannot read: {e} (copy conf/handoffd.yaml.sample to it)"),
+        })?;
+        let mut cfg = Self::parse(&text, &file)?;
+        if let Some(sf) = cfg.ami.secret_file.clone() {
+            let s = std::fs::read_to_string(&sf).map_err(|e| ConfigError {
+                file: file.clone(),
+                key: "ami.secret_file".into(),
+                problem: format!("cannot read {sf}: {e}"),
+            })?;
+            cfg.ami.secret = Secret::new(s.trim());
+            if cfg.ami.secret.expose().is_empty() {
+                return Err(ConfigError { file, key: "ami.secret_file".into(), problem: format!("{sf} is empty") });
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates YAML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| syntax_error(origin, &e.to_string()))?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, problem: String| Err(ConfigError { file: file.into(), key: key.into(), problem });
+        if self.ami.host.trim().is_empty() {
+            return err("ami.host", "must not be empty".into());
+        }
+        if self.ami.port == 0 {
+            return err("ami.port", "must be 1..=65535, got 0".into());
+        }
+        if self.ami.username.trim().is_empty() {
+            return err("ami.username", "must not be empty".into());
+        }
+        match (self.ami.secret.expose().is_empty(), &self.ami.secret_file) {
+            (true, None) => return err("ami.secret", "set ami.secret or ami.secret_file".into()),
+            (false, Some(_)) => return err("ami.secret_file", "set ami.secret or ami.secret_file, not both".into()),
+            _ => {}
+        }
+        for (key, v) in [
+            ("ami.connect_timeout_ms", self.ami.connect_timeout_ms),
+            ("ami.action_timeout_ms", self.ami.action_timeout_ms),
+            ("ami.reconnect_initial_ms", self.ami.reconnect_initial_ms),
+            ("ami.reconnect_max_ms", self.ami.reconnect_max_ms),
+            ("far.answer_timeout_s", u64::from(self.far.answer_timeout_s)),
+        ] {
+            if v == 0 {
+                return err(key, "must be greater than 0".into());
+            }
+        }
+        if self.ami.reconnect_initial_ms > self.ami.reconnect_max_ms {
+            return err(
+                "ami.reconnect_initial_ms",
+                format!(
+                    "{} is larger than ami.reconnect_max_ms ({})",
+                    self.ami.reconnect_initial_ms, self.ami.reconnect_max_ms
+                ),
+            );
+        }
+        let name_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        for (key, v) in [
+            ("far.endpoint", &self.far.endpoint),
+            ("conference.bridge_profile", &self.conference.bridge_profile),
+            ("conference.user_profile", &self.conference.user_profile),
+            ("conference.far_user_profile", &self.conference.far_user_profile),
+            ("conference.name_prefix", &self.conference.name_prefix),
+        ] {
+            if !name_ok(v) {
+                return err(key, format!("'{v}' must be letters, digits, _ . - (no spaces)"));
+            }
+        }
+        if self.far.caller_id.contains(['\r', '\n']) {
+            return err("far.caller_id", "must be one line".into());
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
+            return err("log.level", format!("'{}' must be one of error, warn, info, debug, trace", self.log.level));
+        }
+        Ok(())
+    }
+}
+
+/// Folds a serde-saphyr error (which may carry a source snippet) into one line.
+fn syntax_error(file: &str, message: &str) -> ConfigError {
+    let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid YAML").to_string();
+    // "... at line L column C" → "file:L:C"
+    let loc = message.split("line ").nth(1).and_then(|rest| {
+        let line: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let col: String = rest.split("column ").nth(1)?.chars().take_while(|c| c.is_ascii_digit()).collect();
+        (!line.is_empty() && !col.is_empty()).then(|| format!("{line}:{col}"))
+    });
+    match loc {
+        Some(l) => ConfigError { file: format!("{file}:{l}"), key: String::new(), problem: first },
+        None => ConfigError { file: file.into(), key: String::new(), problem: first },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "ami:\n  username: handoffd\n  secret: s3cret\n";
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = Config::parse(MIN, "t.yaml").unwrap();
+        assert_eq!(c.ami.address(), "127.0.0.1:5038");
+        assert_eq!(c.far.endpoint, "far");
+        assert_eq!(c.conference.name_prefix, "handoff-");
+        assert!(!format!("{c:?}").contains("s3cret"), "the secret never shows in Debug");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_problem_on_one_line() {
+        let cases = [
+            ("ami:\n  username: h\n  secret: s\n  port: 0\n", "t.yaml: ami.port: must be 1..=65535, got 0"),
+            ("ami:\n  username: h\n", "t.yaml: ami.secret: set ami.secret or ami.secret_file"),
+            (
+                "ami:\n  username: h\n  secret: s\nlog:\n  level: loud\n",
+                "t.yaml: log.level: 'loud' must be one of error, warn, info, debug, trace",
+            ),
+            (
+                "ami:\n  username: h\n  secret: s\nfar:\n  endpoint: \"a b\"\n",
+                "t.yaml: far.endpoint: 'a b' must be letters, digits, _ . - (no spaces)",
+            ),
+            (
+                "ami:\n  username: h\n  secret: s\n  reconnect_initial_ms: 5000\n  reconnect_max_ms: 100\n",
+                "t.yaml: ami.reconnect_initial_ms: 5000 is larger than ami.reconnect_max_ms (100)",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(text, "t.yaml").unwrap_err().to_string();
+            assert_eq!(e, want);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_yaml_are_one_line_with_a_place() {
+        let e = Config::parse("ami:\n  username: h\n  secret: s\n  prot: 1\n", "t.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("t.yaml") && e.contains("prot") && !e.contains('\n'), "{e}");
+        let e = Config::parse("ami: [unclosed\n", "t.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("t.yaml") && !e.contains('\n'), "{e}");
+        assert!(!Config::parse("ami:\n  username: h\n  secret: zzz\n  port: x\n", "t.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("zzz"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The dialplan application `Handoff(far[,path[,token]])`.
+//!
+//! It announces the channel to the controller with the AMI event `HandoffLegArrived`, then
+//! services the channel (reading and dropping its frames) until the controller answers with
+//! `HandoffAssign` or `HandoffRefuse`, the caller hangs up, or `assign_timeout` passes. It never
+//! joins anything itself: it sets channel variables and returns, and the dialplan goes on:
+//!
+//! - `HANDOFF_STATUS`: `ASSIGNED` (then `ConfBridge(${HANDOFF_BRIDGE},...)`), `REFUSED`,
+//!   `TIMEOUT`, `NOCONTROLLER` (handoffd is not connected), `INVALID` (bad arguments)
+//! - `HANDOFF_SESSION`, `HANDOFF_BRIDGE`: set when assigned
+//! - `HANDOFF_REASON`: a one-line reason for anything but `ASSIGNED`
+
+use crate::app_args::parse_args;
+use crate::asterisk::{self, Channel, EventClass, Level};
+use crate::ffi;
+use crate::frame_clock::Path;
+use crate::guard::guard;
+use crate::legs::{self, Decision, WaitEnd};
+use crate::media;
+use crate::registration::{config, module_self};
+use std::ffi::{c_char, c_int};
+use std::time::{Duration, Instant};
+
+const APP: &std::ffi::CStr = c"Handoff";
+const SYNOPSIS: &std::ffi::CStr = c"Hand the channel to the handoff controller (dual-leg sessions, moves)";
+const DESCRIPTION: &std::ffi::CStr =
+    c"Handoff(far[,path[,token]]): announce this leg to handoffd and wait for its decision.\n\
+far: the number of the far party; path: data (default) or carrier; token: optional pairing token.\n\
+Sets HANDOFF_STATUS (ASSIGNED, REFUSED, TIMEOUT, NOCONTROLLER, INVALID), HANDOFF_SESSION,\n\
+HANDOFF_BRIDGE and HANDOFF_REASON, then returns; follow it with\n\
+ConfBridge(${HANDOFF_BRIDGE},handoff_bridge,handoff_user) when ASSIGNED.";
+
+/// How often the waiting application looks for the controller's decision.
+const POLL: Duration = Duration::from_millis(20);
+
+pub fn register() -> Result<(), ()> {
+    // SAFETY: static C strings; handoff_exec is a guarded extern "C" fn; module_self() is set.
+    let rc = unsafe {
+        ffi::ast_register_application2(
+            APP.as_ptr(),
+            handoff_exec,
+            SYNOPSIS.as_ptr(),
+            DESCRIPTION.as_ptr(),
+            module_self().cast(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+pub fn unregister() {
+    // SAFETY: static C string.
+    unsafe { ffi::ast_unregister_application(APP.as_ptr()) };
+}
+
+extern "C" fn handoff_exec(chan: *mut ffi::ast_channel, data: *const c_char) -> c_int {
+    guard("Handoff()", 0, || {
+        // SAFETY: Asterisk passes the live channel running this application, on its own thread.
+        let Some(chan) = (unsafe { Channel::from_app(chan) }) else { return -1 };
+        // SAFETY: data is NULL or the application's NUL-terminated argument string.
+        let data = unsafe { asterisk::from_c(data) };
+        run(&chan, &data)
+    })
+}
+
+fn finish(chan: &Channel, status: &str, reason: &str) -> c_int {
+    chan.set_var("HANDOFF_STATUS", status);
+    chan.set_var("HANDOFF_REASON", reason);
+    0
+}
+
+fn run(chan: &Channel, data: &str) -> c_int {
+    let name = chan.name();
+    let args = match parse_args(data) {
+        Ok(a) => a,
+        Err(why) => {
+            asterisk::log(Level::Error, &format!("Handoff({data}) on {name}: {why}"));
+            return finish(chan, "INVALID", &why);
+        }
+    };
+    let cfg = config();
+    let uniqueid = chan.uniqueid();
+    {
+        let mut reg = legs::registry();
+        if reg.controller(Instant::now(), cfg.controller_timeout()).is_none() {
+            reg.counters.no_controller += 1;
+            drop(reg);
+            let why =
+                "handoffd is not connected to Asterisk's AMI (no HandoffHello); start it: systemctl start handoffd";
+            asterisk::log(Level::Error, &format!("Handoff() on {name}: {why}"));
+            return finish(chan, "NOCONTROLLER", why);
+        }
+        if !reg.arrive(&uniqueid) {
+            return finish(chan, "INVALID", "this channel is already inside Handoff()");
+        }
+    }
+    let caller = chan.func("CALLERID(num)");
+    let endpoint = chan.func("CHANNEL(endpoint)");
+    asterisk::manager_event(
+        EventClass::Call,
+        "HandoffLegArrived",
+        &[
+            ("Channel", &name),
+            ("Uniqueid", &uniqueid),
+            ("CallerIDNum", &caller),
+            ("Endpoint", &endpoint),
+            ("Path", args.path),
+            ("Far", &args.far),
+            ("Token", &args.token),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_millis(cfg.assign_timeout_ms.into());
+    loop {
+        if let Some(decision) = legs::registry().take_decision(&uniqueid) {
+            return match decision {
+                Decision::Assigned { session, bridge, group, preferred } => {
+                    chan.set_var("HANDOFF_SESSION", &session);
+                    chan.set_var("HANDOFF_BRIDGE", &bridge);
+                    let path = Path::parse(args.path).unwrap_or(Path::Data);
+                    let preferred = Path::parse(&preferred).unwrap_or(Path::Data);
+                    // SAFETY: chan is this application's live channel, on its own thread.
+                    if let Err(why) = unsafe {
+                        media::attach(chan.as_ptr(), &group, &session, &uniqueid, path, preferred, cfg.timing())
+                    } {
+                        media::attach_failed(&name, &why);
+                    }
+                    finish(chan, "ASSIGNED", "")
+                }
+                Decision::Refused { reason } => {
+                    asterisk::log(Level::Notice, &format!("Handoff() on {name}: refused by handoffd: {reason}"));
+                    finish(chan, "REFUSED", &reason)
+                }
+            };
+        }
+        let end = if Instant::now() >= deadline {
+            Some(WaitEnd::TimedOut)
+        } else if !chan.sleep(POLL.as_millis() as i32) {
+            Some(WaitEnd::HungUp)
+        } else {
+            None
+        };
+        if let Some(end) = end {
+            legs::registry().abandon(&uniqueid, end);
+            let (reason, label) = match end {
+                WaitEnd::TimedOut => ("handoffd did not place the leg within assign_timeout", "timeout"),
+                WaitEnd::HungUp => ("the caller hung up while waiting", "hangup"),
+            };
+            asterisk::manager_event(
+                EventClass::Call,
+                "HandoffLegAbandoned",
+                &[("Channel", &name), ("Uniqueid", &uniqueid), ("Reason", label)],
+            );
+            return match end {
+                WaitEnd::TimedOut => {
+                    asterisk::log(
+                        Level::Warning,
+                        &format!("Handoff() on {name}: {reason} ({} ms)", cfg.assign_timeout_ms),
+                    );
+                    finish(chan, "TIMEOUT", reason)
+                }
+                WaitEnd::HungUp => -1,
+            };
+        }
+    }
+}

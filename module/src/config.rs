@@ -1,0 +1,101 @@
+//! `handoff.conf`, the module's own settings, read the Asterisk way (`[general]` section,
+//! `name = value` lines). Parsing is pure: it takes the variables with their line numbers and
+//! returns the settings plus one error line per bad value (the old value is kept for those).
+
+use std::time::Duration;
+
+/// What `handoff.conf` sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleConfig {
+    /// How long `Handoff()` waits for the controller to place the leg (ms).
+    pub assign_timeout_ms: u32,
+    /// How long after its last `HandoffHello` the controller counts as gone (s).
+    pub controller_timeout_s: u32,
+    /// Silence on the leg feeding the mix after which the other leg takes over (ms).
+    pub stall_threshold_ms: u32,
+    /// How long the preferred path must flow cleanly before it takes the mix back (ms).
+    pub recover_time_ms: u32,
+}
+
+impl Default for ModuleConfig {
+    fn default() -> Self {
+        Self { assign_timeout_ms: 5000, controller_timeout_s: 15, stall_threshold_ms: 40, recover_time_ms: 500 }
+    }
+}
+
+impl ModuleConfig {
+    pub fn controller_timeout(&self) -> Duration {
+        Duration::from_secs(self.controller_timeout_s.into())
+    }
+
+    /// The switch's tunables in the frame clock's units.
+    pub fn timing(&self) -> crate::frame_clock::Timing {
+        crate::frame_clock::Timing {
+            stall_ns: u64::from(self.stall_threshold_ms) * 1_000_000,
+            recover_ns: u64::from(self.recover_time_ms) * 1_000_000,
+        }
+    }
+
+    /// Applies `[general]` variables `(name, value, line)` over `self`; returns one message per
+    /// variable that was refused (naming the file line, the key and the reason).
+    pub fn apply(&mut self, file: &str, vars: &[(String, String, i32)]) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, value, line) in vars {
+            let key = name.trim().to_ascii_lowercase();
+            let value = value.trim();
+            let result = match key.as_str() {
+                "assign_timeout" => {
+                    parse_ranged(value, 100, 120_000, "milliseconds").map(|v| self.assign_timeout_ms = v)
+                }
+                "controller_timeout" => parse_ranged(value, 1, 3600, "seconds").map(|v| self.controller_timeout_s = v),
+                "stall_threshold" => parse_ranged(value, 20, 2000, "milliseconds").map(|v| self.stall_threshold_ms = v),
+                "recover_time" => parse_ranged(value, 0, 60_000, "milliseconds").map(|v| self.recover_time_ms = v),
+                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, recover_time)"
+                    .to_string()),
+            };
+            if let Err(why) = result {
+                errors.push(format!("{file} line {line}: {key} = '{value}': {why}; keeping the previous value"));
+            }
+        }
+        errors
+    }
+}
+
+fn parse_ranged(value: &str, min: u32, max: u32, unit: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is out of range {min}..={max} {unit}")),
+        Err(_) => Err(format!("not a whole number of {unit}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(v: &[(&str, &str)]) -> Vec<(String, String, i32)> {
+        v.iter().enumerate().map(|(i, (n, v))| (n.to_string(), v.to_string(), i as i32 + 2)).collect()
+    }
+
+    #[test]
+    fn good_values_apply() {
+        let mut c = ModuleConfig::default();
+        let errs = c.apply("handoff.conf", &vars(&[("assign_timeout", "2500"), ("controller_timeout", " 30 ")]));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(c, ModuleConfig { assign_timeout_ms: 2500, controller_timeout_s: 30, ..ModuleConfig::default() });
+    }
+
+    #[test]
+    fn bad_values_name_the_line_and_key_and_keep_the_old_value() {
+        let mut c = ModuleConfig::default();
+        let errs = c
+            .apply("handoff.conf", &vars(&[("assign_timeout", "abc"), ("controller_timeout", "0"), ("colour", "red")]));
+        assert_eq!(c, ModuleConfig::default());
+        assert_eq!(errs.len(), 3);
+        assert_eq!(errs[0], "handoff.conf line 2: assign_timeout = 'abc': not a whole number of milliseconds; keeping the previous value");
+        assert!(
+            errs[1].starts_with("handoff.conf line 3: controller_timeout = '0': 0 is out of range 1..=3600 seconds")
+        );
+        assert!(errs[2].contains("line 4: colour = 'red': unknown setting"));
+    }
+}

@@ -1,0 +1,37 @@
+//! `res_handoff.so`: the part of handoff that must live inside Asterisk.
+//!
+//! It registers the dialplan application `Handoff()` (hands a channel to the session machinery
+//! run by the `handoffd` controller), the CLI command `handoff show status`, and the AMI actions
+//! (`HandoffHello`, `HandoffAssign`, `HandoffRefuse`) and events (`HandoffLegArrived`,
+//! `HandoffLegAbandoned`) the controller speaks. Policy lives in the controller; the module only
+//! does what cannot leave the PBX.
+//!
+//! The FFI is layered: [`ffi`] holds raw declarations whose layouts and prototypes `build.rs`
+//! checks against the Asterisk headers, [`asterisk`] is a small safe wrapper, and the logic
+//! ([`legs`], [`config`]) is plain Rust with unit tests. Every `extern "C"` entry point runs inside
+//! [`guard::guard`], so a panic never reaches Asterisk.
+//!
+//! Files: `lib.rs` (module registration, load/unload/reload), `app.rs` (`Handoff()`), `cli.rs`,
+//! `manager.rs` (AMI), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`).
+
+pub mod app_args;
+pub mod config;
+pub mod frame_clock;
+pub mod legs;
+
+#[cfg(not(test))]
+mod app;
+#[cfg(not(test))]
+mod asterisk;
+#[cfg(not(test))]
+mod cli;
+#[cfg(not(test))]
+mod ffi;
+#[cfg(not(test))]
+mod guard;
+#[cfg(not(test))]
+mod manager;
+#[cfg(not(test))]
+mod media;
+#[cfg(not(test))]
+mod registration;

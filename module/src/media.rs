@@ -1,0 +1,276 @@
+//! Watching every leg frame by frame inside Asterisk: a read frame hook per leg that asks its
+//! device group ([`crate::frame_clock::Group`]) whether the frame feeds the mix, and a ticker
+//! thread that reports stalls, recoveries and switches as AMI events (the read hook alone never
+//! runs when RTP stops).
+//!
+//! The frame hook touches atomics only; the group registry's mutex is taken by the
+//! application thread (attach) and the ticker, never in a frame callback. Events:
+//! `HandoffLegStalled`, `HandoffLegRecovered`, `HandoffLegSwitched` (see docs/ami.md).
+
+use crate::asterisk::{self, EventClass, Level};
+use crate::ffi;
+use crate::frame_clock::{Group, Path, Report, SwitchReason, Timing};
+use crate::guard::guard;
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the ticker looks at every leg's clock.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Frame hooks currently attached (the module must not unload while any is).
+pub static HOOKS_ATTACHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Monotonic clock in ns (CLOCK_MONOTONIC, the clock handoffd and the tests also read).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A device group and the labels its events carry.
+struct Entry {
+    group: Arc<Group>,
+    session: String,
+    uniqueids: [String; 2],
+}
+
+static GROUPS: LazyLock<Mutex<HashMap<String, Entry>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn groups() -> std::sync::MutexGuard<'static, HashMap<String, Entry>> {
+    GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a leg's hook carries (owned by Asterisk's framehook until its destroy callback).
+struct HookData {
+    group: Arc<Group>,
+    path: Path,
+}
+
+/// Attaches the read hook to `chan` for `path` in group `key` of `session`.
+///
+/// # Safety
+/// `chan` is the live channel of the calling application thread.
+pub unsafe fn attach(
+    chan: *mut ffi::ast_channel,
+    key: &str,
+    session: &str,
+    uniqueid: &str,
+    path: Path,
+    preferred: Path,
+    timing: Timing,
+) -> Result<(), String> {
+    let group = {
+        let mut all = groups();
+        let entry = all.entry(key.to_string()).or_insert_with(|| Entry {
+            group: Arc::new(Group::new(preferred, timing)),
+            session: session.to_string(),
+            uniqueids: [String::new(), String::new()],
+        });
+        entry.uniqueids[path as usize] = uniqueid.to_string();
+        entry.group.clone()
+    };
+    group.attach(path);
+    let data = Box::into_raw(Box::new(HookData { group: group.clone(), path }));
+    let mut iface = ffi::ast_framehook_interface {
+        version: ffi::AST_FRAMEHOOK_INTERFACE_VERSION as u16,
+        event_cb: Some(on_event),
+        destroy_cb: Some(on_destroy),
+        consume_cb: Some(consumes),
+        chan_fixup_cb: None,
+        chan_breakdown_cb: None,
+        disable_inheritance: 1,
+        data: data.cast(),
+    };
+    // SAFETY: chan is live (caller's contract); the framehook API requires the channel lock,
+    // taken and released here around the attach; Asterisk copies the interface.
+    let id = unsafe {
+        ffi::__ao2_lock(
+            chan.cast(),
+            ffi::AO2_LOCK_REQ_MUTEX,
+            c"media.rs".as_ptr(),
+            c"attach".as_ptr(),
+            0,
+            c"chan".as_ptr(),
+        );
+        let id = ffi::ast_framehook_attach(chan, &mut iface);
+        ffi::__ao2_unlock(chan.cast(), c"media.rs".as_ptr(), c"attach".as_ptr(), 0, c"chan".as_ptr());
+        id
+    };
+    if id < 0 {
+        // SAFETY: Asterisk did not take the data: it is still ours to free.
+        drop(unsafe { Box::from_raw(data) });
+        group.detach(path);
+        return Err("ast_framehook_attach failed".into());
+    }
+    HOOKS_ATTACHED.fetch_add(1, Ordering::AcqRel);
+    Ok(())
+}
+
+extern "C" fn consumes(_data: *mut c_void, frame_type: c_int) -> c_int {
+    c_int::from(frame_type == ffi::AST_FRAME_VOICE)
+}
+
+extern "C" fn on_event(
+    _chan: *mut ffi::ast_channel,
+    frame: *mut ffi::ast_frame,
+    event: c_int,
+    data: *mut c_void,
+) -> *mut ffi::ast_frame {
+    // On a panic the frame passes unchanged: the call goes on as if the module were not there.
+    guard("frame hook", frame, || {
+        if event != ffi::AST_FRAMEHOOK_EVENT_READ || frame.is_null() || data.is_null() {
+            return frame;
+        }
+        // SAFETY: frame is a live frame Asterisk hands us with the channel locked; frametype is
+        // an int at the offset the headers give (checked at build time).
+        let frametype = unsafe { *(frame.cast::<u8>().add(ffi::AST_FRAME_FRAMETYPE_OFFSET).cast::<c_int>()) };
+        if frametype != ffi::AST_FRAME_VOICE {
+            return frame;
+        }
+        // SAFETY: data is the HookData we boxed in attach(); it lives until on_destroy.
+        let hook = unsafe { &*(data as *const HookData) };
+        match hook.group.on_frame(hook.path, now_ns()) {
+            crate::frame_clock::Verdict::Pass => frame,
+            crate::frame_clock::Verdict::Drop => {
+                // SAFETY: returning another frame makes us responsible for freeing this one,
+                // exactly as Asterisk's own suppress hook does; ast_null_frame is static.
+                unsafe {
+                    ffi::ast_frame_free(frame, 1);
+                    std::ptr::addr_of_mut!(ffi::ast_null_frame)
+                }
+            }
+        }
+    })
+}
+
+extern "C" fn on_destroy(data: *mut c_void) {
+    guard("frame hook destroy", (), || {
+        if data.is_null() {
+            return;
+        }
+        // SAFETY: data is the HookData boxed in attach(), handed back exactly once.
+        let hook = unsafe { Box::from_raw(data as *mut HookData) };
+        hook.group.detach(hook.path);
+        HOOKS_ATTACHED.fetch_sub(1, Ordering::AcqRel);
+    })
+}
+
+/// The ticker thread: started on load, stopped (and joined) on unload.
+pub struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+static TICKER: Mutex<Option<Ticker>> = Mutex::new(None);
+
+pub fn start_ticker() -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("handoff-ticker".into())
+        .spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                guard("ticker", (), tick_all);
+                std::thread::sleep(TICK);
+            }
+        })
+        .map_err(|e| format!("cannot start the ticker thread: {e}"))?;
+    *TICKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ticker { stop, thread: Some(thread) });
+    Ok(())
+}
+
+pub fn stop_ticker() {
+    let ticker = TICKER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(mut t) = ticker {
+        t.stop.store(true, Ordering::Relaxed);
+        if let Some(th) = t.thread.take() {
+            let _ = th.join();
+        }
+    }
+}
+
+fn ms(ns: u64) -> String {
+    (ns / 1_000_000).to_string()
+}
+
+fn tick_all() {
+    let now = now_ns();
+    let mut events: Vec<(&'static str, Vec<(&'static str, String)>)> = Vec::new();
+    {
+        let mut all = groups();
+        all.retain(|key, e| {
+            for report in e.group.tick(now) {
+                let base = |path: Path| {
+                    vec![
+                        ("Session", e.session.clone()),
+                        ("Group", key.clone()),
+                        ("Path", path.as_str().to_string()),
+                        ("Uniqueid", e.uniqueids[path as usize].clone()),
+                    ]
+                };
+                match report {
+                    Report::Stalled { path, last_frame_ns, now_ns } => {
+                        let mut h = base(path);
+                        h.push(("LastFrameMs", ms(last_frame_ns)));
+                        h.push(("DetectedMs", ms(now_ns)));
+                        h.push(("SilentMs", ms(now_ns - last_frame_ns)));
+                        events.push(("HandoffLegStalled", h));
+                    }
+                    Report::Recovered { path, first_frame_ns } => {
+                        let mut h = base(path);
+                        h.push(("FirstFrameMs", ms(first_frame_ns)));
+                        events.push(("HandoffLegRecovered", h));
+                    }
+                    Report::Switched { from, to, at_ns, reason } => {
+                        let reason = match reason {
+                            SwitchReason::Stall => "stall",
+                            SwitchReason::PreferredBack => "preferred-recovered",
+                        };
+                        events.push((
+                            "HandoffLegSwitched",
+                            vec![
+                                ("Session", e.session.clone()),
+                                ("Group", key.clone()),
+                                ("From", from.map(Path::as_str).unwrap_or("none").to_string()),
+                                ("To", to.as_str().to_string()),
+                                ("Uniqueid", e.uniqueids[to as usize].clone()),
+                                ("AtMs", ms(at_ns)),
+                                ("Reason", reason.to_string()),
+                            ],
+                        ));
+                    }
+                }
+            }
+            e.group.in_use()
+        });
+    }
+    // Raised outside the registry lock.
+    for (name, headers) in events {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        asterisk::manager_event(EventClass::Call, name, &h);
+    }
+}
+
+/// For `handoff show status`: groups and which leg feeds each.
+pub fn status_lines() -> Vec<String> {
+    groups()
+        .iter()
+        .map(|(key, e)| {
+            format!(
+                "  {key}: active={} switches={}",
+                e.group.active().map(Path::as_str).unwrap_or("none"),
+                e.group.switches()
+            )
+        })
+        .collect()
+}
+
+/// Logs why a hook could not be attached; the call goes on unwatched.
+pub fn attach_failed(channel: &str, why: &str) {
+    asterisk::log(Level::Warning, &format!("cannot watch {channel}: {why}; the call goes on without failover"));
+}

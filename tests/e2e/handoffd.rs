@@ -1,0 +1,104 @@
+//! The real `handoffd` binary, run with a generated config; its log is collected line by line.
+
+use crate::{target_dir, wait_for};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The testbed's AMI account (conf/manager_handoff.conf.sample).
+pub const AMI_SECRET: &str = "change-me-handoffd-secret";
+
+/// A config for the testbed; `extra` replaces keys of the ami section (`port`, `secret`, ...).
+pub fn testbed_config(port: u16, secret: &str) -> String {
+    format!(
+        "ami:\n  host: 127.0.0.1\n  port: {port}\n  username: handoffd\n  secret: \"{secret}\"\n  reconnect_initial_ms: 200\n  reconnect_max_ms: 1000\n\
+far:\n  endpoint: far\n  answer_timeout_s: 20\nconference:\n  name_prefix: handoff-\nlog:\n  level: debug\n"
+    )
+}
+
+pub struct Handoffd {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    _config: PathBuf,
+}
+
+impl Handoffd {
+    /// Starts handoffd with `config` (YAML text).
+    pub fn spawn(config: &str) -> Self {
+        Self::spawn_with_args(config, &[])
+    }
+
+    pub fn spawn_with_args(config: &str, args: &[&str]) -> Self {
+        let bin = target_dir().join("release/handoffd");
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with cargo build --release -p handoff (tests/run does)",
+            bin.display()
+        );
+        let path = std::env::temp_dir().join(format!("handoffd-test-{}-{}.yaml", std::process::id(), rand_suffix()));
+        std::fs::write(&path, config).expect("write handoffd config");
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env("RUST_LOG", "handoff=debug,handoffd=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start handoffd");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let l = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("HANDOFF_TEST_ECHO").is_some() {
+                        eprintln!("handoffd| {line}");
+                    }
+                    l.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+            });
+        }
+        Self { child, lines, _config: path }
+    }
+
+    /// Everything handoffd logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        wait_for(limit, || self.log().into_iter().find(|l| l.contains(needle)))
+    }
+
+    /// Waits for handoffd to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        wait_for(limit, || self.child.try_wait().ok().flatten()).map(|s| s.code().unwrap_or(-1))
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+}
+
+impl Drop for Handoffd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self._config);
+    }
+}

@@ -1,0 +1,46 @@
+//! The harness for handoff's end-to-end tests: a real Asterisk 22 in the testbed
+//! (`tests/testbed/testbed`), the real `res_handoff.so` and `handoffd`, SIPp for SIP and RTP, and
+//! RTP recorders that receive what Asterisk actually sends.
+//!
+//! - [`testbed`]: start/stop the testbed Asterisk (one at a time: a lock serialises tests).
+//! - [`handoffd`]: run the real controller binary with a generated config and read its log.
+//! - [`sipp`]: run SIPp scenarios from `tests/sipp/` inside the testbed root.
+//! - [`rtp`]: bind an RTP recorder and analyse what arrived ([`audio`] holds the G.711 maths).
+//! - [`ami`]: a plain AMI client (the project's codec over a std socket) to watch events and
+//!   check that nothing is left over.
+//!
+//! Everything needs root (chroot, mount) and the release artifacts built by `tests/run`.
+
+pub mod ami;
+pub mod audio;
+pub mod handoffd;
+pub mod rtp;
+pub mod sipp;
+pub mod testbed;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// Where release artifacts are (`CARGO_TARGET_DIR` or `target/`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// Polls `f` until it returns `Some` or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

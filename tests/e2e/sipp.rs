@@ -1,0 +1,132 @@
+//! SIPp peers, run inside the testbed root from the scenarios in `tests/sipp/`.
+
+use crate::repo_root;
+use crate::testbed::Asterisk;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Writes the test signals the scenarios send: `caller.ulaw` and `far.ulaw`.
+pub fn write_signals(ast: &Asterisk, caller: &[u8], far: &[u8]) {
+    let dir = ast.instance_dir().join("sipp");
+    std::fs::write(dir.join("caller.ulaw"), caller).expect("write caller.ulaw");
+    std::fs::write(dir.join("far.ulaw"), far).expect("write far.ulaw");
+}
+
+/// One SIPp process.
+pub struct Sipp {
+    name: String,
+    child: Child,
+}
+
+impl Sipp {
+    /// Starts `scenario` with `args` (SIPp's own options).
+    pub fn spawn(name: &str, scenario: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new(repo_root().join("tests/testbed/testbed"));
+        cmd.arg("sipp").arg("-sf").arg(scenario).args(["-m", "1", "-nostdin", "-trace_err"]).args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start SIPp {name}: {e}"));
+        Self { name: name.to_string(), child }
+    }
+
+    /// The far party: a UAS on 127.0.0.3:5060 whose SDP points at `rec_port`.
+    pub fn far_party(scenario: &str, rec_port: u16, hangup_after_ms: Option<u64>) -> Self {
+        let port = rec_port.to_string();
+        let d = hangup_after_ms.unwrap_or(0).to_string();
+        Self::spawn(
+            "far party",
+            scenario,
+            &[
+                "-i",
+                "127.0.0.3",
+                "-p",
+                "5060",
+                "-mi",
+                "127.0.0.3",
+                "-min_rtp_port",
+                "31000",
+                "-max_rtp_port",
+                "31999",
+                "-key",
+                "rec_port",
+                &port,
+                "-d",
+                &d,
+                "-timeout",
+                "60s",
+                "-timeout_error",
+            ],
+        )
+    }
+
+    /// A phone leg from `ip` as From user `user`, dialling `number` at Asterisk.
+    pub fn phone_leg(
+        scenario: &str,
+        ip: &str,
+        sip_port: u16,
+        user: &str,
+        number: &str,
+        rec_port: u16,
+        hangup_after_ms: u64,
+    ) -> Self {
+        let (port, sport, d) = (rec_port.to_string(), sip_port.to_string(), hangup_after_ms.to_string());
+        Self::spawn(
+            user,
+            scenario,
+            &[
+                "127.0.0.1:5060",
+                "-i",
+                ip,
+                "-p",
+                &sport,
+                "-mi",
+                ip,
+                "-min_rtp_port",
+                "30000",
+                "-max_rtp_port",
+                "30999",
+                "-key",
+                "user",
+                user,
+                "-s",
+                number,
+                "-key",
+                "rec_port",
+                &port,
+                "-d",
+                &d,
+                "-timeout",
+                "60s",
+                "-timeout_error",
+            ],
+        )
+    }
+
+    /// Waits for SIPp to finish; returns whether its scenario passed (exit 0).
+    pub fn wait(&mut self, limit: Duration) -> Result<(), String> {
+        let end = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    let mut err = String::new();
+                    if let Some(mut e) = self.child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                    }
+                    return Err(format!("SIPp {} failed ({status}): {}", self.name, err.trim()));
+                }
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) => return Err(format!("SIPp {} still running after {} s", self.name, limit.as_secs())),
+                Err(e) => return Err(format!("SIPp {}: {e}", self.name)),
+            }
+        }
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The testbed Asterisk, started fresh for each test and stopped when the handle drops.
+
+use crate::repo_root;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+/// Tests in one binary take turns (cargo runs test binaries one after another).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn script() -> PathBuf {
+    repo_root().join("tests/testbed/testbed")
+}
+
+/// Runs the testbed script; panics with its output when it fails.
+pub fn testbed(args: &[&str]) -> String {
+    let out = Command::new(script())
+        .args(args)
+        .env("HANDOFF_MODULE", crate::target_dir().join("release/libres_handoff.so"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "testbed {args:?} failed:\n{text}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running testbed Asterisk.
+pub struct Asterisk {
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Asterisk {
+    /// Boots a fresh Asterisk with the project's conf/, dialplans/ and res_handoff.so.
+    pub fn start() -> Self {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        testbed(&["start"]);
+        Self { _turn: turn }
+    }
+
+    /// Runs an Asterisk CLI command and returns its output.
+    pub fn cli(&self, cmd: &str) -> String {
+        testbed(&["cli", cmd])
+    }
+
+    /// The Debian sid root the testbed runs in.
+    pub fn root(&self) -> PathBuf {
+        PathBuf::from(testbed(&["root"]).trim())
+    }
+
+    /// The instance directory inside the root (etc, log, sipp, ...).
+    pub fn instance_dir(&self) -> PathBuf {
+        self.root().join("opt/handoff-testbed")
+    }
+
+    /// Asterisk's own log of this run.
+    pub fn messages_log(&self) -> String {
+        std::fs::read_to_string(self.instance_dir().join("log/messages.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Asterisk {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).arg("stop").status();
+    }
+}
