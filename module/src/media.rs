@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often the ticker looks at every leg's clock.
@@ -161,36 +160,47 @@ extern "C" fn on_destroy(data: *mut c_void) {
 }
 
 /// The ticker thread: started on load, stopped (and joined) on unload.
-pub struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+///
+/// It is a plain pthread, not `std::thread`: spawning through std registers thread-local
+/// destructors in the *calling* Asterisk thread (which lives on), and glibc then keeps the
+/// module mapped after `module unload`. The ticker's own body uses no thread-locals that need
+/// destructors, so once it is joined nothing pins the module.
+struct Ticker {
+    thread: libc::pthread_t,
 }
 
 static TICKER: Mutex<Option<Ticker>> = Mutex::new(None);
+static TICKER_STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn ticker_main(_arg: *mut c_void) -> *mut c_void {
+    while !TICKER_STOP.load(Ordering::Acquire) {
+        guard("ticker", (), tick_all);
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: TICK.as_nanos() as libc::c_long };
+        // SAFETY: ts is a valid timespec; the remainder pointer may be NULL.
+        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    }
+    std::ptr::null_mut()
+}
 
 pub fn start_ticker() -> Result<(), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("handoff-ticker".into())
-        .spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                guard("ticker", (), tick_all);
-                std::thread::sleep(TICK);
-            }
-        })
-        .map_err(|e| format!("cannot start the ticker thread: {e}"))?;
-    *TICKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ticker { stop, thread: Some(thread) });
+    TICKER_STOP.store(false, Ordering::Release);
+    // SAFETY: zeroed pthread_t is overwritten by pthread_create; default attributes (NULL);
+    // ticker_main is a valid start routine that ignores its argument.
+    let mut thread: libc::pthread_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::pthread_create(&mut thread, std::ptr::null(), ticker_main, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(format!("cannot start the ticker thread (pthread_create: {rc})"));
+    }
+    *TICKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ticker { thread });
     Ok(())
 }
 
 pub fn stop_ticker() {
     let ticker = TICKER.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(mut t) = ticker {
-        t.stop.store(true, Ordering::Relaxed);
-        if let Some(th) = t.thread.take() {
-            let _ = th.join();
-        }
+    if let Some(t) = ticker {
+        TICKER_STOP.store(true, Ordering::Release);
+        // SAFETY: the thread was created by start_ticker and is joined exactly once.
+        unsafe { libc::pthread_join(t.thread, std::ptr::null_mut()) };
     }
 }
 

@@ -37,6 +37,16 @@ impl Asterisk {
         Self { _turn: turn }
     }
 
+    /// Stops Asterisk (keeping the turn), e.g. to test what handoffd does when it goes away.
+    pub fn stop(&self) {
+        testbed(&["stop"]);
+    }
+
+    /// Boots Asterisk again after [`Asterisk::stop`].
+    pub fn restart(&self) {
+        testbed(&["start"]);
+    }
+
     /// Runs an Asterisk CLI command and returns its output.
     pub fn cli(&self, cmd: &str) -> String {
         testbed(&["cli", cmd])
@@ -50,6 +60,15 @@ impl Asterisk {
     /// The instance directory inside the root (etc, log, sipp, ...).
     pub fn instance_dir(&self) -> PathBuf {
         self.root().join("opt/handoff-testbed")
+    }
+
+    /// Asterisk's process id.
+    pub fn pid(&self) -> u32 {
+        let f = self.instance_dir().join("run/asterisk.pid");
+        std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", f.display()))
     }
 
     /// Asterisk's own log of this run.
