@@ -53,6 +53,20 @@ pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
                 token: optional(ev, "Token"),
             })))
         }
+        "HandoffLegStalled" => Ok(Some(Input::LegStalled {
+            uniqueid: required(ev, "Uniqueid")?,
+            silent_ms: optional(ev, "SilentMs").parse().unwrap_or(0),
+        })),
+        "HandoffLegRecovered" => Ok(Some(Input::LegRecovered { uniqueid: required(ev, "Uniqueid")? })),
+        "HandoffLegSwitched" => {
+            let to_text = optional(ev, "To");
+            let to = Path::parse(&to_text).ok_or_else(|| EventError::Invalid {
+                event: ev.name.clone(),
+                header: "To",
+                value: to_text.clone(),
+            })?;
+            Ok(Some(Input::LegSwitched { uniqueid: required(ev, "Uniqueid")?, to, reason: optional(ev, "Reason") }))
+        }
         "Hangup" => {
             let cause_text = optional(ev, "Cause");
             Ok(Some(Input::Hangup {
@@ -85,10 +99,12 @@ pub fn originate_outcome(ev: &Event, uniqueid: &str) -> Input {
 /// The AMI action that carries out a session command.
 pub fn action_for(cmd: &Command, cfg: &Config) -> Action {
     match cmd {
-        Command::Assign { uniqueid, session, bridge } => Action::new("HandoffAssign")
+        Command::Assign { uniqueid, session, bridge, group, preferred } => Action::new("HandoffAssign")
             .header("Uniqueid", uniqueid)
             .header("Session", &session.0)
-            .header("Bridge", bridge),
+            .header("Bridge", bridge)
+            .header("Group", group)
+            .header("Preferred", preferred.as_str()),
         Command::Refuse { uniqueid, reason } => {
             Action::new("HandoffRefuse").header("Uniqueid", uniqueid).header("Reason", reason)
         }

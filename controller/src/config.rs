@@ -48,6 +48,57 @@ pub struct Config {
     pub conference: Conference,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub sessions: SessionRules,
+    /// The device registry: which app endpoint and which number belong to which user.
+    #[serde(default)]
+    pub devices: Vec<DeviceEntry>,
+}
+
+/// How sessions treat their legs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRules {
+    /// The path whose leg feeds the mix when both are healthy: data or carrier.
+    #[serde(default = "default_preferred")]
+    pub preferred_path: String,
+    /// How long the far party is held (music on hold) when every client leg is gone.
+    #[serde(default = "default_grace")]
+    pub grace_s: u32,
+    /// How long a stalled leg may stay silent before handoffd hangs it up.
+    #[serde(default = "default_dead_after")]
+    pub leg_dead_after_s: u32,
+    /// A leg of a device whose session ended less than this ago is refused, not a new call.
+    #[serde(default = "default_pair_window")]
+    pub pair_window_s: u32,
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        Self {
+            preferred_path: default_preferred(),
+            grace_s: default_grace(),
+            leg_dead_after_s: default_dead_after(),
+            pair_window_s: default_pair_window(),
+        }
+    }
+}
+
+/// One registered device.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    pub id: String,
+    pub user: String,
+    /// The PJSIP endpoint of the device's app (its data path).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The device's E.164 number: the caller ID of its carrier leg.
+    #[serde(default)]
+    pub number: Option<String>,
+    /// Caller ID for the far call (default: number).
+    #[serde(default)]
+    pub caller_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -176,6 +227,18 @@ fn default_name_prefix() -> String {
 fn default_level() -> String {
     "info".into()
 }
+fn default_preferred() -> String {
+    "data".into()
+}
+fn default_grace() -> u32 {
+    30
+}
+fn default_dead_after() -> u32 {
+    10
+}
+fn default_pair_window() -> u32 {
+    5
+}
 
 impl Config {
     /// Reads and validates `path`; `secret_file` is read relative to nothing (absolute paths).
@@ -259,6 +322,48 @@ impl Config {
         if self.far.caller_id.contains(['\r', '\n']) {
             return err("far.caller_id", "must be one line".into());
         }
+        if !["data", "carrier"].contains(&self.sessions.preferred_path.as_str()) {
+            return err(
+                "sessions.preferred_path",
+                format!("'{}' must be data or carrier", self.sessions.preferred_path),
+            );
+        }
+        if self.sessions.leg_dead_after_s == 0 {
+            return err("sessions.leg_dead_after_s", "must be greater than 0".into());
+        }
+        let mut endpoints = std::collections::HashMap::new();
+        let mut numbers = std::collections::HashMap::new();
+        let mut ids = std::collections::HashSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let at = |field: &str| format!("devices[{i}].{field}");
+            if !name_ok(&d.id) {
+                return err(&at("id"), format!("'{}' must be letters, digits, _ . - (no spaces)", d.id));
+            }
+            if !ids.insert(d.id.as_str()) {
+                return err(&at("id"), format!("device '{}' is listed twice", d.id));
+            }
+            if d.user.trim().is_empty() {
+                return err(&at("user"), "must not be empty".into());
+            }
+            if d.endpoint.is_none() && d.number.is_none() {
+                return err(&at("endpoint"), format!("device '{}' needs an endpoint, a number or both", d.id));
+            }
+            if let Some(e) = &d.endpoint {
+                if let Some(other) = endpoints.insert(e.as_str(), d.id.as_str()) {
+                    return err(&at("endpoint"), format!("endpoint '{e}' already belongs to device '{other}'"));
+                }
+            }
+            if let Some(n) = &d.number {
+                let e164 =
+                    n.starts_with('+') && n.len() > 4 && n.len() <= 16 && n[1..].chars().all(|c| c.is_ascii_digit());
+                if !e164 {
+                    return err(&at("number"), format!("'{n}' is not an E.164 number (+ and 4 to 15 digits)"));
+                }
+                if let Some(other) = numbers.insert(n.as_str(), d.id.as_str()) {
+                    return err(&at("number"), format!("number {n} already belongs to device '{other}'"));
+                }
+            }
+        }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return err("log.level", format!("'{}' must be one of error, warn, info, debug, trace", self.log.level));
         }
@@ -278,6 +383,32 @@ fn syntax_error(file: &str, message: &str) -> ConfigError {
     match loc {
         Some(l) => ConfigError { file: format!("{file}:{l}"), key: String::new(), problem: first },
         None => ConfigError { file: file.into(), key: String::new(), problem: first },
+    }
+}
+
+impl Config {
+    /// The session core's rules and device registry from this config.
+    pub fn session_rules(&self) -> (crate::session::Rules, Vec<crate::session::Device>) {
+        let rules = crate::session::Rules {
+            bridge_prefix: self.conference.name_prefix.clone(),
+            default_caller_id: self.far.caller_id.clone(),
+            preferred: crate::session::Path::parse(&self.sessions.preferred_path).unwrap_or(crate::session::Path::Data),
+            grace_ms: u64::from(self.sessions.grace_s) * 1000,
+            leg_dead_after_ms: u64::from(self.sessions.leg_dead_after_s) * 1000,
+            pair_window_ms: u64::from(self.sessions.pair_window_s) * 1000,
+        };
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| crate::session::Device {
+                id: d.id.clone(),
+                user: d.user.clone(),
+                endpoint: d.endpoint.clone(),
+                number: d.number.clone(),
+                caller_id: d.caller_id.clone(),
+            })
+            .collect();
+        (rules, devices)
     }
 }
 
@@ -317,6 +448,31 @@ mod tests {
         for (text, want) in cases {
             let e = Config::parse(text, "t.yaml").unwrap_err().to_string();
             assert_eq!(e, want);
+        }
+    }
+
+    #[test]
+    fn the_device_registry_is_checked() {
+        let base = "ami:\n  username: h\n  secret: s\ndevices:\n";
+        let ok = format!("{base}  - {{id: a, user: alice, endpoint: alice-app, number: \"+15550001\"}}\n");
+        let c = Config::parse(&ok, "t.yaml").unwrap();
+        assert_eq!(c.session_rules().1[0].number.as_deref(), Some("+15550001"));
+        let cases = [
+            (
+                "  - {id: a, user: alice, number: \"555\"}\n",
+                "t.yaml: devices[0].number: '555' is not an E.164 number (+ and 4 to 15 digits)",
+            ),
+            (
+                "  - {id: a, user: alice}\n",
+                "t.yaml: devices[0].endpoint: device 'a' needs an endpoint, a number or both",
+            ),
+            (
+                "  - {id: a, user: alice, endpoint: x}\n  - {id: b, user: bob, endpoint: x}\n",
+                "t.yaml: devices[1].endpoint: endpoint 'x' already belongs to device 'a'",
+            ),
+        ];
+        for (devs, want) in cases {
+            assert_eq!(Config::parse(&format!("{base}{devs}"), "t.yaml").unwrap_err().to_string(), want);
         }
     }
 

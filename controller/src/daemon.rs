@@ -9,7 +9,7 @@
 use crate::ami::{Action, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
 use crate::asterisk::{action_for, input_from_event, originate_outcome};
 use crate::config::Config;
-use crate::session::{Command, Input, Millis, Outputs, Rules, Sessions};
+use crate::session::{Command, Input, Millis, Outputs, Sessions};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,12 +54,11 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(cfg: Config) -> Self {
-        let rules =
-            Rules { bridge_prefix: cfg.conference.name_prefix.clone(), default_caller_id: cfg.far.caller_id.clone() };
+        let (rules, devices) = cfg.session_rules();
         // Session ids stay unique across restarts: prefix them with the start time.
         let start =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let sessions = Sessions::new(rules, format!("{}-", radix36(start)));
+        let sessions = Sessions::new(rules, devices, format!("{}-", radix36(start)));
         Self { cfg, epoch: Instant::now(), sessions, originates: HashMap::new() }
     }
 

@@ -1,33 +1,52 @@
 //! Sessions: one conversation between a user's phone and a far party (sans-I/O).
 //!
-//! The core takes typed inputs (a leg arrived in `Handoff()`, the far party answered, a channel
-//! hung up, the clock ticked) with the time they happened, and returns typed outputs: commands
-//! for the PBX driver and timeline records for the log. It owns no socket, clock or store, so
-//! tests drive it deterministically.
+//! A phone may call in twice for one conversation: over the carrier network (carrier path) and
+//! over its app (data path). The core pairs the legs of one device into one session, places
+//! the far call as soon as the first leg arrives, and keeps the conversation while the far
+//! party and at least one client leg live. Which leg feeds the mix is decided frame by frame
+//! inside Asterisk (res_handoff.so); the core decides in seconds: which legs belong together,
+//! when a stalled leg is dead, how long the far party is held when every client leg is gone.
+//!
+//! A client leg that the phone clears normally (Q.850 cause 16) is the user hanging up: the
+//! call ends. A leg that ends any other way (network failure, RTP timeout, declared dead by
+//! handoffd) is a lost leg: the call goes on over the other leg, or holds the far party.
+//!
+//! It takes typed inputs with the time they happened and returns typed outputs: commands for
+//! the PBX driver and timeline records. It owns no socket, clock or store.
 //!
 //! ```text
-//!                 leg arrives: assign it, originate the far party
-//!   (none) ─────────────────────────────────────────────▶ AwaitingFarAnswer
-//!                                                             │        │
-//!                  far answers ◀─────────────────────────────┘        │ far fails / hangs up,
-//!                       │                                               │ or every client leg
-//!                       ▼                                               │ hangs up
-//!                   Connected ── far hangs up, or every client ──▶ Ending ◀┘
-//!                                leg hangs up: hang up the rest     │
-//!                                                                   │ every channel gone
-//!                                                                   ▼   (or linger timer)
-//!                                                                 removed
+//!                 first leg of a device: assign it, originate the far party
+//!   (none) ───────────────────────────────────────────────▶ AwaitingFarAnswer
+//!                                                                 │      │ far fails, far hangs
+//!                                         far answers ◀──────────┘      │ up, or every client
+//!                                              │                         │ leg hangs up
+//!                                              ▼                         ▼
+//!     another leg of the device joins ─▶ Connected ──far hangs up──▶ Ending ──every channel
+//!     (pair / rejoin / replace a          │     ▲                      ▲       gone──▶ removed
+//!      stalled leg of the same path)      │     │ a leg of the device  │
+//!                    every client leg ────┘     │ rejoins              │ grace runs out,
+//!                    is gone                    │                      │ far hangs up
+//!                                  ▼            │                      │
+//!                                Grace (far party on hold) ────────────┘
 //! ```
 //!
-//! | state               | input                   | next                | commands                  |
-//! |---------------------|-------------------------|---------------------|---------------------------|
-//! | (none)              | `LegArrived`            | `AwaitingFarAnswer` | `Assign`, `OriginateFar`  |
-//! | `AwaitingFarAnswer` | `FarAnswered`           | `Connected`         | —                         |
-//! | `AwaitingFarAnswer` | `FarFailed`, far hangup | `Ending`            | `Hangup` client legs      |
-//! | any live state      | last client leg hangup  | `Ending`            | `Hangup` far              |
-//! | `Connected`         | far hangup              | `Ending`            | `Hangup` client legs      |
-//! | `Ending`            | last channel gone       | removed             | —                         |
-//! | `Ending`            | `Tick` after linger     | removed             | —                         |
+//! | state               | input                           | next                | commands                          |
+//! |---------------------|---------------------------------|---------------------|-----------------------------------|
+//! | (none)              | `LegArrived`, known device      | `AwaitingFarAnswer` | `Assign`, `OriginateFar`          |
+//! | (none)              | `LegArrived`, unknown device, session just ended, token of another device | — | `Refuse` |
+//! | live                | `LegArrived`, same device, path free | same (`Grace` → `Connected`) | `Assign`         |
+//! | live                | `LegArrived`, path taken by a stalled leg | same      | `Hangup` old, `Assign` new        |
+//! | live                | `LegArrived`, path taken by a live leg | same         | `Refuse` (third leg)              |
+//! | `AwaitingFarAnswer` | `FarAnswered`                   | `Connected`         | —                                 |
+//! | `AwaitingFarAnswer` | `FarFailed`, far hangup         | `Ending`            | `Hangup` client legs (far's cause)|
+//! | `AwaitingFarAnswer` | last client leg gone            | `Ending`            | `Hangup` far                      |
+//! | live                | a client leg cleared normally (cause 16) by the phone | `Ending` | `Hangup` the rest     |
+//! | `Connected`         | a client leg lost, one left     | `Connected`         | — (recorded)                      |
+//! | `Connected`         | last client leg lost            | `Grace`             | — (ConfBridge plays music on hold)|
+//! | `Grace`             | `Tick` after `grace`            | `Ending`            | `Hangup` far                      |
+//! | live                | far hangup                      | `Ending`            | `Hangup` client legs              |
+//! | live                | `Tick`, a leg stalled longer than `leg_dead_after` | same | `Hangup` that leg         |
+//! | `Ending`            | last channel gone / `Tick` after linger | removed     | —                                 |
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -39,7 +58,7 @@ pub type Millis = u64;
 pub const ENDING_LINGER_MS: Millis = 10_000;
 
 /// Which network a client leg comes over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Path {
     /// SIP from the phone's app over Wi-Fi or mobile data.
     Data,
@@ -73,6 +92,19 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// A registered device: its user and how each path identifies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub user: String,
+    /// The PJSIP endpoint of its app (data path).
+    pub endpoint: Option<String>,
+    /// Its E.164 number, the caller ID of its carrier leg.
+    pub number: Option<String>,
+    /// Caller ID for the far call (default: `number`).
+    pub caller_id: Option<String>,
+}
+
 /// A client leg that entered `Handoff()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegArrival {
@@ -96,6 +128,12 @@ pub enum Input {
     FarFailed { uniqueid: String, reason: String },
     /// A channel hung up.
     Hangup { uniqueid: String, cause: u32, cause_txt: String },
+    /// The module saw no voice frame on a leg for longer than its stall threshold.
+    LegStalled { uniqueid: String, silent_ms: u64 },
+    /// A stalled leg delivers frames again.
+    LegRecovered { uniqueid: String },
+    /// The module moved the mix to another leg (recorded only: the switch already happened).
+    LegSwitched { uniqueid: String, to: Path, reason: String },
     /// Time passed (drives the timers).
     Tick,
 }
@@ -103,8 +141,9 @@ pub enum Input {
 /// What the core asks the PBX driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Let the leg waiting in `Handoff()` join the session's conference.
-    Assign { uniqueid: String, session: SessionId, bridge: String },
+    /// Let the leg waiting in `Handoff()` join the session's conference; its frames are
+    /// watched in device group `group`, whose preferred path is `preferred`.
+    Assign { uniqueid: String, session: SessionId, bridge: String, group: String, preferred: Path },
     /// Refuse the leg waiting in `Handoff()`.
     Refuse { uniqueid: String, reason: String },
     /// Call the far party into the session's conference; its channel gets `uniqueid`.
@@ -113,7 +152,8 @@ pub enum Command {
     Hangup { uniqueid: String, cause: u32 },
 }
 
-/// A line of a session's timeline (logged by the daemon, printed by the demo).
+/// A line of a session's timeline (logged by the daemon, printed by the demo). Refusals that
+/// belong to no session carry the session id `-`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub at: Millis,
@@ -135,8 +175,16 @@ pub enum State {
     AwaitingFarAnswer,
     /// The far party answered; the conversation runs.
     Connected,
+    /// Every client leg is gone; the far party hears music on hold until `until`.
+    Grace { until: Millis },
     /// Hangups were sent; waiting for the channels to be gone (or the linger timer).
     Ending { since: Millis, reason: String },
+}
+
+impl State {
+    fn is_live(&self) -> bool {
+        !matches!(self, State::Ending { .. })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -144,11 +192,16 @@ struct ClientLeg {
     channel: String,
     path: Path,
     live: bool,
+    stalled_since: Option<Millis>,
+    /// handoffd itself hung this leg up (replaced or declared dead).
+    hung_up_by_us: bool,
 }
 
 #[derive(Clone, Debug)]
 struct Session {
     state: State,
+    device: String,
+    token: String,
     bridge: String,
     far_uniqueid: String,
     far_live: bool,
@@ -160,6 +213,9 @@ impl Session {
     fn live_clients(&self) -> usize {
         self.legs.values().filter(|l| l.live).count()
     }
+    fn live_leg_on(&self, path: Path) -> Option<(&String, &ClientLeg)> {
+        self.legs.iter().find(|(_, l)| l.live && l.path == path)
+    }
     fn all_gone(&self) -> bool {
         !self.far_live && self.live_clients() == 0
     }
@@ -170,25 +226,59 @@ impl Session {
 pub struct Rules {
     /// Conference names are `<bridge_prefix><session id>`.
     pub bridge_prefix: String,
-    /// Caller ID for the far call when the leg has none.
+    /// Caller ID for the far call when neither the device nor the leg gives one.
     pub default_caller_id: String,
+    /// The path whose leg feeds the mix when both are healthy.
+    pub preferred: Path,
+    /// How long the far party is held when every client leg is gone.
+    pub grace_ms: Millis,
+    /// How long a stalled leg may stay silent before it is declared dead and hung up.
+    pub leg_dead_after_ms: Millis,
+    /// A leg of a device whose session ended less than this ago is refused, not a new call.
+    pub pair_window_ms: Millis,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            bridge_prefix: "handoff-".into(),
+            default_caller_id: String::new(),
+            preferred: Path::Data,
+            grace_ms: 30_000,
+            leg_dead_after_ms: 10_000,
+            pair_window_ms: 5_000,
+        }
+    }
 }
 
 /// All sessions of one PBX.
 #[derive(Debug)]
 pub struct Sessions {
     rules: Rules,
+    devices: Vec<Device>,
     id_prefix: String,
     next_id: u64,
     sessions: BTreeMap<SessionId, Session>,
     /// Which session each known channel belongs to.
     by_channel: HashMap<String, SessionId>,
+    /// Devices whose session ended recently, and when.
+    ended: HashMap<String, Millis>,
 }
+
+const NO_SESSION: &str = "-";
 
 impl Sessions {
     /// `id_prefix` makes ids unique across daemon restarts (the daemon passes its start time).
-    pub fn new(rules: Rules, id_prefix: impl Into<String>) -> Self {
-        Self { rules, id_prefix: id_prefix.into(), next_id: 1, sessions: BTreeMap::new(), by_channel: HashMap::new() }
+    pub fn new(rules: Rules, devices: Vec<Device>, id_prefix: impl Into<String>) -> Self {
+        Self {
+            rules,
+            devices,
+            id_prefix: id_prefix.into(),
+            next_id: 1,
+            sessions: BTreeMap::new(),
+            by_channel: HashMap::new(),
+            ended: HashMap::new(),
+        }
     }
 
     /// How many sessions exist (including ending ones).
@@ -220,13 +310,30 @@ impl Sessions {
         self.sessions.keys()
     }
 
+    /// Live client legs of a session, as (uniqueid, path).
+    pub fn live_legs(&self, id: &SessionId) -> Vec<(String, Path)> {
+        self.sessions
+            .get(id)
+            .map(|s| s.legs.iter().filter(|(_, l)| l.live).map(|(u, l)| (u.clone(), l.path)).collect())
+            .unwrap_or_default()
+    }
+
     /// When the core next needs a `Tick`.
     pub fn next_timeout(&self) -> Option<Millis> {
         self.sessions
             .values()
-            .filter_map(|s| match s.state {
-                State::Ending { since, .. } => Some(since + ENDING_LINGER_MS),
-                _ => None,
+            .flat_map(|s| {
+                let state_timer = match s.state {
+                    State::Ending { since, .. } => Some(since + ENDING_LINGER_MS),
+                    State::Grace { until } => Some(until),
+                    _ => None,
+                };
+                let dead_timers = s
+                    .legs
+                    .values()
+                    .filter(|l| l.live)
+                    .filter_map(|l| l.stalled_since.map(|t| t + self.rules.leg_dead_after_ms));
+                state_timer.into_iter().chain(dead_timers)
             })
             .min()
     }
@@ -241,6 +348,13 @@ impl Sessions {
             Input::Hangup { uniqueid, cause, cause_txt } => {
                 self.recv_hangup(&uniqueid, cause, &cause_txt, now, &mut out)
             }
+            Input::LegStalled { uniqueid, silent_ms } => self.recv_stall(&uniqueid, silent_ms, now, &mut out),
+            Input::LegRecovered { uniqueid } => self.recv_recovery(&uniqueid, now, &mut out),
+            Input::LegSwitched { uniqueid, to, reason } => {
+                if let Some(id) = self.by_channel.get(&uniqueid).cloned() {
+                    Self::record(&mut out, now, &id, format!("mix switched to the {} leg ({reason})", to.as_str()));
+                }
+            }
             Input::Tick => self.recv_tick(now, &mut out),
         }
         out
@@ -250,53 +364,208 @@ impl Sessions {
         out.records.push(Record { at, session: session.clone(), what });
     }
 
+    fn refuse(out: &mut Outputs, now: Millis, leg: &LegArrival, reason: String) {
+        Self::record(
+            out,
+            now,
+            &SessionId(NO_SESSION.into()),
+            format!("refused {} leg {} ({}): {reason}", leg.path.as_str(), leg.channel, leg.uniqueid),
+        );
+        out.commands.push(Command::Refuse { uniqueid: leg.uniqueid.clone(), reason });
+    }
+
+    fn device_for(&self, leg: &LegArrival) -> Option<&Device> {
+        match leg.path {
+            Path::Data => self.devices.iter().find(|d| d.endpoint.as_deref() == Some(leg.endpoint.as_str())),
+            Path::Carrier => {
+                let caller = normalise_number(&leg.caller);
+                self.devices
+                    .iter()
+                    .find(|d| d.number.as_deref().map(normalise_number).as_deref() == Some(caller.as_str()))
+            }
+        }
+    }
+
     fn recv_leg(&mut self, leg: LegArrival, now: Millis, out: &mut Outputs) {
         if self.by_channel.contains_key(&leg.uniqueid) {
-            out.commands.push(Command::Refuse {
-                uniqueid: leg.uniqueid,
-                reason: "this channel is already in a session".into(),
-            });
-            return;
+            return Self::refuse(out, now, &leg, "this channel is already in a session".into());
         }
+        let Some(device) = self.device_for(&leg).cloned() else {
+            let who = match leg.path {
+                Path::Data => format!("endpoint '{}'", leg.endpoint),
+                Path::Carrier => format!("caller ID '{}'", leg.caller),
+            };
+            return Self::refuse(out, now, &leg, format!("unknown device: no registered device has {who}"));
+        };
+        if !leg.token.is_empty() {
+            let clash =
+                self.sessions.values().find(|s| s.state.is_live() && s.token == leg.token && s.device != device.id);
+            if let Some(other) = clash {
+                let reason = format!("pairing token already used by device '{}'", other.device);
+                return Self::refuse(out, now, &leg, reason);
+            }
+        }
+        let live = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.state.is_live() && s.device == device.id)
+            .filter(|(_, s)| leg.token.is_empty() || s.token.is_empty() || s.token == leg.token)
+            .map(|(id, _)| id.clone())
+            .next();
+        match live {
+            Some(id) => self.join(&id, &device, leg, now, out),
+            None => {
+                if let Some(&ended_at) = self.ended.get(&device.id) {
+                    if now.saturating_sub(ended_at) < self.rules.pair_window_ms {
+                        let reason = format!(
+                            "the session of device '{}' ended {} ms ago; not starting a new call",
+                            device.id,
+                            now - ended_at
+                        );
+                        return Self::refuse(out, now, &leg, reason);
+                    }
+                }
+                self.open(&device, leg, now, out)
+            }
+        }
+    }
+
+    fn assign(&self, id: &SessionId, s: &Session, uniqueid: &str) -> Command {
+        Command::Assign {
+            uniqueid: uniqueid.to_string(),
+            session: id.clone(),
+            bridge: s.bridge.clone(),
+            group: format!("{id}/{}", s.device),
+            preferred: self.rules.preferred,
+        }
+    }
+
+    fn open(&mut self, device: &Device, leg: LegArrival, now: Millis, out: &mut Outputs) {
         let id = SessionId(format!("{}{}", self.id_prefix, self.next_id));
         self.next_id += 1;
         let bridge = format!("{}{}", self.rules.bridge_prefix, id);
         let far_uniqueid = format!("{id}-far");
-        let caller_id = if leg.caller.is_empty() { self.rules.default_caller_id.clone() } else { leg.caller.clone() };
+        let caller_id =
+            device.caller_id.clone().or_else(|| device.number.clone()).filter(|c| !c.is_empty()).unwrap_or_else(|| {
+                if leg.caller.is_empty() {
+                    self.rules.default_caller_id.clone()
+                } else {
+                    leg.caller.clone()
+                }
+            });
         Self::record(
             out,
             now,
             &id,
             format!(
-                "opened: {} leg {} ({}) from {} calls {}",
+                "opened for device {} of {}: {} leg {} ({}) calls {}",
+                device.id,
+                device.user,
                 leg.path.as_str(),
                 leg.channel,
                 leg.uniqueid,
-                leg.caller,
                 leg.far
             ),
         );
-        out.commands.push(Command::Assign {
-            uniqueid: leg.uniqueid.clone(),
-            session: id.clone(),
+        let mut legs = BTreeMap::new();
+        legs.insert(
+            leg.uniqueid.clone(),
+            ClientLeg {
+                channel: leg.channel.clone(),
+                path: leg.path,
+                live: true,
+                stalled_since: None,
+                hung_up_by_us: false,
+            },
+        );
+        let session = Session {
+            state: State::AwaitingFarAnswer,
+            device: device.id.clone(),
+            token: leg.token.clone(),
             bridge: bridge.clone(),
-        });
+            far_uniqueid: far_uniqueid.clone(),
+            far_live: true,
+            legs,
+            opened_at: now,
+        };
+        out.commands.push(self.assign(&id, &session, &leg.uniqueid));
         out.commands.push(Command::OriginateFar {
             session: id.clone(),
             uniqueid: far_uniqueid.clone(),
             number: leg.far.clone(),
-            bridge: bridge.clone(),
-            caller_id,
+            bridge,
+            caller_id: caller_id.clone(),
         });
-        Self::record(out, now, &id, format!("far party {} called as {far_uniqueid}", leg.far));
-        let mut legs = BTreeMap::new();
-        self.by_channel.insert(leg.uniqueid.clone(), id.clone());
-        self.by_channel.insert(far_uniqueid.clone(), id.clone());
-        legs.insert(leg.uniqueid, ClientLeg { channel: leg.channel, path: leg.path, live: true });
-        self.sessions.insert(
-            id,
-            Session { state: State::AwaitingFarAnswer, bridge, far_uniqueid, far_live: true, legs, opened_at: now },
+        Self::record(
+            out,
+            now,
+            &id,
+            format!("far party {} called as {far_uniqueid} with caller ID {caller_id}", leg.far),
         );
+        self.by_channel.insert(leg.uniqueid, id.clone());
+        self.by_channel.insert(far_uniqueid, id.clone());
+        self.sessions.insert(id, session);
+    }
+
+    fn join(&mut self, id: &SessionId, device: &Device, leg: LegArrival, now: Millis, out: &mut Outputs) {
+        let Some(s) = self.sessions.get(id) else { return };
+        if let Some((old_uid, old)) = s.live_leg_on(leg.path) {
+            if old.stalled_since.is_none() {
+                let reason = format!(
+                    "device '{}' already has a live {} leg ({}) in session {id}",
+                    device.id,
+                    leg.path.as_str(),
+                    old.channel
+                );
+                return Self::refuse(out, now, &leg, reason);
+            }
+            // The app re-dialled after its old leg went silent: the new leg replaces it.
+            let old_uid = old_uid.clone();
+            Self::record(
+                out,
+                now,
+                id,
+                format!("{} leg {} replaces its stalled predecessor", leg.path.as_str(), leg.channel),
+            );
+            out.commands.push(Command::Hangup { uniqueid: old_uid.clone(), cause: 16 });
+            if let Some(s) = self.sessions.get_mut(id) {
+                if let Some(o) = s.legs.get_mut(&old_uid) {
+                    o.live = false;
+                    o.hung_up_by_us = true;
+                }
+            }
+        }
+        let Some(s) = self.sessions.get_mut(id) else { return };
+        let what = match s.state {
+            State::Grace { .. } => {
+                s.state = State::Connected;
+                format!("{} leg {} rejoined; far party off hold", leg.path.as_str(), leg.channel)
+            }
+            _ if s.legs.values().any(|l| l.path == leg.path) => {
+                format!("{} leg {} rejoined", leg.path.as_str(), leg.channel)
+            }
+            _ => format!(
+                "{} leg {} paired after {} ms (far number {})",
+                leg.path.as_str(),
+                leg.channel,
+                now.saturating_sub(s.opened_at),
+                leg.far
+            ),
+        };
+        if s.token.is_empty() {
+            s.token = leg.token.clone();
+        }
+        s.legs.insert(
+            leg.uniqueid.clone(),
+            ClientLeg { channel: leg.channel, path: leg.path, live: true, stalled_since: None, hung_up_by_us: false },
+        );
+        self.by_channel.insert(leg.uniqueid.clone(), id.clone());
+        let cmd = match self.sessions.get(id) {
+            Some(s) => self.assign(id, s, &leg.uniqueid),
+            None => return,
+        };
+        out.commands.push(cmd);
+        Self::record(out, now, id, what);
     }
 
     fn recv_far_answer(&mut self, uniqueid: &str, now: Millis, out: &mut Outputs) {
@@ -312,7 +581,7 @@ impl Sessions {
     fn recv_far_failed(&mut self, uniqueid: &str, reason: &str, now: Millis, out: &mut Outputs) {
         let Some(id) = self.by_channel.get(uniqueid).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&id) else { return };
-        if s.far_uniqueid != uniqueid || matches!(s.state, State::Ending { .. }) {
+        if s.far_uniqueid != uniqueid || !s.state.is_live() {
             return;
         }
         // An originate that failed before a channel existed sends no hangup: the far leg is gone.
@@ -325,12 +594,12 @@ impl Sessions {
     fn recv_hangup(&mut self, uniqueid: &str, cause: u32, cause_txt: &str, now: Millis, out: &mut Outputs) {
         let Some(id) = self.by_channel.remove(uniqueid) else { return };
         let Some(s) = self.sessions.get_mut(&id) else { return };
-        let ending = matches!(s.state, State::Ending { .. });
+        let live = s.state.is_live();
         if s.far_uniqueid == uniqueid {
             s.far_live = false;
-            let answered = s.state == State::Connected;
+            let answered = matches!(s.state, State::Connected | State::Grace { .. });
             Self::record(out, now, &id, format!("far party hung up (cause {cause} {cause_txt})"));
-            if !ending {
+            if live {
                 let why = if answered {
                     "far party hung up".to_string()
                 } else {
@@ -341,35 +610,116 @@ impl Sessions {
                 self.end(&id, why, to_clients, now, out);
             }
         } else if let Some(leg) = s.legs.get_mut(uniqueid) {
+            let was_live = leg.live;
             leg.live = false;
-            let (path, channel) = (leg.path, leg.channel.clone());
+            let (path, channel, by_us) = (leg.path, leg.channel.clone(), leg.hung_up_by_us);
             let remaining = s.live_clients();
-            Self::record(
-                out,
-                now,
-                &id,
-                format!(
-                    "{} leg {channel} hung up (cause {cause} {cause_txt}); {remaining} client leg(s) left",
-                    path.as_str()
-                ),
-            );
-            if !ending && remaining == 0 {
-                self.end(&id, "the phone hung up".into(), 16, now, out);
+            if was_live {
+                Self::record(
+                    out,
+                    now,
+                    &id,
+                    format!(
+                        "{} leg {channel} hung up (cause {cause} {cause_txt}); {remaining} client leg(s) left",
+                        path.as_str()
+                    ),
+                );
+            }
+            // Normal clearing from the phone itself is the user hanging up: the call ends. Any
+            // other end of a leg (network failure, RTP timeout, declared dead) is a lost leg.
+            let user_hung_up = cause == 16 && !by_us;
+            if live && was_live && user_hung_up {
+                self.end(&id, format!("the phone hung up its {} leg", path.as_str()), 16, now, out);
+            } else if live && remaining == 0 && was_live {
+                match s.state {
+                    State::Connected => {
+                        let until = now + self.rules.grace_ms;
+                        s.state = State::Grace { until };
+                        Self::record(
+                            out,
+                            now,
+                            &id,
+                            format!("every client leg is gone: far party on hold for {} s", self.rules.grace_ms / 1000),
+                        );
+                    }
+                    _ => self.end(&id, "the phone hung up before the far party answered".into(), 16, now, out),
+                }
+            } else if live && remaining > 0 && was_live {
+                if let Some((_, other)) = s.legs.iter().find(|(_, l)| l.live) {
+                    let other = other.path.as_str().to_string();
+                    Self::record(out, now, &id, format!("continuing on the {other} leg"));
+                }
             }
         }
         self.remove_if_gone(&id, now, out);
     }
 
+    fn recv_stall(&mut self, uniqueid: &str, silent_ms: u64, now: Millis, out: &mut Outputs) {
+        let Some(id) = self.by_channel.get(uniqueid).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        if let Some(leg) = s.legs.get_mut(uniqueid) {
+            if leg.live && leg.stalled_since.is_none() {
+                leg.stalled_since = Some(now.saturating_sub(silent_ms));
+                let what = format!("{} leg {} stalled (silent {silent_ms} ms)", leg.path.as_str(), leg.channel);
+                Self::record(out, now, &id, what);
+            }
+        }
+    }
+
+    fn recv_recovery(&mut self, uniqueid: &str, now: Millis, out: &mut Outputs) {
+        let Some(id) = self.by_channel.get(uniqueid).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        if let Some(leg) = s.legs.get_mut(uniqueid) {
+            if leg.live && leg.stalled_since.take().is_some() {
+                let what = format!("{} leg {} recovered", leg.path.as_str(), leg.channel);
+                Self::record(out, now, &id, what);
+            }
+        }
+    }
+
     fn recv_tick(&mut self, now: Millis, out: &mut Outputs) {
-        let expired: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| matches!(s.state, State::Ending { since, .. } if now >= since + ENDING_LINGER_MS))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            Self::record(out, now, &id, "removed: channels did not report their hangup in time".into());
-            self.remove(&id);
+        let ids: Vec<SessionId> = self.sessions.keys().cloned().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else { continue };
+            match s.state {
+                State::Ending { since, .. } if now >= since + ENDING_LINGER_MS => {
+                    Self::record(out, now, &id, "removed: channels did not report their hangup in time".into());
+                    self.remove(&id, now);
+                    continue;
+                }
+                State::Grace { until } if now >= until => {
+                    self.end(&id, "no client leg came back within the grace period".into(), 16, now, out);
+                    continue;
+                }
+                _ => {}
+            }
+            if !s.state.is_live() {
+                continue;
+            }
+            let dead_after = self.rules.leg_dead_after_ms;
+            let dead: Vec<(String, String, Path)> = s
+                .legs
+                .iter()
+                .filter(|(_, l)| l.live && l.stalled_since.is_some_and(|t| now >= t + dead_after))
+                .map(|(u, l)| (u.clone(), l.channel.clone(), l.path))
+                .collect();
+            for (uid, channel, path) in dead {
+                if let Some(l) = s.legs.get_mut(&uid) {
+                    l.stalled_since = None; // declared once; its hangup event finishes it
+                    l.hung_up_by_us = true;
+                }
+                out.commands.push(Command::Hangup { uniqueid: uid, cause: 16 });
+                Self::record(
+                    out,
+                    now,
+                    &id,
+                    format!(
+                        "{} leg {channel} declared dead after {} s of silence; hanging it up",
+                        path.as_str(),
+                        dead_after / 1000
+                    ),
+                );
+            }
         }
     }
 
@@ -390,21 +740,33 @@ impl Sessions {
     }
 
     fn remove_if_gone(&mut self, id: &SessionId, now: Millis, out: &mut Outputs) {
-        let gone = self.sessions.get(id).is_some_and(|s| matches!(s.state, State::Ending { .. }) && s.all_gone());
+        let gone = self.sessions.get(id).is_some_and(|s| !s.state.is_live() && s.all_gone());
         if gone {
             let lasted = self.sessions.get(id).map(|s| now.saturating_sub(s.opened_at)).unwrap_or(0);
-            self.remove(id);
+            self.remove(id, now);
             Self::record(out, now, id, format!("ended after {lasted} ms; {} session(s) open", self.sessions.len()));
         }
     }
 
-    fn remove(&mut self, id: &SessionId) {
+    fn remove(&mut self, id: &SessionId, now: Millis) {
         if let Some(s) = self.sessions.remove(id) {
             self.by_channel.remove(&s.far_uniqueid);
             for uniqueid in s.legs.keys() {
                 self.by_channel.remove(uniqueid);
             }
+            self.ended.insert(s.device, now);
         }
+        let window = self.rules.pair_window_ms;
+        self.ended.retain(|_, t| now.saturating_sub(*t) < window);
+    }
+}
+
+/// Caller IDs compare without spaces, dashes and a leading `00` for `+`.
+fn normalise_number(n: &str) -> String {
+    let digits: String = n.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+    match digits.strip_prefix("00") {
+        Some(rest) => format!("+{rest}"),
+        None => digits,
     }
 }
 
@@ -426,17 +788,27 @@ fn far_failure_cause(reason: &str) -> u32 {
 mod tests {
     use super::*;
 
-    fn core() -> Sessions {
-        Sessions::new(Rules { bridge_prefix: "handoff-".into(), default_caller_id: String::new() }, "t")
+    pub(crate) fn alice() -> Device {
+        Device {
+            id: "alice-phone".into(),
+            user: "alice".into(),
+            endpoint: Some("alice-app".into()),
+            number: Some("+15550001".into()),
+            caller_id: None,
+        }
     }
 
-    fn leg(uniqueid: &str) -> Input {
+    fn core() -> Sessions {
+        Sessions::new(Rules::default(), vec![alice()], "t")
+    }
+
+    fn leg(uniqueid: &str, path: Path) -> Input {
         Input::LegArrived(LegArrival {
             uniqueid: uniqueid.into(),
-            channel: format!("PJSIP/alice-app-{uniqueid}"),
-            caller: "1001".into(),
-            endpoint: "alice-app".into(),
-            path: Path::Data,
+            channel: format!("PJSIP/{}-{uniqueid}", path.as_str()),
+            caller: if path == Path::Carrier { "+1 555 0001".into() } else { "alice-app".into() },
+            endpoint: if path == Path::Data { "alice-app".into() } else { "carrier".into() },
+            path,
             far: "2000".into(),
             token: String::new(),
         })
@@ -446,69 +818,200 @@ mod tests {
         Input::Hangup { uniqueid: uniqueid.into(), cause: 16, cause_txt: "Normal Clearing".into() }
     }
 
+    /// A leg lost to the network (not the user hanging up).
+    fn lost(uniqueid: &str) -> Input {
+        Input::Hangup { uniqueid: uniqueid.into(), cause: 41, cause_txt: "Temporary failure".into() }
+    }
+
+    fn sid() -> SessionId {
+        SessionId("t1".into())
+    }
+
+    fn assign(uniqueid: &str) -> Command {
+        Command::Assign {
+            uniqueid: uniqueid.into(),
+            session: sid(),
+            bridge: "handoff-t1".into(),
+            group: "t1/alice-phone".into(),
+            preferred: Path::Data,
+        }
+    }
+
     #[test]
-    fn a_leg_opens_a_session_and_calls_the_far_party_at_once() {
+    fn the_first_leg_opens_a_session_and_calls_the_far_party_at_once_with_the_users_caller_id() {
         let mut c = core();
-        let out = c.handle(leg("1.1"), 0);
-        let id = SessionId("t1".into());
+        let out = c.handle(leg("1.1", Path::Data), 0);
         assert_eq!(
             out.commands,
             vec![
-                Command::Assign { uniqueid: "1.1".into(), session: id.clone(), bridge: "handoff-t1".into() },
+                assign("1.1"),
                 Command::OriginateFar {
-                    session: id.clone(),
+                    session: sid(),
                     uniqueid: "t1-far".into(),
                     number: "2000".into(),
                     bridge: "handoff-t1".into(),
-                    caller_id: "1001".into()
+                    caller_id: "+15550001".into()
                 },
             ]
         );
-        assert_eq!(c.state(&id), Some(&State::AwaitingFarAnswer));
-        assert_eq!(c.bridge(&id), Some("handoff-t1"));
+        assert_eq!(c.state(&sid()), Some(&State::AwaitingFarAnswer));
+        assert_eq!(c.bridge(&sid()), Some("handoff-t1"));
         c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 900);
-        assert_eq!(c.state(&id), Some(&State::Connected));
+        assert_eq!(c.state(&sid()), Some(&State::Connected));
     }
 
     #[test]
-    fn far_hangup_ends_the_client_legs_and_the_session_goes_when_all_are_gone() {
+    fn the_carrier_leg_pairs_by_caller_id_into_the_same_session() {
         let mut c = core();
-        c.handle(leg("1.1"), 0);
-        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 10);
-        let out = c.handle(hangup("t1-far"), 5000);
-        assert_eq!(out.commands, vec![Command::Hangup { uniqueid: "1.1".into(), cause: 16 }]);
-        assert_eq!(c.len(), 1, "waits for the client's own hangup event");
-        let out = c.handle(hangup("1.1"), 5010);
+        c.handle(leg("1.1", Path::Data), 0);
+        let out = c.handle(leg("1.2", Path::Carrier), 300);
+        assert_eq!(out.commands, vec![assign("1.2")], "no second far call");
+        assert_eq!(c.live_legs(&sid()).len(), 2);
+        assert!(out.records[0].what.contains("paired after 300 ms"));
+    }
+
+    #[test]
+    fn one_leg_dying_continues_on_the_other_then_grace_then_rejoin() {
+        let mut c = core();
+        c.handle(leg("1.1", Path::Data), 0);
+        c.handle(leg("1.2", Path::Carrier), 10);
+        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 20);
+        let out = c.handle(lost("1.1"), 1000);
         assert!(out.commands.is_empty());
-        assert!(c.is_empty());
-        assert!(c.session_of("1.1").is_none());
+        assert_eq!(c.state(&sid()), Some(&State::Connected));
+        c.handle(lost("1.2"), 2000);
+        assert_eq!(c.state(&sid()), Some(&State::Grace { until: 32_000 }));
+        let out = c.handle(leg("1.3", Path::Data), 5000);
+        assert_eq!(out.commands, vec![assign("1.3")]);
+        assert_eq!(c.state(&sid()), Some(&State::Connected));
     }
 
     #[test]
-    fn client_hangup_ends_the_far_leg() {
+    fn the_user_hanging_up_one_leg_ends_the_whole_call() {
         let mut c = core();
-        c.handle(leg("1.1"), 0);
-        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 10);
-        let out = c.handle(hangup("1.1"), 100);
+        c.handle(leg("1.1", Path::Data), 0);
+        c.handle(leg("1.2", Path::Carrier), 10);
+        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 20);
+        let out = c.handle(hangup("1.2"), 5000);
+        assert_eq!(
+            out.commands,
+            vec![
+                Command::Hangup { uniqueid: "t1-far".into(), cause: 16 },
+                Command::Hangup { uniqueid: "1.1".into(), cause: 16 }
+            ]
+        );
+        c.handle(hangup("1.1"), 5010);
+        c.handle(hangup("t1-far"), 5020);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn grace_runs_out_and_the_far_party_is_released() {
+        let mut c = core();
+        c.handle(leg("1.1", Path::Data), 0);
+        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 20);
+        c.handle(lost("1.1"), 100);
+        assert_eq!(c.next_timeout(), Some(30_100));
+        let out = c.handle(Input::Tick, 30_100);
         assert_eq!(out.commands, vec![Command::Hangup { uniqueid: "t1-far".into(), cause: 16 }]);
-        c.handle(hangup("t1-far"), 120);
+        c.handle(hangup("t1-far"), 30_200);
         assert!(c.is_empty());
     }
 
     #[test]
-    fn a_busy_far_party_ends_the_call_with_busy() {
+    fn a_stalled_leg_is_declared_dead_after_seconds_and_a_redial_replaces_it() {
         let mut c = core();
-        c.handle(leg("1.1"), 0);
-        let out = c.handle(Input::FarFailed { uniqueid: "t1-far".into(), reason: "Busy".into() }, 50);
+        c.handle(leg("1.1", Path::Data), 0);
+        c.handle(leg("1.2", Path::Carrier), 10);
+        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 20);
+        c.handle(Input::LegStalled { uniqueid: "1.1".into(), silent_ms: 40 }, 1000);
+        assert_eq!(c.next_timeout(), Some(960 + 10_000));
+        // The app re-dials over the returning Wi-Fi before the old leg is declared dead.
+        let out = c.handle(leg("1.3", Path::Data), 3000);
+        assert_eq!(out.commands, vec![Command::Hangup { uniqueid: "1.1".into(), cause: 16 }, assign("1.3")]);
+        assert!(c.handle(hangup("1.1"), 3010).commands.is_empty(), "our own hangup of the old leg ends nothing");
+        assert_eq!(c.state(&sid()), Some(&State::Connected));
+        // A carrier leg that stalls and never recovers is hung up after leg_dead_after.
+        c.handle(Input::LegStalled { uniqueid: "1.2".into(), silent_ms: 40 }, 4000);
+        c.handle(Input::LegRecovered { uniqueid: "1.2".into() }, 4500);
+        assert!(c.handle(Input::Tick, 20_000).commands.is_empty(), "recovered: not dead");
+        c.handle(Input::LegStalled { uniqueid: "1.2".into(), silent_ms: 40 }, 21_000);
+        let out = c.handle(Input::Tick, 21_000 - 40 + 10_000);
+        assert_eq!(out.commands, vec![Command::Hangup { uniqueid: "1.2".into(), cause: 16 }]);
+    }
+
+    #[test]
+    fn bad_legs_are_refused_with_a_reason_and_change_nothing() {
+        let mut c = core();
+        // unknown device
+        let mut stranger = leg("9.1", Path::Data);
+        if let Input::LegArrived(l) = &mut stranger {
+            l.endpoint = "mallory-app".into();
+        }
+        let out = c.handle(stranger, 0);
+        assert!(
+            matches!(&out.commands[..], [Command::Refuse { reason, .. }] if reason == "unknown device: no registered device has endpoint 'mallory-app'")
+        );
+        assert!(c.is_empty());
+        // a third leg for an already-paired device
+        c.handle(leg("1.1", Path::Data), 0);
+        c.handle(leg("1.2", Path::Carrier), 10);
+        let out = c.handle(leg("1.3", Path::Carrier), 20);
+        assert!(
+            matches!(&out.commands[..], [Command::Refuse { reason, .. }] if reason.contains("already has a live carrier leg"))
+        );
+        assert_eq!(c.live_legs(&sid()).len(), 2);
+        // a leg that arrives just after the session ended
+        c.handle(hangup("t1-far"), 100);
+        c.handle(hangup("1.1"), 110);
+        c.handle(hangup("1.2"), 120);
+        assert!(c.is_empty());
+        let out = c.handle(leg("1.4", Path::Data), 1000);
+        assert!(matches!(&out.commands[..], [Command::Refuse { reason, .. }] if reason.contains("ended 880 ms ago")));
+        // ... but a new call later is a new session
+        let out = c.handle(leg("1.5", Path::Data), 10_000);
+        assert!(matches!(&out.commands[..], [Command::Assign { .. }, Command::OriginateFar { .. }]));
+    }
+
+    #[test]
+    fn a_token_used_by_another_device_is_refused() {
+        let bob = Device {
+            id: "bob-phone".into(),
+            user: "bob".into(),
+            endpoint: Some("bob-app".into()),
+            number: None,
+            caller_id: None,
+        };
+        let mut c = Sessions::new(Rules::default(), vec![alice(), bob], "t");
+        let with_token = |uid: &str, endpoint: &str| {
+            Input::LegArrived(LegArrival {
+                uniqueid: uid.into(),
+                channel: format!("PJSIP/{endpoint}"),
+                caller: String::new(),
+                endpoint: endpoint.into(),
+                path: Path::Data,
+                far: "2000".into(),
+                token: "t0k3n".into(),
+            })
+        };
+        c.handle(with_token("1.1", "alice-app"), 0);
+        let out = c.handle(with_token("2.1", "bob-app"), 5);
+        assert!(
+            matches!(&out.commands[..], [Command::Refuse { reason, .. }] if reason == "pairing token already used by device 'alice-phone'")
+        );
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn far_failures_end_the_legs_with_the_far_cause() {
+        let mut c = core();
+        c.handle(leg("1.1", Path::Data), 0);
+        let out = c.handle(Input::FarFailed { uniqueid: "t1-far".into(), reason: "busy".into() }, 50);
         assert_eq!(out.commands, vec![Command::Hangup { uniqueid: "1.1".into(), cause: 17 }]);
         c.handle(hangup("1.1"), 60);
         assert!(c.is_empty());
-    }
-
-    #[test]
-    fn an_unanswered_far_call_passes_its_cause_on() {
         let mut c = core();
-        c.handle(leg("1.1"), 0);
+        c.handle(leg("1.1", Path::Data), 0);
         let out =
             c.handle(Input::Hangup { uniqueid: "t1-far".into(), cause: 19, cause_txt: "No answer".into() }, 30_000);
         assert_eq!(out.commands, vec![Command::Hangup { uniqueid: "1.1".into(), cause: 19 }]);
@@ -517,23 +1020,17 @@ mod tests {
     #[test]
     fn ending_sessions_are_dropped_after_the_linger_time_if_hangups_never_come() {
         let mut c = core();
-        c.handle(leg("1.1"), 0);
+        c.handle(leg("1.1", Path::Data), 0);
         c.handle(hangup("1.1"), 100);
         assert_eq!(c.next_timeout(), Some(100 + ENDING_LINGER_MS));
-        c.handle(Input::Tick, 100 + ENDING_LINGER_MS - 1);
-        assert_eq!(c.len(), 1);
         c.handle(Input::Tick, 100 + ENDING_LINGER_MS);
         assert!(c.is_empty());
         assert_eq!(c.next_timeout(), None);
     }
 
     #[test]
-    fn unknown_channels_and_duplicate_legs_change_nothing() {
-        let mut c = core();
-        assert_eq!(c.handle(hangup("9.9"), 0), Outputs::default());
-        c.handle(leg("1.1"), 0);
-        let out = c.handle(leg("1.1"), 1);
-        assert!(matches!(&out.commands[..], [Command::Refuse { .. }]));
-        assert_eq!(c.len(), 1);
+    fn numbers_compare_without_formatting() {
+        assert_eq!(normalise_number("+1 555-0001"), "+15550001");
+        assert_eq!(normalise_number("0015550001"), "+15550001");
     }
 }

@@ -6,6 +6,8 @@
 //! - [`handoffd`]: run the real controller binary with a generated config and read its log.
 //! - [`sipp`]: run SIPp scenarios from `tests/sipp/` inside the testbed root.
 //! - [`rtp`]: bind an RTP recorder and analyse what arrived ([`audio`] holds the G.711 maths).
+//! - [`signal`]: the coded test signal both client legs send, and its analysis at the far end.
+//! - [`netcut`]: real network faults (nftables drops on loopback).
 //! - [`ami`]: a plain AMI client (the project's codec over a std socket) to watch events and
 //!   check that nothing is left over.
 //!
@@ -14,7 +16,9 @@
 pub mod ami;
 pub mod audio;
 pub mod handoffd;
+pub mod netcut;
 pub mod rtp;
+pub mod signal;
 pub mod sipp;
 pub mod testbed;
 

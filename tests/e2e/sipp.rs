@@ -5,6 +5,16 @@ use crate::testbed::Asterisk;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// RTP ports of the data leg's SIPp (what a Wi-Fi cut drops).
+pub const DATA_RTP: (u16, u16) = (30000, 30999);
+/// RTP ports of the carrier leg's SIPp.
+pub const CARRIER_RTP: (u16, u16) = (32000, 32999);
+
+/// Writes the carrier leg's signal, `carrier.ulaw`.
+pub fn write_carrier_signal(ast: &Asterisk, carrier: &[u8]) {
+    std::fs::write(ast.instance_dir().join("sipp/carrier.ulaw"), carrier).expect("write carrier.ulaw");
+}
+
 /// Writes the test signals the scenarios send: `caller.ulaw` and `far.ulaw`.
 pub fn write_signals(ast: &Asterisk, caller: &[u8], far: &[u8]) {
     let dir = ast.instance_dir().join("sipp");
@@ -58,7 +68,8 @@ impl Sipp {
         )
     }
 
-    /// A phone leg from `ip` as From user `user`, dialling `number` at Asterisk.
+    /// A phone leg from `ip` as From user `user`, dialling `number` at Asterisk; its RTP goes
+    /// out from the data leg's ports.
     pub fn phone_leg(
         scenario: &str,
         ip: &str,
@@ -68,7 +79,23 @@ impl Sipp {
         rec_port: u16,
         hangup_after_ms: u64,
     ) -> Self {
+        Self::leg(scenario, ip, sip_port, user, number, rec_port, hangup_after_ms, DATA_RTP)
+    }
+
+    /// A leg with its RTP from `rtp_ports` (so that a test can cut exactly that path).
+    #[allow(clippy::too_many_arguments)]
+    pub fn leg(
+        scenario: &str,
+        ip: &str,
+        sip_port: u16,
+        user: &str,
+        number: &str,
+        rec_port: u16,
+        hangup_after_ms: u64,
+        rtp_ports: (u16, u16),
+    ) -> Self {
         let (port, sport, d) = (rec_port.to_string(), sip_port.to_string(), hangup_after_ms.to_string());
+        let (lo, hi) = (rtp_ports.0.to_string(), rtp_ports.1.to_string());
         Self::spawn(
             user,
             scenario,
@@ -81,9 +108,9 @@ impl Sipp {
                 "-mi",
                 ip,
                 "-min_rtp_port",
-                "30000",
+                &lo,
                 "-max_rtp_port",
-                "30999",
+                &hi,
                 "-key",
                 "user",
                 user,
@@ -95,7 +122,7 @@ impl Sipp {
                 "-d",
                 &d,
                 "-timeout",
-                "60s",
+                "90s",
                 "-timeout_error",
             ],
         )

@@ -1,0 +1,54 @@
+//! Real network faults on this host's loopback: an nftables rule (run from the testbed root)
+//! drops a leg's RTP in both directions, as a Wi-Fi link that goes away would. The rule is
+//! removed when the guard drops, whatever happens to the test.
+
+use crate::testbed::testbed;
+
+const TABLE: &str = "handoff_cut";
+
+/// A cut path: UDP to and from `ports` (a SIPp leg's RTP port range) is dropped.
+pub struct Cut {
+    ports: String,
+}
+
+impl Cut {
+    /// Cuts the path of the RTP ports `from..=to`.
+    pub fn udp_ports(from: u16, to: u16) -> Self {
+        let ports = format!("{from}-{to}");
+        remove_table();
+        testbed(&["nft", "add", "table", "inet", TABLE]);
+        testbed(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            TABLE,
+            "input",
+            "{ type filter hook input priority -10 ; policy accept ; }",
+        ]);
+        testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "sport", &ports, "drop"]);
+        testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "dport", &ports, "drop"]);
+        Self { ports }
+    }
+
+    /// The link comes back.
+    pub fn heal(self) {}
+
+    pub fn ports(&self) -> &str {
+        &self.ports
+    }
+}
+
+/// Removes the cut's table if it is there (it may not be: no error then).
+fn remove_table() {
+    let _ = std::process::Command::new(crate::repo_root().join("tests/testbed/testbed"))
+        .args(["nft", "delete", "table", "inet", TABLE])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        remove_table();
+    }
+}
