@@ -93,7 +93,10 @@ pub fn originate_outcome(ev: &Event, uniqueid: &str) -> Input {
         "0" => "no such endpoint or channel could not be created",
         _ => "failed",
     };
-    Input::FarFailed { uniqueid: uniqueid.to_string(), reason: reason.to_string() }
+    // With a ChannelId the far channel exists once dialling started; its Hangup event then
+    // follows with the real cause. No Uniqueid means no channel was ever made.
+    let no_channel = ev.headers.get("Uniqueid").is_none_or(|u| u.is_empty() || u == "<null>");
+    Input::FarFailed { uniqueid: uniqueid.to_string(), reason: reason.to_string(), no_channel }
 }
 
 /// The AMI action that carries out a session command.

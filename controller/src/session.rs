@@ -57,6 +57,10 @@ pub type Millis = u64;
 /// How long an ending session waits for its channels' hangup events before it is dropped.
 pub const ENDING_LINGER_MS: Millis = 10_000;
 
+/// How long a failed far call waits for its channel's Hangup (with the real cause) before the
+/// session ends on the originate's reason alone.
+pub const FAR_HANGUP_WAIT_MS: Millis = 2_000;
+
 /// Which network a client leg comes over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Path {
@@ -124,8 +128,9 @@ pub enum Input {
     LegArrived(LegArrival),
     /// The far party answered (its originate succeeded).
     FarAnswered { uniqueid: String },
-    /// The far call could not be placed (busy, no answer, congestion, unknown endpoint).
-    FarFailed { uniqueid: String, reason: String },
+    /// The far call could not be placed (busy, no answer, congestion, unknown endpoint);
+    /// `no_channel` when no far channel was ever created (so no Hangup event will follow).
+    FarFailed { uniqueid: String, reason: String, no_channel: bool },
     /// A channel hung up.
     Hangup { uniqueid: String, cause: u32, cause_txt: String },
     /// The module saw no voice frame on a leg for longer than its stall threshold.
@@ -205,6 +210,8 @@ struct Session {
     bridge: String,
     far_uniqueid: String,
     far_live: bool,
+    /// The far call failed but its channel's Hangup has not come yet: (when, reason).
+    far_failed: Option<(Millis, String)>,
     legs: BTreeMap<String, ClientLeg>,
     opened_at: Millis,
 }
@@ -326,7 +333,7 @@ impl Sessions {
                 let state_timer = match s.state {
                     State::Ending { since, .. } => Some(since + ENDING_LINGER_MS),
                     State::Grace { until } => Some(until),
-                    _ => None,
+                    _ => s.far_failed.as_ref().map(|(t, _)| t + FAR_HANGUP_WAIT_MS),
                 };
                 let dead_timers = s
                     .legs
@@ -344,7 +351,9 @@ impl Sessions {
         match input {
             Input::LegArrived(leg) => self.recv_leg(leg, now, &mut out),
             Input::FarAnswered { uniqueid } => self.recv_far_answer(&uniqueid, now, &mut out),
-            Input::FarFailed { uniqueid, reason } => self.recv_far_failed(&uniqueid, &reason, now, &mut out),
+            Input::FarFailed { uniqueid, reason, no_channel } => {
+                self.recv_far_failed(&uniqueid, &reason, no_channel, now, &mut out)
+            }
             Input::Hangup { uniqueid, cause, cause_txt } => {
                 self.recv_hangup(&uniqueid, cause, &cause_txt, now, &mut out)
             }
@@ -485,6 +494,7 @@ impl Sessions {
             bridge: bridge.clone(),
             far_uniqueid: far_uniqueid.clone(),
             far_live: true,
+            far_failed: None,
             legs,
             opened_at: now,
         };
@@ -578,16 +588,23 @@ impl Sessions {
         }
     }
 
-    fn recv_far_failed(&mut self, uniqueid: &str, reason: &str, now: Millis, out: &mut Outputs) {
+    fn recv_far_failed(&mut self, uniqueid: &str, reason: &str, no_channel: bool, now: Millis, out: &mut Outputs) {
         let Some(id) = self.by_channel.get(uniqueid).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&id) else { return };
         if s.far_uniqueid != uniqueid || !s.state.is_live() {
             return;
         }
+        Self::record(out, now, &id, format!("far call failed: {reason}"));
+        if !no_channel {
+            // The far channel exists: its Hangup event follows with the real cause (busy, no
+            // answer, ...), which the phone should hear; that event ends the session (or the
+            // tick does, if the event never comes).
+            s.far_failed = Some((now, reason.to_string()));
+            return;
+        }
         // An originate that failed before a channel existed sends no hangup: the far leg is gone.
         s.far_live = false;
         self.by_channel.remove(uniqueid);
-        Self::record(out, now, &id, format!("far call failed: {reason}"));
         self.end(&id, format!("far call failed: {reason}"), far_failure_cause(reason), now, out);
     }
 
@@ -689,6 +706,13 @@ impl Sessions {
                 }
                 State::Grace { until } if now >= until => {
                     self.end(&id, "no client leg came back within the grace period".into(), 16, now, out);
+                    continue;
+                }
+                State::AwaitingFarAnswer
+                    if s.far_failed.as_ref().is_some_and(|(t, _)| now >= t + FAR_HANGUP_WAIT_MS) =>
+                {
+                    let reason = s.far_failed.take().map(|(_, r)| r).unwrap_or_default();
+                    self.end(&id, format!("far call failed: {reason}"), far_failure_cause(&reason), now, out);
                     continue;
                 }
                 _ => {}
@@ -1006,7 +1030,7 @@ mod tests {
     fn far_failures_end_the_legs_with_the_far_cause() {
         let mut c = core();
         c.handle(leg("1.1", Path::Data), 0);
-        let out = c.handle(Input::FarFailed { uniqueid: "t1-far".into(), reason: "busy".into() }, 50);
+        let out = c.handle(Input::FarFailed { uniqueid: "t1-far".into(), reason: "busy".into(), no_channel: true }, 50);
         assert_eq!(out.commands, vec![Command::Hangup { uniqueid: "1.1".into(), cause: 17 }]);
         c.handle(hangup("1.1"), 60);
         assert!(c.is_empty());

@@ -131,6 +131,11 @@ fn run(chan: &Channel, data: &str) -> c_int {
                 }
                 Decision::Refused { reason } => {
                     asterisk::log(Level::Notice, &format!("Handoff() on {name}: refused by handoffd: {reason}"));
+                    asterisk::manager_event(
+                        EventClass::Call,
+                        "HandoffLegRefused",
+                        &[("Channel", &name), ("Uniqueid", &uniqueid), ("Reason", &reason)],
+                    );
                     finish(chan, "REFUSED", &reason)
                 }
             };

@@ -1,0 +1,94 @@
+//! Bad input around dual-leg calls on the real Asterisk 22: an unknown device, a third leg for an
+//! already-paired device, a busy far party, a leg that arrives after the session ended. Each
+//! ends cleanly with a clear reason in handoffd's log and an AMI event, and leaves no channel,
+//! conference or session behind.
+
+use handoff_tests::ami::AmiClient;
+use handoff_tests::audio::tone;
+use handoff_tests::handoffd::{testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::rtp::Recorder;
+use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp, CARRIER_RTP, DATA_RTP};
+use handoff_tests::testbed::Asterisk;
+use handoff_tests::wait_for;
+use std::time::Duration;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn ready() -> (Asterisk, AmiClient, Handoffd) {
+    let ast = Asterisk::start();
+    write_signals(&ast, &tone(440.0, 2.0), &tone(1000.0, 2.0));
+    write_carrier_signal(&ast, &tone(440.0, 2.0));
+    let ami = AmiClient::connect();
+    let h = Handoffd::spawn(&testbed_config(5038, AMI_SECRET));
+    assert!(h.wait_log("logged in to AMI", 10 * SEC).is_some());
+    assert!(wait_for(10 * SEC, || ast
+        .cli("handoff show status")
+        .contains("Controller:          connected")
+        .then_some(()))
+    .is_some());
+    (ast, ami, h)
+}
+
+fn nothing_left(ami: &AmiClient, h: &Handoffd) {
+    assert!(wait_for(10 * SEC, || ami.channels().is_empty().then_some(())).is_some(), "{:#?}", ami.channels());
+    assert!(ami.conferences().is_empty());
+    if h.log().iter().any(|l| l.contains("opened for device")) {
+        assert!(h.wait_log(" 0 session(s) open", 10 * SEC).is_some(), "{:#?}", h.log());
+    }
+}
+
+#[test]
+fn an_unknown_device_is_refused_with_the_reason() {
+    let (_ast, ami, h) = ready();
+    let mut bob = Sipp::phone_leg("data_leg_uac_refused.xml", "127.0.0.1", 5071, "bob-app", "2000", 40000, 0);
+    bob.wait(15 * SEC).expect("bob's leg is refused");
+    let refused = ami.wait_event(5 * SEC, |e| e.name == "HandoffLegRefused").expect("AMI event");
+    assert_eq!(refused.headers.get("Reason"), Some("unknown device: no registered device has endpoint 'bob-app'"));
+    assert!(h.log().iter().any(|l| l.contains("refused data leg") && l.contains("unknown device")));
+    assert!(!ami.events().iter().any(|e| e.name == "OriginateResponse"), "no far call for an unknown device");
+    nothing_left(&ami, &h);
+}
+
+#[test]
+fn a_third_leg_for_a_paired_device_is_refused_and_the_call_goes_on() {
+    let (_ast, ami, h) = ready();
+    let far_rec = Recorder::bind("127.0.0.3");
+    let mut far = Sipp::far_party("far_uas.xml", far_rec.port, None);
+    let (r1, r2) = (Recorder::bind("127.0.0.1"), Recorder::bind("127.0.0.2"));
+    let mut data = Sipp::leg("data_leg_uac.xml", "127.0.0.1", 5071, "alice-app", "2000", r1.port, 6000, DATA_RTP);
+    let mut carrier =
+        Sipp::leg("carrier_leg_uac.xml", "127.0.0.2", 5072, "+15550001", "2000", r2.port, 6000, CARRIER_RTP);
+    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
+        .expect("joined");
+    // A second carrier call from the same phone number while the first is alive.
+    let mut third =
+        Sipp::leg("data_leg_uac_refused.xml", "127.0.0.2", 5073, "+15550001", "2000", 40001, 0, (33000, 33999));
+    third.wait(15 * SEC).expect("the third leg is refused");
+    let refused = ami.wait_event(5 * SEC, |e| e.name == "HandoffLegRefused").expect("AMI event");
+    assert!(refused.headers.get("Reason").unwrap().contains("already has a live carrier leg"), "{refused:?}");
+    data.wait(30 * SEC).expect("the call went on");
+    carrier.wait(30 * SEC).expect("carrier leg");
+    far.wait(30 * SEC).expect("far party");
+    nothing_left(&ami, &h);
+}
+
+#[test]
+fn a_busy_far_party_ends_the_phone_leg_with_busy() {
+    let (_ast, ami, h) = ready();
+    let mut far = Sipp::far_party("far_uas_busy.xml", 40002, None);
+    let mut data = Sipp::phone_leg("data_leg_uac_any_end.xml", "127.0.0.1", 5071, "alice-app", "2000", 40003, 0);
+    far.wait(15 * SEC).expect("far party says busy");
+    data.wait(15 * SEC).expect("the phone leg is hung up");
+    let hangup = ami
+        .wait_event(5 * SEC, |e| {
+            e.name == "Hangup" && e.headers.get("Channel").is_some_and(|c| c.contains("alice-app"))
+        })
+        .expect("phone leg hangup");
+    assert_eq!(hangup.headers.get("Cause"), Some("17"), "busy passed on: {hangup:?}");
+    assert!(
+        h.log().iter().any(|l| l.contains("far call failed: busy") || l.contains("far call ended before answer")),
+        "{:#?}",
+        h.log()
+    );
+    nothing_left(&ami, &h);
+}
