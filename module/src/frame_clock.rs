@@ -68,6 +68,8 @@ pub enum Verdict {
 /// Why the active leg changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SwitchReason {
+    /// The first leg with frames took the mix.
+    First,
     /// The active leg stalled.
     Stall,
     /// The preferred leg was healthy for the recovery time.
@@ -200,7 +202,7 @@ impl Group {
             return Verdict::Pass;
         }
         if active == NONE {
-            self.switch(NONE, path, now, SwitchReason::Stall);
+            self.switch(NONE, path, now, SwitchReason::First);
             return Verdict::Pass;
         }
         let other = path.other();
@@ -247,10 +249,10 @@ impl Group {
         let seq = self.switch_seq.load(Ordering::Acquire);
         if seq != self.reported_seq.swap(seq, Ordering::AcqRel) {
             if let Some(to) = Path::from_index(self.switch_to.load(Ordering::Relaxed)) {
-                let reason = if self.switch_reason.load(Ordering::Relaxed) == SwitchReason::PreferredBack as u8 {
-                    SwitchReason::PreferredBack
-                } else {
-                    SwitchReason::Stall
+                let reason = match self.switch_reason.load(Ordering::Relaxed) {
+                    r if r == SwitchReason::PreferredBack as u8 => SwitchReason::PreferredBack,
+                    r if r == SwitchReason::First as u8 => SwitchReason::First,
+                    _ => SwitchReason::Stall,
                 };
                 out.push(Report::Switched {
                     from: Path::from_index(self.switch_from.load(Ordering::Relaxed)),
@@ -343,7 +345,10 @@ mod tests {
         let g = dual();
         run(&g, 0, 1000, None);
         let r = g.tick(1000 * MS);
-        assert!(matches!(&r[..], [Report::Switched { from: None, to: Path::Data, .. }]), "{r:?}");
+        assert!(
+            matches!(&r[..], [Report::Switched { from: None, to: Path::Data, reason: SwitchReason::First, .. }]),
+            "{r:?}"
+        );
         run(&g, 1000, 1100, Some((1000, 1100)));
         let r = g.tick(1100 * MS);
         assert!(

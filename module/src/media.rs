@@ -238,6 +238,7 @@ fn tick_all() {
                     }
                     Report::Switched { from, to, at_ns, reason } => {
                         let reason = match reason {
+                            SwitchReason::First => "first-frames",
                             SwitchReason::Stall => "stall",
                             SwitchReason::PreferredBack => "preferred-recovered",
                         };
