@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let mut data =
         Sipp::leg("data_leg_uac.xml", "127.0.0.1", 5071, "alice-app", "2000", data_rec.port, 10_000, DATA_RTP);
     let mut carrier =
-        Sipp::leg("carrier_leg_uac.xml", "127.0.0.2", 5072, "+15550001", "2000", carrier_rec.port, 10_000, CARRIER_RTP);
+        Sipp::leg("carrier_leg_uac_wait.xml", "127.0.0.2", 5072, "+15550001", "2000", carrier_rec.port, 0, CARRIER_RTP);
     if wait_for(10 * sec, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
         .is_none()
     {
