@@ -54,10 +54,6 @@ fn dual_call(data_scenario: &str, carrier_scenario: &str, call_ms: u64) -> Call 
     Call { ast, ami, handoffd, far_rec, far, data, carrier, _data_rec: data_rec, _carrier_rec: carrier_rec }
 }
 
-fn event(c: &Call, name: &str, pred: impl Fn(&handoff::ami::Event) -> bool) -> handoff::ami::Event {
-    event_after(c, 0, name, pred)
-}
-
 /// The first matching event among those after the first `skip` events.
 fn event_after(c: &Call, skip: usize, name: &str, pred: impl Fn(&handoff::ami::Event) -> bool) -> handoff::ami::Event {
     wait_for(10 * SEC, || c.ami.events().into_iter().skip(skip).find(|e| e.name == name && pred(e)))
