@@ -16,7 +16,7 @@ pub fn testbed_config(port: u16, secret: &str) -> String {
         "ami:\n  host: 127.0.0.1\n  port: {port}\n  username: handoffd\n  secret: \"{secret}\"\n  reconnect_initial_ms: 200\n  reconnect_max_ms: 1000\n\
 far:\n  endpoint: far\n  answer_timeout_s: 20\nconference:\n  name_prefix: handoff-\nlog:\n  level: debug\n\
 sessions:\n  grace_s: 5\n  leg_dead_after_s: 4\n  pair_window_s: 2\n\
-devices:\n  - id: alice-phone\n    user: alice\n    endpoint: alice-app\n    number: \"+15550001\"\n"
+devices:\n  - id: alice-phone\n    user: alice\n    endpoint: alice-app\n    number: \"+15550001\"\n  - id: bob-phone\n    user: bob\n    endpoint: bob-app\n"
     )
 }
 

@@ -40,10 +40,10 @@ fn nothing_left(ami: &AmiClient, h: &Handoffd) {
 #[test]
 fn an_unknown_device_is_refused_with_the_reason() {
     let (_ast, ami, h) = ready();
-    let mut bob = Sipp::phone_leg("data_leg_uac_refused.xml", "127.0.0.1", 5071, "bob-app", "2000", 40000, 0);
-    bob.wait(15 * SEC).expect("bob's leg is refused");
+    let mut carol = Sipp::phone_leg("data_leg_uac_refused.xml", "127.0.0.1", 5071, "carol-app", "2000", 40000, 0);
+    carol.wait(15 * SEC).expect("carol's leg is refused");
     let refused = ami.wait_event(5 * SEC, |e| e.name == "HandoffLegRefused").expect("AMI event");
-    assert_eq!(refused.headers.get("Reason"), Some("unknown device: no registered device has endpoint 'bob-app'"));
+    assert_eq!(refused.headers.get("Reason"), Some("unknown device: no registered device has endpoint 'carol-app'"));
     assert!(h.log().iter().any(|l| l.contains("refused data leg") && l.contains("unknown device")));
     assert!(!ami.events().iter().any(|e| e.name == "OriginateResponse"), "no far call for an unknown device");
     nothing_left(&ami, &h);
@@ -68,6 +68,60 @@ fn a_third_leg_for_a_paired_device_is_refused_and_the_call_goes_on() {
     assert!(refused.headers.get("Reason").unwrap().contains("already has a live carrier leg"), "{refused:?}");
     data.wait(30 * SEC).expect("the call went on");
     carrier.wait(30 * SEC).expect("carrier leg");
+    far.wait(30 * SEC).expect("far party");
+    nothing_left(&ami, &h);
+}
+
+#[test]
+fn the_same_pairing_token_from_another_device_is_refused() {
+    let (_ast, ami, h) = ready();
+    let far_rec = Recorder::bind("127.0.0.3");
+    let mut far = Sipp::far_party("far_uas.xml", far_rec.port, None);
+    let rec = Recorder::bind("127.0.0.1");
+    let port = rec.port.to_string();
+    let token_leg = |user: &str, sip_port: &str, scenario: &str, rtp: (&str, &str)| {
+        Sipp::spawn(
+            user,
+            scenario,
+            &[
+                "127.0.0.1:5060",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                sip_port,
+                "-mi",
+                "127.0.0.1",
+                "-min_rtp_port",
+                rtp.0,
+                "-max_rtp_port",
+                rtp.1,
+                "-key",
+                "user",
+                user,
+                "-s",
+                "2000",
+                "-key",
+                "rec_port",
+                &port,
+                "-key",
+                "token",
+                "4711",
+                "-d",
+                "5000",
+                "-timeout",
+                "60s",
+                "-timeout_error",
+            ],
+        )
+    };
+    let mut alice = token_leg("alice-app", "5071", "data_leg_uac_token.xml", ("30000", "30999"));
+    ami.wait_event(10 * SEC, |e| e.name == "HandoffLegArrived" && e.headers.get("Token") == Some("4711"))
+        .expect("token passed");
+    let mut bob = token_leg("bob-app", "5073", "data_leg_uac_token_refused.xml", ("33000", "33999"));
+    bob.wait(15 * SEC).expect("bob's leg with alice's token is refused");
+    let refused = ami.wait_event(5 * SEC, |e| e.name == "HandoffLegRefused").expect("AMI event");
+    assert_eq!(refused.headers.get("Reason"), Some("pairing token already used by device 'alice-phone'"));
+    alice.wait(30 * SEC).expect("alice's call went on");
     far.wait(30 * SEC).expect("far party");
     nothing_left(&ami, &h);
 }
