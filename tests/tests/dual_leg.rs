@@ -90,6 +90,9 @@ fn wifi_cut_mid_call_the_far_party_hears_the_voice_go_on_once() {
     })
     .expect("data, carrier and far party in one conference");
     assert!(joins.iter().all(|j| j.headers.get("Conference") == joins[0].headers.get("Conference")));
+    let far_join =
+        joins.iter().find(|j| j.headers.get("Channel").is_some_and(|ch| ch.starts_with("PJSIP/far-"))).unwrap();
+    assert_eq!(far_join.headers.get("CallerIDNum"), Some("+15550001"), "the far call carries the user's caller ID");
     let originates = c.ami.events().iter().filter(|e| e.name == "OriginateResponse").count();
     assert_eq!(originates, 1, "one far call for two legs");
     assert!(
