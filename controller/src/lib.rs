@@ -6,7 +6,8 @@
 //! touches sockets, clocks and the store.
 //!
 //! - [`ami`]: Asterisk Manager Interface codec and action/response correlation (no I/O).
-//! - [`esl`]: FreeSWITCH Event Socket codec (no I/O).
+//! - [`esl`]: FreeSWITCH Event Socket codec and protocol client (no I/O), proven on recorded
+//!   FreeSWITCH 1.11.2 traffic (`tests/data/freeswitch-esl/`); the FreeSWITCH driver is to come.
 //! - [`config`]: the `handoffd.yaml` schema and its validation.
 //! - [`session`]: sessions, legs and their rules (no I/O).
 //! - [`asterisk`]: AMI events to session inputs and session commands to AMI actions (no I/O).

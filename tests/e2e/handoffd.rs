@@ -23,7 +23,7 @@ devices:\n  - id: alice-phone\n    user: alice\n    endpoint: alice-app\n    num
 pub struct Handoffd {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
-    _config: PathBuf,
+    config: Option<PathBuf>,
 }
 
 impl Handoffd {
@@ -41,16 +41,17 @@ impl Handoffd {
         );
         let path = std::env::temp_dir().join(format!("handoffd-test-{}-{}.yaml", std::process::id(), rand_suffix()));
         std::fs::write(&path, config).expect("write handoffd config");
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(&path)
-            .args(args)
-            .env("RUST_LOG", "handoff=debug,handoffd=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start handoffd");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config").arg(&path).args(args).env("RUST_LOG", "handoff=debug,handoffd=debug");
+        let mut h = Self::from_command(cmd);
+        h.config = Some(path);
+        h
+    }
+
+    /// Runs handoffd as `cmd` says (e.g. the packaged binary inside the testbed root).
+    pub fn from_command(mut cmd: Command) -> Self {
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start handoffd");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
             child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
@@ -69,7 +70,23 @@ impl Handoffd {
                 }
             });
         }
-        Self { child, lines, _config: path }
+        Self { child, lines, config: None }
+    }
+
+    /// Starts handoffd with the testbed config and waits until it is logged in and the module
+    /// has seen its hello (panics with its log otherwise).
+    pub fn connected(ast: &crate::testbed::Asterisk) -> Self {
+        let h = Self::spawn(&testbed_config(5038, AMI_SECRET));
+        assert!(
+            h.wait_log("logged in to AMI", Duration::from_secs(10)).is_some(),
+            "handoffd did not log in: {:#?}",
+            h.log()
+        );
+        let connected = wait_for(Duration::from_secs(10), || {
+            ast.cli("handoff show status").contains("Controller:          connected").then_some(())
+        });
+        assert!(connected.is_some(), "res_handoff never saw handoffd's hello:\n{}", ast.cli("handoff show status"));
+        h
     }
 
     /// Everything handoffd logged so far.
@@ -101,6 +118,8 @@ impl Drop for Handoffd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self._config);
+        if let Some(c) = &self.config {
+            let _ = std::fs::remove_file(c);
+        }
     }
 }

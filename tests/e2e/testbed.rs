@@ -14,9 +14,14 @@ fn script() -> PathBuf {
 
 /// Runs the testbed script; panics with its output when it fails.
 pub fn testbed(args: &[&str]) -> String {
+    testbed_with_module(args, &crate::target_dir().join("release/libres_handoff.so").to_string_lossy())
+}
+
+/// Runs the testbed script with `HANDOFF_MODULE=module` ("installed": the packaged module).
+pub fn testbed_with_module(args: &[&str], module: &str) -> String {
     let out = Command::new(script())
         .args(args)
-        .env("HANDOFF_MODULE", crate::target_dir().join("release/libres_handoff.so"))
+        .env("HANDOFF_MODULE", module)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -35,6 +40,25 @@ impl Asterisk {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         testbed(&["start"]);
         Self { _turn: turn }
+    }
+
+    /// Takes the testbed without booting Asterisk (to install packages into the root first).
+    pub fn take_turn() -> Self {
+        Self { _turn: ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()) }
+    }
+
+    /// Boots Asterisk with the res_handoff.so a package installed into the root.
+    pub fn start_installed(&self) {
+        testbed_with_module(&["start"], "installed");
+    }
+
+    /// Runs a command inside the testbed root; its output (stdout and stderr) and success.
+    pub fn in_root(&self, cmd: &[&str]) -> (bool, String) {
+        let out = Command::new(script()).arg("chroot").args(cmd).output().expect("run the testbed script");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
     }
 
     /// Stops Asterisk (keeping the turn), e.g. to test what handoffd does when it goes away.

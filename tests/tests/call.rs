@@ -5,7 +5,7 @@
 
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
-use handoff_tests::handoffd::{testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::handoffd::Handoffd;
 use handoff_tests::rtp::Recorder;
 use handoff_tests::sipp::{write_signals, Sipp};
 use handoff_tests::testbed::Asterisk;
@@ -20,18 +20,7 @@ fn ready() -> (Asterisk, AmiClient, Handoffd) {
     let ast = Asterisk::start();
     write_signals(&ast, &tone(CALLER_HZ, 2.0), &tone(FAR_HZ, 2.0));
     let ami = AmiClient::connect();
-    let handoffd = Handoffd::spawn(&testbed_config(5038, AMI_SECRET));
-    assert!(
-        handoffd.wait_log("logged in to AMI", 10 * SEC).is_some(),
-        "handoffd did not log in: {:#?}",
-        handoffd.log()
-    );
-    assert!(
-        wait_for(10 * SEC, || ast.cli("handoff show status").contains("Controller:          connected").then_some(()))
-            .is_some(),
-        "res_handoff never saw handoffd's hello:\n{}",
-        ast.cli("handoff show status")
-    );
+    let handoffd = Handoffd::connected(&ast);
     (ast, ami, handoffd)
 }
 

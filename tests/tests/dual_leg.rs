@@ -8,7 +8,7 @@
 
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
-use handoff_tests::handoffd::{testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::handoffd::Handoffd;
 use handoff_tests::netcut::Cut;
 use handoff_tests::rtp::Recorder;
 use handoff_tests::signal::{coded_signal, hear, report};
@@ -37,13 +37,7 @@ fn dual_call(data_scenario: &str, carrier_scenario: &str, call_ms: u64) -> Call 
     write_signals(&ast, &coded_signal(40.0, 0), &tone(1000.0, 2.0));
     write_carrier_signal(&ast, &coded_signal(40.0, CARRIER_DELAY_MS));
     let ami = AmiClient::connect();
-    let handoffd = Handoffd::spawn(&testbed_config(5038, AMI_SECRET));
-    assert!(handoffd.wait_log("logged in to AMI", 10 * SEC).is_some());
-    assert!(wait_for(10 * SEC, || ast
-        .cli("handoff show status")
-        .contains("Controller:          connected")
-        .then_some(()))
-    .is_some());
+    let handoffd = Handoffd::connected(&ast);
     let far_rec = Recorder::bind("127.0.0.3");
     let far = Sipp::far_party("far_uas.xml", far_rec.port, None);
     let data_rec = Recorder::bind("127.0.0.1");

@@ -5,7 +5,7 @@
 
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
-use handoff_tests::handoffd::{testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::handoffd::Handoffd;
 use handoff_tests::rtp::Recorder;
 use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp, CARRIER_RTP, DATA_RTP};
 use handoff_tests::testbed::Asterisk;
@@ -19,13 +19,7 @@ fn ready() -> (Asterisk, AmiClient, Handoffd) {
     write_signals(&ast, &tone(440.0, 2.0), &tone(1000.0, 2.0));
     write_carrier_signal(&ast, &tone(440.0, 2.0));
     let ami = AmiClient::connect();
-    let h = Handoffd::spawn(&testbed_config(5038, AMI_SECRET));
-    assert!(h.wait_log("logged in to AMI", 10 * SEC).is_some());
-    assert!(wait_for(10 * SEC, || ast
-        .cli("handoff show status")
-        .contains("Controller:          connected")
-        .then_some(()))
-    .is_some());
+    let h = Handoffd::connected(&ast);
     (ast, ami, h)
 }
 
@@ -57,7 +51,7 @@ fn a_third_leg_for_a_paired_device_is_refused_and_the_call_goes_on() {
     let (r1, r2) = (Recorder::bind("127.0.0.1"), Recorder::bind("127.0.0.2"));
     let mut data = Sipp::leg("data_leg_uac.xml", "127.0.0.1", 5071, "alice-app", "2000", r1.port, 6000, DATA_RTP);
     let mut carrier =
-        Sipp::leg("carrier_leg_uac.xml", "127.0.0.2", 5072, "+15550001", "2000", r2.port, 6000, CARRIER_RTP);
+        Sipp::leg("carrier_leg_uac_wait.xml", "127.0.0.2", 5072, "+15550001", "2000", r2.port, 0, CARRIER_RTP);
     wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
         .expect("joined");
     // A second carrier call from the same phone number while the first is alive.

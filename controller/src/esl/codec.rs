@@ -7,6 +7,10 @@
 //! type. A plain event's body holds a second header block and blank line of its own; it is
 //! never re-framed, because the outer `Content-Length` already says where the frame ends.
 //!
+//! Every header value of a frame is percent-decoded, as libesl does: the outbound `connect`
+//! reply needs it (`Reply-Text: %2BOK%0A`), and the plain replies (`+OK accepted`) hold no
+//! `%`. Bodies are never decoded.
+//!
 //! "Need more bytes" is `Ok(None)`. Errors come in two kinds:
 //! - a frame whose length cannot be known or trusted (headers or body over the cap, a bad
 //!   `Content-Length`, a header line that is not `Name: value`) is **fatal**. ESL has no
@@ -19,7 +23,7 @@
 //! The buffer never holds more than one frame ([`MAX_HEADER_BYTES`] + [`MAX_BODY_BYTES`])
 //! plus whatever was fed since the last call to [`Decoder::next_message`].
 
-use super::event::{find_blank_line, parse_header_block, parse_json, parse_plain, parse_xml};
+use super::event::{find_blank_line, parse_header_block, parse_json, parse_plain, parse_xml, EventBodyError};
 use super::message::{ApiResponse, DisconnectNotice, EslMessage, EventFormat, Headers, LogLine, Reply};
 
 /// The longest header block accepted (the connect reply, the largest, is about 4 KB).
@@ -46,6 +50,9 @@ pub enum EslError {
     /// A header line is not `Name: value`, so the frame's length cannot be trusted (fatal).
     #[error("ESL frame at byte {offset}: header line {line} is not 'Name: value': {text:?}; drop the connection")]
     BadHeaderLine { offset: u64, line: usize, text: String },
+    /// The peer closed the connection in the middle of a frame (see [`Decoder::finish`]).
+    #[error("ESL stream ended inside the frame at byte {offset} ({buffered} bytes of it received)")]
+    Truncated { offset: u64, buffered: usize },
     /// A well-framed event whose body does not parse; that frame was skipped, the stream goes on.
     #[error("ESL {format} event at byte {offset} skipped: {reason}")]
     BadEvent { offset: u64, format: EventFormat, reason: String },
@@ -109,6 +116,17 @@ impl Decoder {
     /// True when no partial frame is buffered (a clean place for the peer to close).
     pub fn is_idle(&self) -> bool {
         self.buf.is_empty()
+    }
+
+    /// The peer closed the connection: an error if it left a frame unfinished.
+    pub fn finish(&mut self) -> Result<(), EslError> {
+        if self.dead.is_some() || self.buf.is_empty() {
+            return Ok(());
+        }
+        let e = EslError::Truncated { offset: self.offset, buffered: self.buf.len() };
+        self.buf = Vec::new();
+        self.stage = Stage::Head { scanned: 0 };
+        Err(e)
     }
 
     fn die(&mut self, e: EslError) -> Result<Option<EslMessage>, EslError> {
@@ -192,8 +210,8 @@ impl Decoder {
 /// Gives a framed message its type by `Content-Type`.
 fn typed(headers: Headers, body: Vec<u8>, offset: u64) -> Result<EslMessage, EslError> {
     let content_type = headers.get("Content-Type").unwrap_or("").trim().to_ascii_lowercase();
-    let event = |format: EventFormat, parse: fn(&[u8]) -> Result<_, String>| {
-        parse(&body).map(EslMessage::Event).map_err(|reason| EslError::BadEvent { offset, format, reason })
+    let event = |format: EventFormat, parse: fn(&[u8]) -> Result<_, EventBodyError>| {
+        parse(&body).map(EslMessage::Event).map_err(|e| EslError::BadEvent { offset, format, reason: e.0 })
     };
     Ok(match content_type.as_str() {
         "auth/request" => EslMessage::AuthRequest,
@@ -230,7 +248,7 @@ mod tests {
         }
     }
 
-    const STREAM: &[u8] = b"Content-Type: auth/request\n\nContent-Type: api/response\nContent-Length: 2\n\nvmContent-Length: 72\nContent-Type: text/event-plain\n\nEvent-Name: BACKGROUND_JOB\nJob-UUID: j1\nContent-Length: 4\n\n+OK\n\n\n";
+    const STREAM: &[u8] = b"Content-Type: auth/request\n\nContent-Type: api/response\nContent-Length: 2\n\nvmContent-Length: 63\nContent-Type: text/event-plain\n\nEvent-Name: BACKGROUND_JOB\nJob-UUID: j1\nContent-Length: 4\n\n+OK\n\n\n";
 
     #[test]
     fn frames_and_a_nested_plain_body() {
@@ -289,11 +307,24 @@ mod tests {
         for bad in ["-1", "12x", "", "99999999999999999999999"] {
             let mut d = Decoder::new();
             d.feed(format!("Content-Type: api/response\nContent-Length: {bad}\n\n").as_bytes());
-            assert!(matches!(d.next_message(), Err(EslError::BadContentLength { .. }) | Err(EslError::BodyTooLong { .. })));
+            assert!(matches!(
+                d.next_message(),
+                Err(EslError::BadContentLength { .. }) | Err(EslError::BodyTooLong { .. })
+            ));
         }
         let mut d = Decoder::new();
         d.feed(b"Content-Type: x\ngarbage line\n\n");
         assert!(matches!(d.next_message(), Err(EslError::BadHeaderLine { line: 2, .. })));
+    }
+
+    #[test]
+    fn eof_inside_a_frame() {
+        let mut d = Decoder::new();
+        d.feed(b"Content-Type: auth/request\n\nContent-Type: api/resp");
+        assert_eq!(d.next_message(), Ok(Some(EslMessage::AuthRequest)));
+        assert_eq!(d.next_message(), Ok(None));
+        assert_eq!(d.finish(), Err(EslError::Truncated { offset: 28, buffered: 22 }));
+        assert_eq!(d.finish(), Ok(()));
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub enum CommandError {
     #[error("ESL command {command}: {field} contains a line break (CR or LF); not sent")]
     LineBreak { command: &'static str, field: String },
     /// A header name is empty or holds a colon, a space or a line break.
-    #[error("ESL command {command}: header name {name:?} is empty or contains ':', whitespace or a line break; not sent")]
+    #[error(
+        "ESL command {command}: header name {name:?} is empty or contains ':', whitespace or a line break; not sent"
+    )]
     BadHeaderName { command: &'static str, name: String },
     /// `Content-Length` given as a header; the encoder writes it from the body.
     #[error("ESL command {command}: Content-Length is written from the body, not given as a header; not sent")]
@@ -233,7 +235,7 @@ impl Command {
         let w = self.word();
         let mut out = self.first_line()?.into_bytes();
         out.push(b'\n');
-        let mut body_part = |headers: &[(String, String)], body: &Option<Vec<u8>>, out: &mut Vec<u8>| {
+        let body_part = |headers: &[(String, String)], body: &Option<Vec<u8>>, out: &mut Vec<u8>| {
             header_lines(w, headers, out)?;
             if let Some(body) = body {
                 out.extend_from_slice(format!("Content-Length: {}\n\n", body.len()).as_bytes());
@@ -299,8 +301,14 @@ mod tests {
             enc(Command::Event { format: EventFormat::Plain, names: vec!["CUSTOM".into(), "lab::ping".into()] }),
             "event plain CUSTOM lab::ping\n\n"
         );
-        assert_eq!(enc(Command::FilterDelete { header: "Event-Subclass".into(), value: None }), "filter delete Event-Subclass\n\n");
-        assert_eq!(enc(Command::MyEvents { format: Some(EventFormat::Json), uuid: Some("u".into()) }), "myevents json u\n\n");
+        assert_eq!(
+            enc(Command::FilterDelete { header: "Event-Subclass".into(), value: None }),
+            "filter delete Event-Subclass\n\n"
+        );
+        assert_eq!(
+            enc(Command::MyEvents { format: Some(EventFormat::Json), uuid: Some("u".into()) }),
+            "myevents json u\n\n"
+        );
         assert_eq!(enc(Command::Linger { seconds: Some(2) }), "linger 2\n\n");
         assert_eq!(
             enc(Command::SendMsg {

@@ -97,26 +97,37 @@ pub(crate) fn find_blank_line(buf: &[u8], from: usize) -> Option<usize> {
     buf[start..].windows(2).position(|w| w == b"\n\n").map(|p| start + p + 2)
 }
 
-fn require_name(headers: Headers, body: Option<String>, format: EventFormat) -> Result<Event, String> {
+/// Why an event body does not parse (one line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventBodyError(pub String);
+
+impl From<String> for EventBodyError {
+    fn from(s: String) -> Self {
+        EventBodyError(s)
+    }
+}
+
+fn require_name(headers: Headers, body: Option<String>, format: EventFormat) -> Result<Event, EventBodyError> {
     if headers.get("Event-Name").is_none() {
-        return Err("no Event-Name".into());
+        return Err(EventBodyError("no Event-Name".into()));
     }
     Ok(Event { format, headers, body })
 }
 
-/// A `text/event-plain` body.
-pub(crate) fn parse_plain(text: &[u8]) -> Result<Event, String> {
+/// A `text/event-plain` body (also the body of `api uuid_dump <uuid>`).
+pub fn parse_plain(text: &[u8]) -> Result<Event, EventBodyError> {
     let (block, rest) = match find_blank_line(text, 0) {
         Some(end) => (&text[..end - 2], &text[end..]),
         None => (text, &text[text.len()..]),
     };
-    let headers = parse_header_block(block, true).map_err(|b| format!("line {}: {:?}", b.line, b.text))?;
+    let headers = parse_header_block(block, true).map_err(|b| format!("header line {}: {:?}", b.line, b.text))?;
     // the serializer appends its own Content-Length last; a sender's own may come earlier
     let body = match headers.get_all("Content-Length").last() {
         Some(len) => {
             let len: usize = len.trim().parse().map_err(|_| format!("inner Content-Length {len:?}"))?;
             if len > rest.len() {
-                return Err(format!("inner Content-Length {len} but {} bytes follow", rest.len()));
+                return Err(format!("inner Content-Length {len} but {} bytes follow", rest.len()).into());
             }
             Some(String::from_utf8_lossy(&rest[..len]).into_owned())
         }
@@ -164,9 +175,9 @@ fn json_header_value(v: serde_json::Value) -> String {
     }
 }
 
-/// A `text/event-json` body.
-pub(crate) fn parse_json(text: &[u8]) -> Result<Event, String> {
-    let JsonPairs(pairs) = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+/// A `text/event-json` body (also the body of `api uuid_dump <uuid> json`).
+pub fn parse_json(text: &[u8]) -> Result<Event, EventBodyError> {
+    let JsonPairs(pairs) = serde_json::from_slice(text).map_err(|e| EventBodyError(e.to_string()))?;
     let mut headers = Headers::new();
     let mut body = None;
     for (k, v) in pairs {
@@ -251,9 +262,12 @@ fn xml_event(input: &str) -> IResult<&str, XmlParts<'_>> {
     let (rest, _) = (ws, tag("<event>"), ws, tag("<headers>"), ws).parse(input)?;
     let (rest, headers) = many0(delimited(ws, xml_element, ws)).parse(rest)?;
     let (rest, _) = (tag("</headers>"), ws).parse(rest)?;
-    let (rest, length) =
-        opt(delimited(tag("<Content-Length>"), take_while1(|c: char| c.is_ascii_digit()), (tag("</Content-Length>"), ws)))
-            .parse(rest)?;
+    let (rest, length) = opt(delimited(
+        tag("<Content-Length>"),
+        take_while1(|c: char| c.is_ascii_digit()),
+        (tag("</Content-Length>"), ws),
+    ))
+    .parse(rest)?;
     let (rest, body) = opt(delimited(tag("<body>"), take_till(|c| c == '<'), (tag("</body>"), ws))).parse(rest)?;
     let (rest, _) = preceded(ws, tag("</event>")).parse(rest)?;
     let (rest, _) = ws(rest)?;
@@ -261,11 +275,11 @@ fn xml_event(input: &str) -> IResult<&str, XmlParts<'_>> {
 }
 
 /// A `text/event-xml` body.
-pub(crate) fn parse_xml(text: &[u8]) -> Result<Event, String> {
+pub fn parse_xml(text: &[u8]) -> Result<Event, EventBodyError> {
     let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))?;
     let (rest, (elements, length, body)) = xml_event(text).map_err(|e| format!("not an <event> document: {e}"))?;
     if !rest.is_empty() {
-        return Err(format!("{} bytes after </event>", rest.len()));
+        return Err(format!("{} bytes after </event>", rest.len()).into());
     }
     let headers: Headers = elements.into_iter().map(|(k, v)| (k, percent_decode(&xml_unescape(v)))).collect();
     let body = body.map(|b| {
@@ -289,7 +303,10 @@ mod tests {
     #[test]
     fn percent_decoding_as_freeswitch_encodes() {
         assert_eq!(percent_decode("fd00%3A%3A2"), "fd00::2");
-        assert_eq!(percent_decode("100%41%20stays,%20100%254%20and%20100%25%20do%20not"), "100A stays, 100%4 and 100% do not");
+        assert_eq!(
+            percent_decode("100%41%20stays,%20100%254%20and%20100%25%20do%20not"),
+            "100A stays, 100%4 and 100% do not"
+        );
         assert_eq!(percent_decode("Zo%C3%AB%20%CE%A9mega%20%E2%98%8E"), "Zoë Ωmega ☎");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%4"), "%4");
@@ -302,7 +319,10 @@ mod tests {
     fn header_lines() {
         let h = parse_header_block(b"A: 1\nUser-Data: \nB:2\r\nC: x: y", false).unwrap();
         assert_eq!(h.iter().collect::<Vec<_>>(), vec![("A", "1"), ("User-Data", ""), ("B", "2"), ("C", "x: y")]);
-        assert_eq!(parse_header_block(b"A: 1\nno colon here", false), Err(BadLine { line: 2, text: "no colon here".into() }));
+        assert_eq!(
+            parse_header_block(b"A: 1\nno colon here", false),
+            Err(BadLine { line: 2, text: "no colon here".into() })
+        );
         assert!(parse_header_block(b": empty name", false).is_err());
     }
 
@@ -315,7 +335,10 @@ mod tests {
 
     #[test]
     fn plain_event_with_a_doubled_inner_length() {
-        let e = parse_plain(b"Event-Name: CUSTOM\nEvent-Subclass: lab%3A%3Aenc\nContent-Length: 3\nContent-Length: 3\n\na\n\n").unwrap();
+        let e = parse_plain(
+            b"Event-Name: CUSTOM\nEvent-Subclass: lab%3A%3Aenc\nContent-Length: 3\nContent-Length: 3\n\na\n\n",
+        )
+        .unwrap();
         assert_eq!(e.name().to_string(), "CUSTOM lab::enc");
         assert_eq!(e.body(), Some("a\n\n"));
         assert_eq!(e.headers.get_all("Content-Length").count(), 2);
@@ -325,8 +348,10 @@ mod tests {
 
     #[test]
     fn json_event_keeps_repeated_keys_and_arrays() {
-        let e = parse_json(br#"{"Event-Name":"X","Content-Length":"2","n":5,"a":["p","q"],"Content-Length":"2","_body":"hi"}"#)
-            .unwrap();
+        let e = parse_json(
+            br#"{"Event-Name":"X","Content-Length":"2","n":5,"a":["p","q"],"Content-Length":"2","_body":"hi"}"#,
+        )
+        .unwrap();
         assert_eq!(e.headers.get_all("Content-Length").count(), 2);
         assert_eq!(e.header("n"), Some("5"));
         assert_eq!(e.header("a"), Some("ARRAY::p|:q"));

@@ -279,7 +279,13 @@ pub enum EslMessage {
     Log(LogLine),
     DisconnectNotice(DisconnectNotice),
     /// `text/rude-rejection`: the ACL refused this peer; the socket closes.
-    RudeRejection { headers: Headers, body: Vec<u8> },
+    RudeRejection {
+        headers: Headers,
+        body: Vec<u8>,
+    },
     /// A well-framed message of a content type this codec does not know (or none).
-    Unknown { headers: Headers, body: Vec<u8> },
+    Unknown {
+        headers: Headers,
+        body: Vec<u8>,
+    },
 }

@@ -26,8 +26,8 @@ fn refused(body: &str) -> Option<ResyncError> {
     (t.starts_with("-ERR") || t.starts_with("-USAGE")).then(|| ResyncError::Refused(t.to_string()))
 }
 
-/// One row of `show channels as json`. The named fields are the ones a resync needs; every
-/// row field is also in `fields` as received.
+/// One row of `show channels as json`. The named fields are the ones a resync needs; the
+/// row's other fields are in `fields` as received.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct ChannelRow {

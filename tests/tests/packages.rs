@@ -1,0 +1,91 @@
+//! The Debian packages, installed the way an administrator would: `packaging/build-debs` builds
+//! handoff-asterisk and handoffd, dpkg installs them into the testbed's Debian sid root (the
+//! module's dependency on Debian's asterisk-abi-<sum> must be met), lintian checks them, Asterisk
+//! boots with the installed res_handoff.so, the installed handoffd runs as its system user with
+//! the installed config, a dual-leg call goes through, and `dpkg --purge` leaves nothing behind.
+
+use handoff_tests::ami::AmiClient;
+use handoff_tests::audio::tone;
+use handoff_tests::handoffd::Handoffd;
+use handoff_tests::rtp::Recorder;
+use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp, CARRIER_RTP, DATA_RTP};
+use handoff_tests::testbed::Asterisk;
+use handoff_tests::{repo_root, wait_for};
+use std::process::Command;
+use std::time::Duration;
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[test]
+fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
+    let ast = Asterisk::take_turn();
+    let out = Command::new(repo_root().join("packaging/build-debs")).output().unwrap();
+    assert!(out.status.success(), "build-debs: {}", String::from_utf8_lossy(&out.stderr));
+    let root = ast.root();
+    let staged = root.join("tmp/handoff-debs");
+    let _ = std::fs::remove_dir_all(&staged);
+    std::fs::create_dir_all(&staged).unwrap();
+    let mut debs = Vec::new();
+    for entry in std::fs::read_dir(handoff_tests::target_dir().join("debian")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "deb") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::copy(&p, staged.join(&name)).unwrap();
+            debs.push(format!("/tmp/handoff-debs/{name}"));
+        }
+    }
+    assert_eq!(debs.len(), 2, "{debs:?}");
+    let (ok, lint) = ast.in_root(&["lintian", "--tag-display-limit", "0", &debs[0], &debs[1]]);
+    println!("lintian:\n{lint}");
+    assert!(!lint.lines().any(|l| l.starts_with("E: ")), "lintian errors:\n{lint}");
+    let _ = ok;
+
+    let mut args = vec!["dpkg", "-i"];
+    args.extend(debs.iter().map(String::as_str));
+    let (ok, out) = ast.in_root(&args);
+    assert!(ok, "dpkg -i: {out}");
+    let (_, passwd) = ast.in_root(&["getent", "passwd", "handoff"]);
+    assert!(passwd.starts_with("handoff:"), "the system user exists: {passwd}");
+    let (_, mode) = ast.in_root(&["stat", "-c", "%U:%G %a", "/etc/handoff/handoffd.yaml"]);
+    assert_eq!(mode.trim(), "root:handoff 640", "the config with the AMI secret is not world-readable");
+
+    ast.start_installed();
+    write_signals(&ast, &tone(440.0, 2.0), &tone(1000.0, 2.0));
+    write_carrier_signal(&ast, &tone(440.0, 2.0));
+    let ami = AmiClient::connect();
+    let mut cmd = Command::new(repo_root().join("tests/testbed/testbed"));
+    cmd.args(["chroot", "setpriv", "--reuid=handoff", "--regid=handoff", "--init-groups", "/usr/bin/handoffd"]);
+    let handoffd = Handoffd::from_command(cmd);
+    assert!(handoffd.wait_log("logged in to AMI", 10 * SEC).is_some(), "{:#?}", handoffd.log());
+    assert!(wait_for(10 * SEC, || ast
+        .cli("handoff show status")
+        .contains("Controller:          connected")
+        .then_some(()))
+    .is_some());
+
+    let far_rec = Recorder::bind("127.0.0.3");
+    let mut far = Sipp::far_party("far_uas.xml", far_rec.port, None);
+    let (r1, r2) = (Recorder::bind("127.0.0.1"), Recorder::bind("127.0.0.2"));
+    let mut data = Sipp::leg("data_leg_uac.xml", "127.0.0.1", 5071, "alice-app", "2000", r1.port, 4000, DATA_RTP);
+    let mut carrier =
+        Sipp::leg("carrier_leg_uac_wait.xml", "127.0.0.2", 5072, "+15550001", "2000", r2.port, 0, CARRIER_RTP);
+    data.wait(30 * SEC).expect("data leg");
+    carrier.wait(30 * SEC).expect("carrier leg");
+    far.wait(30 * SEC).expect("far party");
+    assert!(far_rec.packets_with_tone(440.0) >= 100, "the far party heard the phone");
+    assert!(handoffd.log().iter().any(|l| l.contains("paired after")), "{:#?}", handoffd.log());
+    assert!(wait_for(5 * SEC, || ami.channels().is_empty().then_some(())).is_some());
+    drop(handoffd);
+    ast.stop();
+
+    let (ok, out) = ast.in_root(&["dpkg", "--purge", "handoffd", "handoff-asterisk"]);
+    assert!(ok, "dpkg --purge: {out}");
+    for gone in ["/usr/bin/handoffd", "/etc/handoff/handoffd.yaml", "/etc/asterisk/handoff.conf", "/var/lib/handoff"] {
+        assert!(!root.join(gone.trim_start_matches('/')).exists(), "{gone} is left after purge");
+    }
+    let moddir = std::fs::read_dir(root.join("usr/lib/x86_64-linux-gnu/asterisk/modules")).unwrap();
+    assert!(!moddir.flatten().any(|e| e.file_name() == "res_handoff.so"), "res_handoff.so is left after purge");
+    let (_, passwd) = ast.in_root(&["getent", "passwd", "handoff"]);
+    assert!(passwd.trim().is_empty(), "the system user is removed on purge");
+    let _ = std::fs::remove_dir_all(&staged);
+}
