@@ -132,3 +132,120 @@ pub fn action_for(cmd: &Command, cfg: &Config) -> Action {
         }
     }
 }
+
+/// The endpoint part of a PJSIP channel name (`PJSIP/alice-app-0000001a` → `alice-app`).
+fn endpoint_of(channel: &str) -> &str {
+    let rest = channel.strip_prefix("PJSIP/").unwrap_or(channel);
+    rest.rsplit_once('-').map(|(e, _)| e).unwrap_or(rest)
+}
+
+/// Reads the sessions still running in Asterisk from a `CoreShowChannels` list: every channel in
+/// a ConfBridge named `<prefix><session>`, the far party recognised by its `<session>-far`
+/// Uniqueid, the client legs' devices and paths from the registry.
+pub fn found_sessions(
+    channels: &[Event],
+    sessions: &crate::session::Sessions,
+    prefix: &str,
+) -> Vec<crate::session::Found> {
+    use crate::session::{Found, SessionId};
+    use std::collections::BTreeMap;
+    let mut by_bridge: BTreeMap<String, Found> = BTreeMap::new();
+    for ch in channels {
+        if !ch.get("Application").is_some_and(|a| a.eq_ignore_ascii_case("ConfBridge")) {
+            continue;
+        }
+        let data = ch.get("ApplicationData").unwrap_or("");
+        let bridge = data.split(',').next().unwrap_or("").trim();
+        let Some(sid) = bridge.strip_prefix(prefix).filter(|s| !s.is_empty()) else { continue };
+        let (Some(uniqueid), Some(channel)) = (ch.get("Uniqueid"), ch.get("Channel")) else { continue };
+        let found = by_bridge.entry(bridge.to_string()).or_insert_with(|| Found {
+            session: SessionId(sid.to_string()),
+            bridge: bridge.to_string(),
+            device: String::new(),
+            far: None,
+            legs: Vec::new(),
+        });
+        if uniqueid == format!("{sid}-far") {
+            found.far = Some(uniqueid.to_string());
+            continue;
+        }
+        let caller = ch.get("CallerIDNum").unwrap_or("");
+        if let Some((device, path)) = sessions.device_of_channel(endpoint_of(channel), caller) {
+            found.device = device.id.clone();
+            found.legs.push((uniqueid.to_string(), channel.to_string(), path));
+        }
+    }
+    by_bridge.into_values().filter(|f| !f.device.is_empty() || f.far.is_some()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ami::Headers;
+    use crate::session::{Device, Path, Rules, Sessions};
+
+    fn channel(uniqueid: &str, name: &str, app: &str, data: &str, cid: &str) -> Event {
+        let mut h = Headers::new();
+        for (k, v) in [
+            ("Event", "CoreShowChannel"),
+            ("Channel", name),
+            ("Uniqueid", uniqueid),
+            ("Application", app),
+            ("ApplicationData", data),
+            ("CallerIDNum", cid),
+        ] {
+            h.push(k, v);
+        }
+        Event { name: "CoreShowChannel".into(), headers: h }
+    }
+
+    #[test]
+    fn running_sessions_are_read_back_from_the_channel_list() {
+        let dev = Device {
+            id: "alice-phone".into(),
+            user: "alice".into(),
+            endpoint: Some("alice-app".into()),
+            number: Some("+15550001".into()),
+            caller_id: None,
+        };
+        let core = Sessions::new(Rules::default(), vec![dev], "n");
+        let list = vec![
+            channel(
+                "1.1",
+                "PJSIP/alice-app-00000000",
+                "ConfBridge",
+                "handoff-ab-1,handoff_bridge,handoff_user",
+                "alice-app",
+            ),
+            channel(
+                "ab-1-far",
+                "PJSIP/far-00000001",
+                "ConfBridge",
+                "handoff-ab-1,handoff_bridge,handoff_far",
+                "+15550001",
+            ),
+            channel(
+                "1.3",
+                "PJSIP/carrier-00000002",
+                "ConfBridge",
+                "handoff-ab-1,handoff_bridge,handoff_user",
+                "+15550001",
+            ),
+            channel("2.1", "PJSIP/bob-00000003", "Dial", "PJSIP/200", "200"),
+            channel("3.1", "PJSIP/x-00000004", "ConfBridge", "sales,default_bridge", "300"),
+        ];
+        let found = found_sessions(&list, &core, "handoff-");
+        assert_eq!(found.len(), 1);
+        let f = &found[0];
+        assert_eq!(
+            (f.session.0.as_str(), f.bridge.as_str(), f.device.as_str()),
+            ("ab-1", "handoff-ab-1", "alice-phone")
+        );
+        assert_eq!(f.far.as_deref(), Some("ab-1-far"));
+        assert_eq!(
+            f.legs.iter().map(|(u, _, p)| (u.as_str(), *p)).collect::<Vec<_>>(),
+            vec![("1.1", Path::Data), ("1.3", Path::Carrier)]
+        );
+        assert_eq!(endpoint_of("PJSIP/alice-app-0000001a"), "alice-app");
+    }
+}

@@ -7,7 +7,7 @@
 //! a dropped AMI link: media lives in Asterisk.
 
 use crate::ami::{Action, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
-use crate::asterisk::{action_for, input_from_event, originate_outcome};
+use crate::asterisk::{action_for, found_sessions, input_from_event, originate_outcome};
 use crate::config::Config;
 use crate::session::{Command, Input, Millis, Outputs, Sessions};
 use std::collections::HashMap;
@@ -172,6 +172,51 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
         }
     }
     info!("logged in to AMI at {addr} as {}", ctl.cfg.ami.username);
+
+    // Media lives in Asterisk: after a restart or a reconnect, take over the sessions that are
+    // still running there, so that their teardown still happens.
+    let (list_id, list) = link.tracker.start(Action::new("CoreShowChannels"), ctl.now());
+    link.send(&mut stream, &list).await?;
+    let mut stash = std::collections::VecDeque::new();
+    loop {
+        let msg = link.next(&mut stream, action_timeout).await?;
+        match link.tracker.on_message(msg) {
+            Tracked::Completed(id, outcome) if id == list_id => {
+                // Channels that went away while the link was down: their hangups were missed.
+                let present: std::collections::HashSet<&str> =
+                    outcome.events.iter().filter_map(|e| e.get("Uniqueid")).collect();
+                for gone in ctl.sessions.channels().into_iter().filter(|u| !present.contains(u.as_str())) {
+                    let input = Input::Hangup {
+                        uniqueid: gone,
+                        cause: 0,
+                        cause_txt: "gone while the AMI link was down".into(),
+                    };
+                    let out = ctl.sessions.handle(input, ctl.now());
+                    ctl.log(&out);
+                    link.run_commands(&mut stream, ctl, out.commands).await?;
+                }
+                let found = found_sessions(&outcome.events, &ctl.sessions, &ctl.cfg.conference.name_prefix);
+                let n = found.len();
+                for f in found {
+                    let out = ctl.sessions.adopt(f, ctl.now());
+                    ctl.log(&out);
+                    link.run_commands(&mut stream, ctl, out.commands).await?;
+                }
+                info!(
+                    "resynchronised from Asterisk: {n} running session(s) taken over; {} session(s) open",
+                    ctl.sessions.len()
+                );
+                break;
+            }
+            Tracked::Unsolicited(m) => stash.push_back(m),
+            _ => {}
+        }
+    }
+    for m in stash {
+        if let AmiMessage::Event(ev) = m {
+            link.on_event(&mut stream, ctl, ev).await?;
+        }
+    }
 
     let mut hello_due = Instant::now();
     let mut hello_id = None;

@@ -109,6 +109,18 @@ pub struct Device {
     pub caller_id: Option<String>,
 }
 
+/// A session found running in the PBX (see [`Sessions::adopt`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub session: SessionId,
+    pub bridge: String,
+    pub device: String,
+    /// The far party's channel, if it is still there.
+    pub far: Option<String>,
+    /// Client legs: (uniqueid, channel, path).
+    pub legs: Vec<(String, String, Path)>,
+}
+
 /// A client leg that entered `Handoff()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegArrival {
@@ -315,6 +327,84 @@ impl Sessions {
     /// Ids of all sessions.
     pub fn ids(&self) -> impl Iterator<Item = &SessionId> {
         self.sessions.keys()
+    }
+
+    /// The device whose channel this is: a data leg by its app's endpoint, a carrier leg by
+    /// its caller ID (as for an arriving leg).
+    pub fn device_of_channel(&self, endpoint: &str, caller: &str) -> Option<(&Device, Path)> {
+        if let Some(d) = self.devices.iter().find(|d| d.endpoint.as_deref() == Some(endpoint)) {
+            return Some((d, Path::Data));
+        }
+        let caller = normalise_number(caller);
+        self.devices
+            .iter()
+            .find(|d| d.number.as_deref().map(normalise_number).as_deref() == Some(caller.as_str()))
+            .map(|d| (d, Path::Carrier))
+    }
+
+    /// Takes over a session that is already running in the PBX (found after a restart or a
+    /// reconnect): its conference, its far channel if still there, and its client legs.
+    /// A session without a far party is ended; one without client legs holds the far party.
+    pub fn adopt(&mut self, found: Found, now: Millis) -> Outputs {
+        let mut out = Outputs::default();
+        let id = found.session.clone();
+        if self.sessions.contains_key(&id) {
+            return out;
+        }
+        let legs: BTreeMap<String, ClientLeg> = found
+            .legs
+            .iter()
+            .map(|(uid, channel, path)| {
+                let leg = ClientLeg {
+                    channel: channel.clone(),
+                    path: *path,
+                    live: true,
+                    stalled_since: None,
+                    hung_up_by_us: false,
+                };
+                (uid.clone(), leg)
+            })
+            .collect();
+        let far_live = found.far.is_some();
+        let state = if legs.is_empty() { State::Grace { until: now + self.rules.grace_ms } } else { State::Connected };
+        let session = Session {
+            state,
+            device: found.device.clone(),
+            token: String::new(),
+            bridge: found.bridge.clone(),
+            far_uniqueid: found.far.clone().unwrap_or_else(|| format!("{id}-far")),
+            far_live,
+            far_failed: None,
+            legs,
+            opened_at: now,
+        };
+        for uid in session.legs.keys() {
+            self.by_channel.insert(uid.clone(), id.clone());
+        }
+        if far_live {
+            self.by_channel.insert(session.far_uniqueid.clone(), id.clone());
+        }
+        let n = session.legs.len();
+        self.sessions.insert(id.clone(), session);
+        Self::record(
+            &mut out,
+            now,
+            &id,
+            format!(
+                "adopted from the PBX: device {}, {n} client leg(s), far party {}",
+                found.device,
+                if far_live { "present" } else { "gone" }
+            ),
+        );
+        if !far_live {
+            self.end(&id, "found without its far party".into(), 16, now, &mut out);
+        }
+        out
+    }
+
+    /// Every channel the sessions know (client legs and far parties).
+    pub fn channels(&self) -> Vec<String> {
+        self.by_channel.keys().cloned().collect()
     }
 
     /// Live client legs of a session, as (uniqueid, path).
@@ -1050,6 +1140,42 @@ mod tests {
         c.handle(Input::Tick, 100 + ENDING_LINGER_MS);
         assert!(c.is_empty());
         assert_eq!(c.next_timeout(), None);
+    }
+
+    #[test]
+    fn a_running_session_is_adopted_and_then_followed() {
+        let mut c = core();
+        let found = Found {
+            session: SessionId("old-7".into()),
+            bridge: "handoff-old-7".into(),
+            device: "alice-phone".into(),
+            far: Some("old-7-far".into()),
+            legs: vec![
+                ("9.1".into(), "PJSIP/alice-app-1".into(), Path::Data),
+                ("9.2".into(), "PJSIP/carrier-2".into(), Path::Carrier),
+            ],
+        };
+        c.adopt(found.clone(), 0);
+        let id = SessionId("old-7".into());
+        assert_eq!(c.state(&id), Some(&State::Connected));
+        assert!(c.adopt(found, 1).records.is_empty(), "adopting twice changes nothing");
+        let out = c.handle(hangup("old-7-far"), 100);
+        assert_eq!(
+            out.commands,
+            vec![
+                Command::Hangup { uniqueid: "9.1".into(), cause: 16 },
+                Command::Hangup { uniqueid: "9.2".into(), cause: 16 }
+            ]
+        );
+        // a new leg of the same device is a third leg while both are alive
+        c.handle(lost("9.1"), 110);
+        c.handle(lost("9.2"), 120);
+        assert!(c.is_empty());
+        assert_eq!(
+            c.device_of_channel("alice-app", "").map(|(d, p)| (d.id.as_str(), p)),
+            Some(("alice-phone", Path::Data))
+        );
+        assert_eq!(c.device_of_channel("carrier", "+15550001").map(|(_, p)| p), Some(Path::Carrier));
     }
 
     #[test]
