@@ -12,10 +12,12 @@
 //! - [`session`]: sessions, legs and their rules (no I/O).
 //! - [`asterisk`]: AMI events to session inputs and session commands to AMI actions (no I/O).
 //! - [`daemon`]: the tokio side: the AMI link with reconnect, the session driver.
+//! - [`fuzzing`]: the parsers under arbitrary input, for cargo-fuzz and the corpus replay test.
 
 pub mod ami;
 pub mod asterisk;
 pub mod config;
 pub mod daemon;
 pub mod esl;
+pub mod fuzzing;
 pub mod session;
