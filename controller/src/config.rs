@@ -53,6 +53,26 @@ pub struct Config {
     /// The device registry: which app endpoint and which number belong to which user.
     #[serde(default)]
     pub devices: Vec<DeviceEntry>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Where the Prometheus endpoint listens (`GET /metrics`); empty turns it off.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: default_metrics_listen() }
+    }
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9187".into()
 }
 
 /// How sessions treat their legs.
@@ -363,6 +383,12 @@ impl Config {
                     return err(&at("number"), format!("number {n} already belongs to device '{other}'"));
                 }
             }
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return err(
+                "metrics.listen",
+                format!("'{}' is not an address:port (e.g. 127.0.0.1:9187), or empty for off", self.metrics.listen),
+            );
         }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return err("log.level", format!("'{}' must be one of error, warn, info, debug, trace", self.log.level));

@@ -46,6 +46,7 @@ impl LinkError {
 /// The session core plus the bookkeeping that ties AMI replies back to it.
 pub struct Controller {
     cfg: Config,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     epoch: Instant,
     pub sessions: Sessions,
     /// Originate ActionID → the far channel's uniqueid.
@@ -59,11 +60,36 @@ impl Controller {
         let start =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let sessions = Sessions::new(rules, devices, format!("{}-", radix36(start)));
-        Self { cfg, epoch: Instant::now(), sessions, originates: HashMap::new() }
+        Self { cfg, metrics: Default::default(), epoch: Instant::now(), sessions, originates: HashMap::new() }
     }
 
     fn now(&self) -> Millis {
         self.epoch.elapsed().as_millis() as Millis
+    }
+
+    /// Feeds one input to the session core, keeping the metrics and the log.
+    fn handle(&mut self, input: Input) -> Outputs {
+        let m = &self.metrics;
+        match &input {
+            Input::LegArrived(l) => {
+                m.count(if l.path == crate::session::Path::Data { &m.legs_data } else { &m.legs_carrier })
+            }
+            Input::FarFailed { .. } => m.count(&m.far_failures),
+            _ => {}
+        }
+        let before = self.sessions.len() as u64;
+        let out = self.sessions.handle(input, self.now());
+        let opened = out.commands.iter().filter(|c| matches!(c, Command::OriginateFar { .. })).count() as u64;
+        let refused = out.commands.iter().filter(|c| matches!(c, Command::Refuse { .. })).count() as u64;
+        let after = self.sessions.len() as u64;
+        let m = &self.metrics;
+        use std::sync::atomic::Ordering::Relaxed;
+        m.sessions_opened.fetch_add(opened, Relaxed);
+        m.legs_refused.fetch_add(refused, Relaxed);
+        m.sessions_ended.fetch_add((before + opened).saturating_sub(after), Relaxed);
+        m.sessions_open.store(after, Relaxed);
+        self.log(&out);
+        out
     }
 
     fn log(&self, out: &Outputs) {
@@ -90,6 +116,9 @@ fn radix36(mut n: u64) -> String {
 /// Runs handoffd until `shutdown` resolves or a fatal error (refused login) occurs.
 pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), LinkError> {
     let mut ctl = Controller::new(cfg);
+    if !ctl.cfg.metrics.listen.is_empty() {
+        serve_metrics(ctl.cfg.metrics.listen.clone(), ctl.metrics.clone()).await;
+    }
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(ctl.cfg.ami.reconnect_initial_ms);
     let max_backoff = Duration::from_millis(ctl.cfg.ami.reconnect_max_ms);
@@ -124,6 +153,45 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         }
         backoff = (backoff * 2).min(max_backoff);
     }
+}
+
+/// Serves `GET /metrics` (Prometheus text) on `listen`; a bind failure is logged and handoffd
+/// runs on without metrics.
+async fn serve_metrics(listen: String, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(
+                "metrics: cannot listen on {listen}: {e}; running without metrics (metrics.listen in handoffd.yaml)"
+            );
+            return;
+        }
+    };
+    info!("metrics on http://{listen}/metrics");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { continue };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = match tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let response = if request.starts_with("GET /metrics ") {
+                    let body = metrics.render();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                };
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
 }
 
 /// One connected AMI session: returns when the link drops.
@@ -172,6 +240,7 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
         }
     }
     info!("logged in to AMI at {addr} as {}", ctl.cfg.ami.username);
+    ctl.metrics.count(&ctl.metrics.ami_connects);
 
     // Media lives in Asterisk: after a restart or a reconnect, take over the sessions that are
     // still running there, so that their teardown still happens.
@@ -191,8 +260,7 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
                         cause: 0,
                         cause_txt: "gone while the AMI link was down".into(),
                     };
-                    let out = ctl.sessions.handle(input, ctl.now());
-                    ctl.log(&out);
+                    let out = ctl.handle(input);
                     link.run_commands(&mut stream, ctl, out.commands).await?;
                 }
                 let found = found_sessions(&outcome.events, &ctl.sessions, &ctl.cfg.conference.name_prefix);
@@ -202,6 +270,7 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
                     ctl.log(&out);
                     link.run_commands(&mut stream, ctl, out.commands).await?;
                 }
+                ctl.metrics.sessions_open.store(ctl.sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 info!(
                     "resynchronised from Asterisk: {n} running session(s) taken over; {} session(s) open",
                     ctl.sessions.len()
@@ -234,8 +303,7 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
         for expired in link.tracker.expire(ctl.now(), ctl.cfg.ami.action_timeout_ms) {
             warn!("AMI action {expired:?} got no response within {} ms", ctl.cfg.ami.action_timeout_ms);
         }
-        let out = ctl.sessions.handle(Input::Tick, ctl.now());
-        ctl.log(&out);
+        let out = ctl.handle(Input::Tick);
         link.run_commands(&mut stream, ctl, out.commands).await?;
 
         let mut wake = hello_due;
@@ -334,6 +402,9 @@ impl Link {
     }
 
     async fn on_event(&mut self, stream: &mut TcpStream, ctl: &mut Controller, ev: Event) -> Result<(), LinkError> {
+        if ev.name == "HandoffLegSwitched" && ev.get("Reason") == Some("stall") {
+            ctl.metrics.observe_failover(ev.get("GapMs").and_then(|g| g.parse().ok()).unwrap_or(0));
+        }
         let input = if ev.name == "OriginateResponse" {
             let Some(far) = ev.headers.get("ActionID").and_then(|id| ctl.originates.remove(id)) else { return Ok(()) };
             Some(originate_outcome(&ev, &far))
@@ -347,8 +418,7 @@ impl Link {
             }
         };
         let Some(input) = input else { return Ok(()) };
-        let out = ctl.sessions.handle(input, ctl.now());
-        ctl.log(&out);
+        let out = ctl.handle(input);
         self.run_commands(stream, ctl, out.commands).await
     }
 

@@ -13,6 +13,7 @@
 //! - [`asterisk`]: AMI events to session inputs and session commands to AMI actions (no I/O).
 //! - [`daemon`]: the tokio side: the AMI link with reconnect, the session driver.
 //! - [`fuzzing`]: the parsers under arbitrary input, for cargo-fuzz and the corpus replay test.
+//! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 
 pub mod ami;
 pub mod asterisk;
@@ -20,4 +21,5 @@ pub mod config;
 pub mod daemon;
 pub mod esl;
 pub mod fuzzing;
+pub mod metrics;
 pub mod session;

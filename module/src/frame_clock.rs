@@ -83,8 +83,9 @@ pub enum Report {
     Stalled { path: Path, last_frame_ns: u64, now_ns: u64 },
     /// A stalled leg delivers frames again.
     Recovered { path: Path, first_frame_ns: u64 },
-    /// The leg feeding the mix changed.
-    Switched { from: Option<Path>, to: Path, at_ns: u64, reason: SwitchReason },
+    /// The leg feeding the mix changed; `gap_ns` is how long the mix had no frame from the old
+    /// leg when the new one took over (0 for the first leg).
+    Switched { from: Option<Path>, to: Path, at_ns: u64, gap_ns: u64, reason: SwitchReason },
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +121,7 @@ pub struct Group {
     switch_to: AtomicU8,
     switch_from: AtomicU8,
     switch_reason: AtomicU8,
+    switch_gap_ns: AtomicU64,
     /// The ticker's bookkeeping of the switches it reported.
     reported_seq: AtomicU64,
 }
@@ -136,6 +138,7 @@ impl Group {
             switch_to: AtomicU8::new(NONE),
             switch_from: AtomicU8::new(NONE),
             switch_reason: AtomicU8::new(0),
+            switch_gap_ns: AtomicU64::new(0),
             reported_seq: AtomicU64::new(0),
         }
     }
@@ -182,6 +185,9 @@ impl Group {
             return false; // the other hook or the ticker switched first
         }
         self.switch_at_ns.store(now, Ordering::Relaxed);
+        let old_last = Path::from_index(from).map(|p| self.legs[p as usize].last_ns.load(Ordering::Acquire)).unwrap_or(0);
+        let gap = if old_last == 0 { 0 } else { now.saturating_sub(old_last) };
+        self.switch_gap_ns.store(gap, Ordering::Relaxed);
         self.switch_to.store(to as u8, Ordering::Relaxed);
         self.switch_from.store(from, Ordering::Relaxed);
         self.switch_reason.store(reason as u8, Ordering::Relaxed);
@@ -258,6 +264,7 @@ impl Group {
                     from: Path::from_index(self.switch_from.load(Ordering::Relaxed)),
                     to,
                     at_ns: self.switch_at_ns.load(Ordering::Relaxed),
+                    gap_ns: self.switch_gap_ns.load(Ordering::Relaxed),
                     reason,
                 });
             }
@@ -357,7 +364,7 @@ mod tests {
             ),
             "{r:?}"
         );
-        assert!(r.iter().any(|x| matches!(x, Report::Switched { to: Path::Carrier, reason: SwitchReason::Stall, .. })));
+        assert!(r.iter().any(|x| matches!(x, Report::Switched { to: Path::Carrier, reason: SwitchReason::Stall, gap_ns, .. } if *gap_ns > 40 * MS && *gap_ns <= 60 * MS)), "{r:?}");
         assert!(g.tick(1110 * MS).is_empty(), "reported once");
         run(&g, 1100, 1200, None);
         let r = g.tick(1200 * MS);

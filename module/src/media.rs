@@ -236,7 +236,7 @@ fn tick_all() {
                         h.push(("FirstFrameMs", ms(first_frame_ns)));
                         events.push(("HandoffLegRecovered", h));
                     }
-                    Report::Switched { from, to, at_ns, reason } => {
+                    Report::Switched { from, to, at_ns, gap_ns, reason } => {
                         let reason = match reason {
                             SwitchReason::First => "first-frames",
                             SwitchReason::Stall => "stall",
@@ -251,6 +251,7 @@ fn tick_all() {
                                 ("To", to.as_str().to_string()),
                                 ("Uniqueid", e.uniqueids[to as usize].clone()),
                                 ("AtMs", ms(at_ns)),
+                                ("GapMs", ms(gap_ns)),
                                 ("Reason", reason.to_string()),
                             ],
                         ));

@@ -89,6 +89,17 @@ impl Handoffd {
         h
     }
 
+    /// `GET /metrics` from handoffd's Prometheus endpoint (the testbed config's default address).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect("127.0.0.1:9187").expect("connect to the metrics endpoint");
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+        let mut text = String::new();
+        let _ = conn.read_to_string(&mut text);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        text
+    }
+
     /// Everything handoffd logged so far.
     pub fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()

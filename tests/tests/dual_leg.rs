@@ -113,6 +113,17 @@ fn wifi_cut_mid_call_the_far_party_hears_the_voice_go_on_once() {
     cut.heal();
     event_after(&c, before_heal, "HandoffLegRecovered", |e| e.headers.get("Path") == Some("data"));
     let back = event_after(&c, before_heal, "HandoffLegSwitched", |e| e.headers.get("To") == Some("data"));
+    let gap: u64 = switched.headers.get("GapMs").unwrap().parse().unwrap();
+    assert!(gap <= 60, "the mix lacked frames for {gap} ms at the switch");
+    let metrics = c.handoffd.metrics();
+    for line in [
+        "handoff_failovers_total 1",
+        "handoff_sessions 1",
+        "handoff_legs_total{path=\"carrier\"} 1",
+        "handoff_failover_gap_ms_bucket{le=\"60\"} 1",
+    ] {
+        assert!(metrics.contains(line), "metrics lack {line:?}:\n{metrics}");
+    }
     assert_eq!(back.headers.get("Reason"), Some("preferred-recovered"));
 
     c.data.wait(30 * SEC).expect("data leg scenario");

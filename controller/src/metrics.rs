@@ -1,0 +1,140 @@
+//! Prometheus metrics of handoffd: counters fed by the daemon from what the session core and
+//! the module report, rendered in the Prometheus text format (version 0.0.4). The HTTP side is
+//! in [`crate::daemon`]; it listens on loopback by default (`metrics.listen`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds (ms) of the failover-gap histogram buckets.
+pub const GAP_BUCKETS_MS: [u64; 8] = [20, 40, 60, 80, 100, 200, 500, 1000];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub sessions_opened: AtomicU64,
+    pub sessions_ended: AtomicU64,
+    pub sessions_open: AtomicU64,
+    pub legs_data: AtomicU64,
+    pub legs_carrier: AtomicU64,
+    pub legs_refused: AtomicU64,
+    pub failovers: AtomicU64,
+    pub far_failures: AtomicU64,
+    pub ami_connects: AtomicU64,
+    gap_buckets: [AtomicU64; GAP_BUCKETS_MS.len()],
+    gap_count: AtomicU64,
+    gap_sum_ms: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A failover whose mix had no frame for `gap_ms`.
+    pub fn observe_failover(&self, gap_ms: u64) {
+        inc(&self.failovers);
+        inc(&self.gap_count);
+        self.gap_sum_ms.fetch_add(gap_ms, Ordering::Relaxed);
+        for (i, bound) in GAP_BUCKETS_MS.iter().enumerate() {
+            if gap_ms <= *bound {
+                inc(&self.gap_buckets[i]);
+            }
+        }
+    }
+
+    pub fn count(&self, c: &AtomicU64) {
+        inc(c);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str, lines: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in lines {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        counter(
+            "handoff_sessions_opened_total",
+            "Sessions opened.",
+            "counter",
+            &[(String::new(), get(&self.sessions_opened))],
+        );
+        counter(
+            "handoff_sessions_ended_total",
+            "Sessions ended.",
+            "counter",
+            &[(String::new(), get(&self.sessions_ended))],
+        );
+        counter("handoff_sessions", "Sessions open now.", "gauge", &[(String::new(), get(&self.sessions_open))]);
+        counter(
+            "handoff_legs_total",
+            "Client legs placed into sessions, by path.",
+            "counter",
+            &[("{path=\"data\"}".into(), get(&self.legs_data)), ("{path=\"carrier\"}".into(), get(&self.legs_carrier))],
+        );
+        counter(
+            "handoff_refusals_total",
+            "Client legs refused.",
+            "counter",
+            &[(String::new(), get(&self.legs_refused))],
+        );
+        counter(
+            "handoff_failovers_total",
+            "Mix switches away from a stalled leg.",
+            "counter",
+            &[(String::new(), get(&self.failovers))],
+        );
+        counter(
+            "handoff_far_failures_total",
+            "Far calls that failed.",
+            "counter",
+            &[(String::new(), get(&self.far_failures))],
+        );
+        counter(
+            "handoff_ami_connects_total",
+            "Successful AMI logins.",
+            "counter",
+            &[(String::new(), get(&self.ami_connects))],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP handoff_failover_gap_ms How long the mix had no frame when a leg took over.\n# TYPE handoff_failover_gap_ms histogram"
+        );
+        for (i, bound) in GAP_BUCKETS_MS.iter().enumerate() {
+            let _ = writeln!(out, "handoff_failover_gap_ms_bucket{{le=\"{bound}\"}} {}", get(&self.gap_buckets[i]));
+        }
+        let _ = writeln!(out, "handoff_failover_gap_ms_bucket{{le=\"+Inf\"}} {}", get(&self.gap_count));
+        let _ = writeln!(out, "handoff_failover_gap_ms_sum {}", get(&self.gap_sum_ms));
+        let _ = writeln!(out, "handoff_failover_gap_ms_count {}", get(&self.gap_count));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let m = Metrics::new();
+        m.count(&m.sessions_opened);
+        m.count(&m.legs_carrier);
+        m.observe_failover(42);
+        m.observe_failover(300);
+        let text = m.render();
+        assert!(text.contains("handoff_sessions_opened_total 1\n"));
+        assert!(text.contains("handoff_legs_total{path=\"carrier\"} 1\n"));
+        assert!(text.contains("handoff_failover_gap_ms_bucket{le=\"40\"} 0\n"));
+        assert!(text.contains("handoff_failover_gap_ms_bucket{le=\"60\"} 1\n"));
+        assert!(text.contains("handoff_failover_gap_ms_bucket{le=\"500\"} 2\n"));
+        assert!(text.contains("handoff_failover_gap_ms_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("handoff_failover_gap_ms_sum 342\n"));
+        assert!(text.contains("# TYPE handoff_sessions gauge\n"));
+    }
+}
