@@ -185,7 +185,8 @@ impl Group {
             return false; // the other hook or the ticker switched first
         }
         self.switch_at_ns.store(now, Ordering::Relaxed);
-        let old_last = Path::from_index(from).map(|p| self.legs[p as usize].last_ns.load(Ordering::Acquire)).unwrap_or(0);
+        let old_last =
+            Path::from_index(from).map(|p| self.legs[p as usize].last_ns.load(Ordering::Acquire)).unwrap_or(0);
         let gap = if old_last == 0 { 0 } else { now.saturating_sub(old_last) };
         self.switch_gap_ns.store(gap, Ordering::Relaxed);
         self.switch_to.store(to as u8, Ordering::Relaxed);
