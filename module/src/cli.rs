@@ -63,6 +63,7 @@ pub fn status_text() -> String {
          Legs since load:     {arrived} arrived, {assigned} assigned, {refused} refused, {timed_out} timed out, {hung_up} hung up while waiting, {noctl} without controller\n\
          Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, recover_time={recover} ms\n\
          Watched legs:        {hooks}\n\
+         Frames watched:      {frames} ({per_frame} ns per frame in the hook)\n\
          Device groups:       {ngroups}\n{groups}\
          Panics caught:       {panics}\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -79,6 +80,8 @@ pub fn status_text() -> String {
         stall = cfg.stall_threshold_ms,
         recover = cfg.recover_time_ms,
         hooks = crate::media::HOOKS_ATTACHED.load(Ordering::Relaxed),
+        frames = crate::media::FRAMES.load(Ordering::Relaxed),
+        per_frame = crate::media::FRAME_NS.load(Ordering::Relaxed) / crate::media::FRAMES.load(Ordering::Relaxed).max(1),
         ngroups = groups.len(),
         groups = groups.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )

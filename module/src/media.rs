@@ -13,7 +13,7 @@ use crate::frame_clock::{Group, Path, Report, SwitchReason, Timing};
 use crate::guard::guard;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,11 @@ pub const TICK: Duration = Duration::from_millis(5);
 
 /// Frame hooks currently attached (the module must not unload while any is).
 pub static HOOKS_ATTACHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Voice frames the hooks decided on, and the time spent deciding (ns): the module's cost per
+/// frame, shown by `handoff show status`.
+pub static FRAMES: AtomicU64 = AtomicU64::new(0);
+pub static FRAME_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC, the clock handoffd and the tests also read).
 pub fn now_ns() -> u64 {
@@ -133,7 +138,11 @@ extern "C" fn on_event(
         }
         // SAFETY: data is the HookData we boxed in attach(); it lives until on_destroy.
         let hook = unsafe { &*(data as *const HookData) };
-        match hook.group.on_frame(hook.path, now_ns()) {
+        let start = now_ns();
+        let verdict = hook.group.on_frame(hook.path, start);
+        FRAMES.fetch_add(1, Ordering::Relaxed);
+        FRAME_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+        match verdict {
             crate::frame_clock::Verdict::Pass => frame,
             crate::frame_clock::Verdict::Drop => {
                 // SAFETY: returning another frame makes us responsible for freeing this one,
