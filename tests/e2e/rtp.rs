@@ -78,6 +78,47 @@ impl Recorder {
     }
 }
 
+/// A sink for RTP nobody analyses (the load benchmark): counts packets, keeps none.
+pub struct Sink {
+    pub port: u16,
+    packets: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sink {
+    pub fn bind(ip: &str) -> Self {
+        let sock = UdpSocket::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind an RTP sink on {ip}: {e}"));
+        let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+        let packets = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (packets.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if sock.recv(&mut buf).is_ok() {
+                    p.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Self { port, packets, stop, thread: Some(thread) }
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

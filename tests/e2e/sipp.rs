@@ -32,7 +32,11 @@ impl Sipp {
     /// Starts `scenario` with `args` (SIPp's own options).
     pub fn spawn(name: &str, scenario: &str, args: &[&str]) -> Self {
         let mut cmd = Command::new(repo_root().join("tests/testbed/testbed"));
-        cmd.arg("sipp").arg("-sf").arg(scenario).args(["-m", "1", "-nostdin", "-trace_err"]).args(args);
+        cmd.arg("sipp").arg("-sf").arg(scenario).args(["-nostdin", "-trace_err"]);
+        if !args.contains(&"-m") {
+            cmd.args(["-m", "1"]); // one call unless the caller says otherwise
+        }
+        cmd.args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start SIPp {name}: {e}"));
         Self { name: name.to_string(), child }
