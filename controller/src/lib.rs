@@ -18,8 +18,11 @@
 pub mod ami;
 pub mod asterisk;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod esl;
 pub mod fuzzing;
 pub mod metrics;
+pub mod moves;
 pub mod session;
+pub mod store;

@@ -1,0 +1,763 @@
+//! The store: handoff's durable state, a small typed layer over sled 0.34.
+//!
+//! It holds users, their devices, credential hashes, session snapshots, move tickets,
+//! per-session device bars, per-user failure counters and lockouts, and an append-only audit
+//! log. Records are the plain serde types of [`records`], each kept as JSON inside a versioned
+//! envelope `{"v":1,"r":{..}}`; a record of an unknown version is an error that names its tree
+//! and key, never a silent skip. Nothing outside this module names a sled type, so the
+//! database underneath can be replaced.
+//!
+//! # Durability
+//! A write that authorizes an action is on disk (`flush`, i.e. fsync) before the call returns,
+//! so the caller may act on it at once: [`Store::put_ticket`], [`Store::take_ticket`],
+//! [`Store::put_bar`], [`Store::record_failure`], [`Store::clear_failures`], [`Store::audit`],
+//! [`Store::apply`], and the administrative writes ([`Store::add_user`], [`Store::add_device`],
+//! [`Store::remove_device`], [`Store::set_credential`]). Session snapshots
+//! ([`Store::put_session`], [`Store::remove_session`]) and the purges are *not* flushed: they
+//! change often, the PBX is their source of truth, and sled writes them out within its
+//! background flush period (500 ms); call [`Store::flush`] where that matters.
+//!
+//! # Blocking
+//! Every call may block on the disk (a flush is an fsync). From async code, call the store from
+//! `tokio::task::spawn_blocking` (the credential [`crate::credentials::Verifier`] does).
+//!
+//! # Exclusive access
+//! sled locks the store directory: one process at a time. A second opener gets
+//! [`StoreError::InUse`] ("store PATH is in use (is handoffd running?)").
+
+pub mod records;
+
+pub use records::{
+    AuditAction, AuditRecord, Bar, CredentialHash, Device, Failures, LegPath, Outcome, SessionSnapshot, SessionState,
+    TicketHash, TicketRecord, UnixMs, User,
+};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The version written in every record's envelope; reading another one is an error.
+pub const RECORD_VERSION: u32 = 1;
+
+/// The store's layout version, kept under `meta/schema`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A store error: one line naming the store, and the tree and key or value concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (handoffd, or another handoffctl) holds the store's lock.
+    #[error("store {path} is in use (is handoffd running?)")]
+    InUse { path: String },
+    /// The database could not be opened or recovered.
+    #[error("store {path}: cannot open: {problem}")]
+    Open { path: String, problem: String },
+    /// The store was written by a newer handoff.
+    #[error("store {path}: schema version {found} is newer than this handoff's ({SCHEMA_VERSION})")]
+    NewerSchema { path: String, found: u32 },
+    /// A read, write or flush failed.
+    #[error("store {path}: {tree}: {problem}")]
+    Io { path: String, tree: &'static str, problem: String },
+    /// A stored record could not be decoded.
+    #[error("store {path}: {tree} key {key}: {problem}")]
+    Corrupt { path: String, tree: &'static str, key: String, problem: String },
+    /// The caller gave a value the store does not accept (an empty name, a bad number).
+    #[error("store {path}: invalid {what} {value:?}: {problem}")]
+    Invalid { path: String, what: &'static str, value: String, problem: &'static str },
+    /// `add_user` of a name that exists.
+    #[error("store {path}: user {user} already exists")]
+    UserExists { path: String, user: String },
+    /// The user named does not exist.
+    #[error("store {path}: no user {user}")]
+    NoSuchUser { path: String, user: String },
+    /// `add_device` of an id that exists.
+    #[error("store {path}: device {device} already exists")]
+    DeviceExists { path: String, device: String },
+    /// `add_device` with an endpoint or number another device has.
+    #[error("store {path}: {what} {value} already belongs to device {device}")]
+    Taken { path: String, what: &'static str, value: String, device: String },
+}
+
+/// One write of a batch given to [`Store::apply`]: what a move decision asks to be recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Issue a ticket.
+    PutTicket(TicketRecord),
+    /// Bar a device from a session.
+    PutBar(Bar),
+    /// Forget a user's failures and lockout.
+    ClearFailures(String),
+    /// Append to the audit log.
+    Audit(AuditRecord),
+}
+
+/// The store. Cheap to clone; clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: String,
+    db: sled::Db,
+    users: sled::Tree,
+    devices: sled::Tree,
+    by_endpoint: sled::Tree,
+    by_number: sled::Tree,
+    credentials: sled::Tree,
+    sessions: sled::Tree,
+    tickets: sled::Tree,
+    bars: sled::Tree,
+    failures: sled::Tree,
+    audit: sled::Tree,
+    /// The last audit sequence number handed out; held while an audit write runs so that
+    /// numbers are committed in order.
+    audit_seq: Mutex<u64>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a, T> {
+    v: u32,
+    r: &'a T,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn {
+    v: u32,
+    r: serde_json::Value,
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serializing these plain structs (strings, numbers, options, vectors) cannot fail.
+    serde_json::to_vec(&EnvelopeOut { v: RECORD_VERSION, r: record }).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| format!("not a record envelope: {e}"))?;
+    if env.v != RECORD_VERSION {
+        return Err(format!("record version {} unknown (this handoff reads {RECORD_VERSION})", env.v));
+    }
+    serde_json::from_value(env.r).map_err(|e| format!("bad record: {e}"))
+}
+
+fn bar_key(session: &str, device: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(session.len() + device.len() + 1);
+    k.extend_from_slice(session.as_bytes());
+    k.push(0);
+    k.extend_from_slice(device.as_bytes());
+    k
+}
+
+/// An identifier (user, device, session, endpoint): 1 to 128 bytes, no whitespace or control.
+fn check_id(path: &str, what: &'static str, value: &str) -> Result<(), StoreError> {
+    let problem = if value.is_empty() {
+        Some("empty")
+    } else if value.len() > 128 {
+        Some("longer than 128 bytes")
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("contains whitespace or a control character")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(StoreError::Invalid { path: path.into(), what, value: value.into(), problem }),
+        None => Ok(()),
+    }
+}
+
+/// Is `s` an E.164 number: `+`, then 2 to 15 digits, the first not 0.
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else { return false };
+    (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0700) the store directory at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path_ref = path.as_ref();
+        let path = path_ref.display().to_string();
+        let existed = path_ref.exists();
+        let config = sled::Config::new().path(path_ref);
+        // sled 0.34 may panic on some damaged logs instead of returning an error; the store
+        // must answer with an error, whatever is on disk.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => {
+                let problem = e.to_string();
+                // sled 0.34 reports its failed `try_lock_exclusive` on `<path>/db` this way.
+                if problem.contains("could not acquire lock") {
+                    return Err(StoreError::InUse { path });
+                }
+                return Err(StoreError::Open { path, problem });
+            }
+            Err(_) => return Err(StoreError::Open { path, problem: "the database panicked while recovering".into() }),
+        };
+        if !existed {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path_ref, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| StoreError::Open { path: path.clone(), problem: format!("chmod 0700: {e}") })?;
+            }
+        }
+        let tree = |name: &'static str| {
+            db.open_tree(name).map_err(|e| StoreError::Io { path: path.clone(), tree: name, problem: e.to_string() })
+        };
+        let meta = tree("meta")?;
+        let schema = meta.get("schema").map_err(|e| StoreError::Io {
+            path: path.clone(),
+            tree: "meta",
+            problem: e.to_string(),
+        })?;
+        match schema {
+            Some(v) => {
+                let found: u32 = decode(&v).map_err(|problem| StoreError::Corrupt {
+                    path: path.clone(),
+                    tree: "meta",
+                    key: "schema".into(),
+                    problem,
+                })?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema { path, found });
+                }
+            }
+            None => {
+                meta.insert("schema", encode(&SCHEMA_VERSION)).map_err(|e| StoreError::Io {
+                    path: path.clone(),
+                    tree: "meta",
+                    problem: e.to_string(),
+                })?;
+            }
+        }
+        let audit = tree("audit")?;
+        let last_seq = match audit.last() {
+            Ok(Some((k, _))) => seq_of(&k).ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                tree: "audit",
+                key: records::hex(&k),
+                problem: "key is not an 8-byte sequence number".into(),
+            })?,
+            Ok(None) => 0,
+            Err(e) => return Err(StoreError::Io { path, tree: "audit", problem: e.to_string() }),
+        };
+        let inner = Inner {
+            users: tree("users")?,
+            devices: tree("devices")?,
+            by_endpoint: tree("devices_by_endpoint")?,
+            by_number: tree("devices_by_number")?,
+            credentials: tree("credentials")?,
+            sessions: tree("sessions")?,
+            tickets: tree("tickets")?,
+            bars: tree("bars")?,
+            failures: tree("failures")?,
+            audit,
+            audit_seq: Mutex::new(last_seq),
+            db,
+            path,
+        };
+        let store = Store { inner: Arc::new(inner) };
+        store.flush()?;
+        Ok(store)
+    }
+
+    /// The store's directory, as given to [`Store::open`].
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// Writes everything out and fsyncs.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush().map(drop).map_err(|e| self.io("flush", e))
+    }
+
+    fn io(&self, tree: &'static str, e: sled::Error) -> StoreError {
+        StoreError::Io { path: self.inner.path.clone(), tree, problem: e.to_string() }
+    }
+
+    fn corrupt(&self, tree: &'static str, key: &[u8], problem: String) -> StoreError {
+        let key = match tree {
+            "audit" => seq_of(key).map(|s| s.to_string()).unwrap_or_else(|| records::hex(key)),
+            "tickets" => match <[u8; 32]>::try_from(key) {
+                Ok(h) => TicketHash(h).short_id(),
+                Err(_) => records::hex(key),
+            },
+            _ => format!("{:?}", String::from_utf8_lossy(key)),
+        };
+        StoreError::Corrupt { path: self.inner.path.clone(), tree, key, problem }
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match tree.get(key).map_err(|e| self.io(name, e))? {
+            Some(v) => decode(&v).map(Some).map_err(|p| self.corrupt(name, key, p)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, tree: &sled::Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
+        tree.iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.io(name, e))?;
+                decode(&v).map_err(|p| self.corrupt(name, &k, p))
+            })
+            .collect()
+    }
+
+    fn check(&self, what: &'static str, value: &str) -> Result<(), StoreError> {
+        check_id(&self.inner.path, what, value)
+    }
+
+    fn tx_err(&self, tree: &'static str, e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => self.io(tree, e),
+        }
+    }
+
+    // ---- users
+
+    /// Adds a user (flushed).
+    pub fn add_user(&self, name: &str, now: UnixMs) -> Result<User, StoreError> {
+        self.check("user name", name)?;
+        let user = User { name: name.into(), created: now };
+        let swapped = self
+            .inner
+            .users
+            .compare_and_swap(name, None as Option<&[u8]>, Some(encode(&user)))
+            .map_err(|e| self.io("users", e))?;
+        if swapped.is_err() {
+            return Err(StoreError::UserExists { path: self.inner.path.clone(), user: name.into() });
+        }
+        self.flush()?;
+        Ok(user)
+    }
+
+    pub fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.get(&self.inner.users, "users", name.as_bytes())
+    }
+
+    /// Every user, by name.
+    pub fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.scan(&self.inner.users, "users")
+    }
+
+    fn require_user(&self, name: &str) -> Result<(), StoreError> {
+        match self.get_user(name)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NoSuchUser { path: self.inner.path.clone(), user: name.into() }),
+        }
+    }
+
+    // ---- devices
+
+    /// Registers a device of an existing user (flushed). Its id, endpoint and number must be
+    /// free; the number must be E.164.
+    pub fn add_device(&self, device: &Device) -> Result<(), StoreError> {
+        let path = &self.inner.path;
+        self.check("device id", &device.id)?;
+        self.check("user name", &device.user)?;
+        if device.name.is_empty() || device.name.len() > 128 || device.name.chars().any(char::is_control) {
+            return Err(StoreError::Invalid {
+                path: path.clone(),
+                what: "device name",
+                value: device.name.clone(),
+                problem: "must be 1 to 128 bytes without control characters",
+            });
+        }
+        if let Some(e) = &device.data_endpoint {
+            self.check("endpoint", e)?;
+        }
+        if let Some(n) = &device.carrier_number {
+            if !is_e164(n) {
+                return Err(StoreError::Invalid {
+                    path: path.clone(),
+                    what: "number",
+                    value: n.clone(),
+                    problem: "not E.164 (+ and 2 to 15 digits)",
+                });
+            }
+        }
+        let i = &self.inner;
+        let bytes = encode(device);
+        (&i.users, &i.devices, &i.by_endpoint, &i.by_number)
+            .transaction(|(users, devices, by_endpoint, by_number)| {
+                let abort = |e| Err(ConflictableTransactionError::Abort(e));
+                if users.get(device.user.as_bytes())?.is_none() {
+                    return abort(StoreError::NoSuchUser { path: path.clone(), user: device.user.clone() });
+                }
+                if devices.get(device.id.as_bytes())?.is_some() {
+                    return abort(StoreError::DeviceExists { path: path.clone(), device: device.id.clone() });
+                }
+                for (what, value, index) in
+                    [("endpoint", &device.data_endpoint, by_endpoint), ("number", &device.carrier_number, by_number)]
+                {
+                    if let Some(value) = value {
+                        if let Some(owner) = index.get(value.as_bytes())? {
+                            return abort(StoreError::Taken {
+                                path: path.clone(),
+                                what,
+                                value: value.clone(),
+                                device: String::from_utf8_lossy(&owner).into_owned(),
+                            });
+                        }
+                        index.insert(value.as_bytes(), device.id.as_bytes())?;
+                    }
+                }
+                devices.insert(device.id.as_bytes(), bytes.clone())?;
+                Ok(())
+            })
+            .map_err(|e| self.tx_err("devices", e))?;
+        self.flush()
+    }
+
+    pub fn device(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        self.get(&self.inner.devices, "devices", id.as_bytes())
+    }
+
+    /// The device whose app registers as this PJSIP endpoint.
+    pub fn device_by_endpoint(&self, endpoint: &str) -> Result<Option<Device>, StoreError> {
+        self.device_by_index(&self.inner.by_endpoint, "devices_by_endpoint", endpoint)
+    }
+
+    /// The device with this E.164 number.
+    pub fn device_by_number(&self, number: &str) -> Result<Option<Device>, StoreError> {
+        self.device_by_index(&self.inner.by_number, "devices_by_number", number)
+    }
+
+    fn device_by_index(&self, index: &sled::Tree, name: &'static str, key: &str) -> Result<Option<Device>, StoreError> {
+        match index.get(key).map_err(|e| self.io(name, e))? {
+            Some(id) => self.get(&self.inner.devices, "devices", &id),
+            None => Ok(None),
+        }
+    }
+
+    /// Every device, by id.
+    pub fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
+        self.scan(&self.inner.devices, "devices")
+    }
+
+    /// A user's devices, by id.
+    pub fn devices_of(&self, user: &str) -> Result<Vec<Device>, StoreError> {
+        Ok(self.list_devices()?.into_iter().filter(|d| d.user == user).collect())
+    }
+
+    /// Unregisters a device (flushed); returns it, or `None` if there was none.
+    pub fn remove_device(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        let i = &self.inner;
+        let path = &i.path;
+        let removed = (&i.devices, &i.by_endpoint, &i.by_number)
+            .transaction(|(devices, by_endpoint, by_number)| {
+                let Some(bytes) = devices.remove(id.as_bytes())? else { return Ok(None) };
+                let device: Device = decode(&bytes).map_err(|problem| {
+                    ConflictableTransactionError::Abort(StoreError::Corrupt {
+                        path: path.clone(),
+                        tree: "devices",
+                        key: format!("{id:?}"),
+                        problem,
+                    })
+                })?;
+                if let Some(e) = &device.data_endpoint {
+                    by_endpoint.remove(e.as_bytes())?;
+                }
+                if let Some(n) = &device.carrier_number {
+                    by_number.remove(n.as_bytes())?;
+                }
+                Ok(Some(device))
+            })
+            .map_err(|e| self.tx_err("devices", e))?;
+        self.flush()?;
+        Ok(removed)
+    }
+
+    // ---- credentials
+
+    /// Sets (or replaces) an existing user's credential hash (flushed).
+    pub fn set_credential(&self, user: &str, hash: &CredentialHash) -> Result<(), StoreError> {
+        self.require_user(user)?;
+        self.inner.credentials.insert(user, encode(hash)).map_err(|e| self.io("credentials", e))?;
+        self.flush()
+    }
+
+    pub fn credential(&self, user: &str) -> Result<Option<CredentialHash>, StoreError> {
+        self.get(&self.inner.credentials, "credentials", user.as_bytes())
+    }
+
+    // ---- sessions
+
+    /// Writes a session snapshot (not flushed: see the module doc).
+    pub fn put_session(&self, s: &SessionSnapshot) -> Result<(), StoreError> {
+        self.check("session id", &s.id)?;
+        self.inner.sessions.insert(s.id.as_bytes(), encode(s)).map(drop).map_err(|e| self.io("sessions", e))
+    }
+
+    pub fn get_session(&self, id: &str) -> Result<Option<SessionSnapshot>, StoreError> {
+        self.get(&self.inner.sessions, "sessions", id.as_bytes())
+    }
+
+    pub fn list_sessions(&self) -> Result<Vec<SessionSnapshot>, StoreError> {
+        self.scan(&self.inner.sessions, "sessions")
+    }
+
+    /// Forgets a session (not flushed); returns whether there was one.
+    pub fn remove_session(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.sessions.remove(id).map(|o| o.is_some()).map_err(|e| self.io("sessions", e))
+    }
+
+    // ---- tickets
+
+    /// Issues a ticket (flushed).
+    pub fn put_ticket(&self, t: &TicketRecord) -> Result<(), StoreError> {
+        self.inner.tickets.insert(t.hash.0, encode(t)).map_err(|e| self.io("tickets", e))?;
+        self.flush()
+    }
+
+    /// Spends a ticket, atomically, and returns it as it was *before* this call (flushed).
+    ///
+    /// A ticket is spent by its first presentation, whatever the decision on it: of any number
+    /// of concurrent calls for one hash, exactly one gets a record with `presented: None`; the
+    /// others (and any later call) get `presented: Some(first presentation)` — a replay. An
+    /// unknown hash (never issued, or purged) gives `None`.
+    pub fn take_ticket(&self, hash: &TicketHash, now: UnixMs) -> Result<Option<TicketRecord>, StoreError> {
+        let mut undecodable = None;
+        let before = self
+            .inner
+            .tickets
+            .fetch_and_update(hash.0, |old| {
+                let old = old?;
+                match decode::<TicketRecord>(old) {
+                    Ok(mut t) if t.presented.is_none() => {
+                        t.presented = Some(now);
+                        Some(encode(&t))
+                    }
+                    Ok(_) => Some(old.to_vec()),
+                    Err(p) => {
+                        undecodable = Some(p);
+                        Some(old.to_vec())
+                    }
+                }
+            })
+            .map_err(|e| self.io("tickets", e))?;
+        if let Some(p) = undecodable {
+            return Err(self.corrupt("tickets", &hash.0, p));
+        }
+        let Some(before) = before else { return Ok(None) };
+        let record = decode(&before).map_err(|p| self.corrupt("tickets", &hash.0, p))?;
+        self.flush()?;
+        Ok(Some(record))
+    }
+
+    /// Every ticket kept (issued, spent or expired but not yet purged).
+    pub fn list_tickets(&self) -> Result<Vec<TicketRecord>, StoreError> {
+        self.scan(&self.inner.tickets, "tickets")
+    }
+
+    /// Drops tickets that expired more than `keep_ms` before `now` (kept that long so that a
+    /// late replay is still recognized as one), and bars that ended. Returns how many of each
+    /// went. Not flushed.
+    pub fn purge_expired(&self, now: UnixMs, keep_ms: u64) -> Result<(usize, usize), StoreError> {
+        let mut tickets = 0;
+        for t in self.list_tickets()? {
+            if t.expires.plus_ms(keep_ms) <= now {
+                self.inner.tickets.remove(t.hash.0).map_err(|e| self.io("tickets", e))?;
+                tickets += 1;
+            }
+        }
+        let mut bars = 0;
+        for b in self.list_bars()? {
+            if b.until <= now {
+                self.inner.bars.remove(bar_key(&b.session, &b.device)).map_err(|e| self.io("bars", e))?;
+                bars += 1;
+            }
+        }
+        Ok((tickets, bars))
+    }
+
+    // ---- bars and lockouts
+
+    /// Bars `device` from `session` until `until` (flushed). A later bar replaces an earlier one.
+    pub fn put_bar(&self, bar: &Bar) -> Result<(), StoreError> {
+        self.apply(&[Write::PutBar(bar.clone())])
+    }
+
+    /// Until when `device` is barred from `session`, if a bar is recorded (it may have ended:
+    /// compare with now).
+    pub fn bar(&self, session: &str, device: &str) -> Result<Option<UnixMs>, StoreError> {
+        let bar: Option<Bar> = self.get(&self.inner.bars, "bars", &bar_key(session, device))?;
+        Ok(bar.map(|b| b.until))
+    }
+
+    pub fn list_bars(&self) -> Result<Vec<Bar>, StoreError> {
+        self.scan(&self.inner.bars, "bars")
+    }
+
+    /// Records a failed credential check (flushed): `update` turns the user's previous
+    /// failures into the new ones (the lockout policy, [`crate::moves::LockoutPolicy::on_failure`]),
+    /// atomically with respect to concurrent failures. Returns the new record.
+    pub fn record_failure(
+        &self,
+        user: &str,
+        update: impl Fn(Option<Failures>) -> Failures,
+    ) -> Result<Failures, StoreError> {
+        let mut undecodable = None;
+        let after = self
+            .inner
+            .failures
+            .update_and_fetch(user, |old| match old.map(decode::<Failures>).transpose() {
+                Ok(prev) => Some(encode(&update(prev))),
+                Err(p) => {
+                    undecodable = Some(p);
+                    old.map(<[u8]>::to_vec)
+                }
+            })
+            .map_err(|e| self.io("failures", e))?;
+        if let Some(p) = undecodable {
+            return Err(self.corrupt("failures", user.as_bytes(), p));
+        }
+        self.flush()?;
+        match after {
+            Some(bytes) => decode(&bytes).map_err(|p| self.corrupt("failures", user.as_bytes(), p)),
+            None => Ok(Failures::default()),
+        }
+    }
+
+    pub fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
+        self.get(&self.inner.failures, "failures", user.as_bytes())
+    }
+
+    /// The end of the user's lockout in force at `now`, if any.
+    pub fn locked_until(&self, user: &str, now: UnixMs) -> Result<Option<UnixMs>, StoreError> {
+        Ok(self.failures(user)?.and_then(|f| f.locked_at(now)))
+    }
+
+    /// Forgets a user's failures and lockout (flushed); returns whether there were any.
+    pub fn clear_failures(&self, user: &str) -> Result<bool, StoreError> {
+        let had = self.inner.failures.remove(user).map_err(|e| self.io("failures", e))?.is_some();
+        if had {
+            self.flush()?;
+        }
+        Ok(had)
+    }
+
+    // ---- audit
+
+    /// Appends an audit record (flushed); returns its sequence number.
+    pub fn audit(&self, record: &AuditRecord) -> Result<u64, StoreError> {
+        let seq = self.apply_inner(&[Write::Audit(record.clone())])?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// The records after sequence number `seq`, oldest first.
+    pub fn audit_since(&self, seq: u64) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
+        let Some(from) = seq.checked_add(1) else { return Ok(Vec::new()) };
+        self.inner.audit.range(from.to_be_bytes()..).map(|kv| self.audit_entry(kv)).collect()
+    }
+
+    /// The last `n` records, oldest first.
+    pub fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
+        let mut tail: Vec<_> =
+            self.inner.audit.iter().rev().take(n).map(|kv| self.audit_entry(kv)).collect::<Result<_, _>>()?;
+        tail.reverse();
+        Ok(tail)
+    }
+
+    fn audit_entry(&self, kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(u64, AuditRecord), StoreError> {
+        let (k, v) = kv.map_err(|e| self.io("audit", e))?;
+        let seq = seq_of(&k).ok_or_else(|| self.corrupt("audit", &k, "key is not an 8-byte sequence number".into()))?;
+        let record = decode(&v).map_err(|p| self.corrupt("audit", &k, p))?;
+        Ok((seq, record))
+    }
+
+    // ---- batches
+
+    /// Applies a decision's writes in one atomic transaction and flushes: either all of them
+    /// are on disk when it returns `Ok`, or (after a crash) none.
+    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.apply_inner(writes).map(drop)
+    }
+
+    /// Returns the last audit sequence number written, if the batch had audit records.
+    fn apply_inner(&self, writes: &[Write]) -> Result<Option<u64>, StoreError> {
+        for w in writes {
+            if let Write::PutBar(b) = w {
+                self.check("session id", &b.session)?;
+                self.check("device id", &b.device)?;
+            }
+        }
+        let i = &self.inner;
+        // Held across the transaction and the flush: audit numbers are committed in order.
+        let mut seq = i.audit_seq.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let first = *seq + 1;
+        let last = (&i.tickets, &i.bars, &i.failures, &i.audit)
+            .transaction(|(tickets, bars, failures, audit)| {
+                let mut next = first;
+                let mut last = None;
+                for w in writes {
+                    match w {
+                        Write::PutTicket(t) => {
+                            tickets.insert(&t.hash.0[..], encode(t))?;
+                        }
+                        Write::PutBar(b) => {
+                            bars.insert(bar_key(&b.session, &b.device), encode(b))?;
+                        }
+                        Write::ClearFailures(user) => {
+                            failures.remove(user.as_bytes())?;
+                        }
+                        Write::Audit(r) => {
+                            audit.insert(&next.to_be_bytes()[..], encode(r))?;
+                            last = Some(next);
+                            next += 1;
+                        }
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(last)
+            })
+            .map_err(|e| self.tx_err("batch", e))?;
+        if let Some(last) = last {
+            *seq = last;
+        }
+        self.flush()?;
+        Ok(last)
+    }
+}
+
+fn seq_of(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164() {
+        assert!(is_e164("+4930123456"));
+        assert!(!is_e164("4930123456"));
+        assert!(!is_e164("+0301"));
+        assert!(!is_e164("+1"));
+        assert!(!is_e164("+1234567890123456"));
+        assert!(!is_e164("+49 30"));
+    }
+
+    #[test]
+    fn envelope_rejects_other_versions() {
+        let bytes = br#"{"v":2,"r":{"name":"a","created":0}}"#;
+        let err = decode::<User>(bytes).unwrap_err();
+        assert!(err.contains("record version 2 unknown"), "{err}");
+        let ok: User = decode(&encode(&User { name: "a".into(), created: UnixMs(5) })).unwrap();
+        assert_eq!(ok.created, UnixMs(5));
+    }
+}
