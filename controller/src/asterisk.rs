@@ -58,6 +58,7 @@ pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
             silent_ms: optional(ev, "SilentMs").parse().unwrap_or(0),
         })),
         "HandoffLegRecovered" => Ok(Some(Input::LegRecovered { uniqueid: required(ev, "Uniqueid")? })),
+        "ConfbridgeJoin" => Ok(Some(Input::LegJoined { uniqueid: required(ev, "Uniqueid")? })),
         "HandoffLegSwitched" => {
             let to_text = optional(ev, "To");
             let to = Path::parse(&to_text).ok_or_else(|| EventError::Invalid {
@@ -164,6 +165,7 @@ pub fn found_sessions(
             device: String::new(),
             far: None,
             legs: Vec::new(),
+            far_number: String::new(),
         });
         if uniqueid == format!("{sid}-far") {
             found.far = Some(uniqueid.to_string());

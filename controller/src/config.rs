@@ -55,6 +55,111 @@ pub struct Config {
     pub devices: Vec<DeviceEntry>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub moves: MovesConfig,
+}
+
+/// Where handoffd keeps its durable state, and the pepper kept outside it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The sled database directory (one process at a time).
+    #[serde(default = "default_store_path")]
+    pub path: String,
+    /// 32 random bytes, mode 0600, outside the store: Argon2's secret key for every PIN.
+    #[serde(default = "default_pepper_file")]
+    pub pepper_file: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: default_store_path(), pepper_file: default_pepper_file() }
+    }
+}
+
+/// The HTTP API: moves for the users' apps, administration for handoffctl.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `address:port`; loopback by default; empty turns the API off.
+    #[serde(default = "default_api_listen")]
+    pub listen: String,
+    /// The bearer token of the admin endpoints (made on first start, mode 0600).
+    #[serde(default = "default_admin_token_file")]
+    pub admin_token_file: String,
+    /// Requests with a larger body are refused (413).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Requests one client address may make per minute (429 beyond).
+    #[serde(default = "default_rate")]
+    pub requests_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_api_listen(),
+            admin_token_file: default_admin_token_file(),
+            max_body_bytes: default_max_body(),
+            requests_per_minute: default_rate(),
+        }
+    }
+}
+
+/// How moves between devices are timed and guarded.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovesConfig {
+    /// How long a ticket may be presented after it is issued.
+    #[serde(default = "default_ticket_ttl")]
+    pub ticket_ttl_s: u32,
+    /// How long the device a call moved away from is barred from the session.
+    #[serde(default = "default_bar")]
+    pub bar_s: u32,
+    /// Wrong PINs within `failure_window_s` that lock the user out; 0 never locks.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_failure_window")]
+    pub failure_window_s: u32,
+    /// How long a lockout lasts.
+    #[serde(default = "default_lockout")]
+    pub lockout_s: u32,
+    /// PIN checks (Argon2id) running at once.
+    #[serde(default = "default_checks")]
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for MovesConfig {
+    fn default() -> Self {
+        Self {
+            ticket_ttl_s: default_ticket_ttl(),
+            bar_s: default_bar(),
+            max_failures: default_max_failures(),
+            failure_window_s: default_failure_window(),
+            lockout_s: default_lockout(),
+            max_concurrent_checks: default_checks(),
+        }
+    }
+}
+
+impl MovesConfig {
+    pub fn rules(&self) -> crate::moves::MoveRules {
+        crate::moves::MoveRules {
+            ticket_ttl_ms: u64::from(self.ticket_ttl_s) * 1000,
+            bar_ms: u64::from(self.bar_s) * 1000,
+        }
+    }
+    pub fn lockout(&self) -> crate::moves::LockoutPolicy {
+        crate::moves::LockoutPolicy {
+            max_failures: self.max_failures,
+            window_ms: u64::from(self.failure_window_s) * 1000,
+            lock_ms: u64::from(self.lockout_s) * 1000,
+        }
+    }
 }
 
 /// Where the Prometheus endpoint listens (`GET /metrics`); empty turns it off.
@@ -259,6 +364,42 @@ fn default_dead_after() -> u32 {
 fn default_pair_window() -> u32 {
     5
 }
+fn default_store_path() -> String {
+    "/var/lib/handoff/store".into()
+}
+fn default_pepper_file() -> String {
+    "/etc/handoff/pepper".into()
+}
+fn default_api_listen() -> String {
+    "127.0.0.1:9188".into()
+}
+fn default_admin_token_file() -> String {
+    "/etc/handoff/admin-token".into()
+}
+fn default_max_body() -> usize {
+    4096
+}
+fn default_rate() -> u32 {
+    120
+}
+fn default_ticket_ttl() -> u32 {
+    30
+}
+fn default_bar() -> u32 {
+    300
+}
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_failure_window() -> u32 {
+    900
+}
+fn default_lockout() -> u32 {
+    900
+}
+fn default_checks() -> usize {
+    2
+}
 
 impl Config {
     /// Reads and validates `path`; `secret_file` is read relative to nothing (absolute paths).
@@ -388,6 +529,41 @@ impl Config {
             return err(
                 "metrics.listen",
                 format!("'{}' is not an address:port (e.g. 127.0.0.1:9187), or empty for off", self.metrics.listen),
+            );
+        }
+        if !self.api.listen.is_empty() && self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return err(
+                "api.listen",
+                format!("'{}' is not an address:port (e.g. 127.0.0.1:9188), or empty for off", self.api.listen),
+            );
+        }
+        for (key, v) in [
+            ("store.path", &self.store.path),
+            ("store.pepper_file", &self.store.pepper_file),
+            ("api.admin_token_file", &self.api.admin_token_file),
+        ] {
+            if v.trim().is_empty() {
+                return err(key, "must not be empty".into());
+            }
+        }
+        if !(256..=1_048_576).contains(&self.api.max_body_bytes) {
+            return err("api.max_body_bytes", format!("{} must be 256..=1048576", self.api.max_body_bytes));
+        }
+        for (key, v) in [
+            ("api.requests_per_minute", u64::from(self.api.requests_per_minute)),
+            ("moves.ticket_ttl_s", u64::from(self.moves.ticket_ttl_s)),
+            ("moves.failure_window_s", u64::from(self.moves.failure_window_s)),
+            ("moves.lockout_s", u64::from(self.moves.lockout_s)),
+            ("moves.max_concurrent_checks", self.moves.max_concurrent_checks as u64),
+        ] {
+            if v == 0 {
+                return err(key, "must be greater than 0".into());
+            }
+        }
+        if self.moves.ticket_ttl_s > 600 {
+            return err(
+                "moves.ticket_ttl_s",
+                format!("{} is longer than 600 s; tickets are short-lived", self.moves.ticket_ttl_s),
             );
         }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {

@@ -9,7 +9,10 @@
 use crate::ami::{Action, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
 use crate::asterisk::{action_for, found_sessions, input_from_event, originate_outcome};
 use crate::config::Config;
-use crate::session::{Command, Input, Millis, Outputs, Sessions};
+use crate::moves::{Restore, Ticket};
+use crate::service::{MoveService, Refusal};
+use crate::session::{Command, Input, LegArrival, Millis, Outputs, SessionId, Sessions, State, MOVE_FAR};
+use crate::store::{AuditAction, AuditRecord, Outcome, SessionSnapshot, SessionState, Store, UnixMs};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,6 +46,24 @@ impl LinkError {
     }
 }
 
+/// A move leg's checked ticket or PIN.
+#[derive(Debug)]
+pub struct MoveChecked {
+    leg: LegArrival,
+    device: crate::session::Device,
+    result: Result<Restore, Refusal>,
+    since: Instant,
+}
+
+/// What the link loop is told from outside it: finished move checks and API notices.
+#[derive(Debug)]
+pub enum Inbox {
+    /// A move leg's ticket or PIN was checked (on the blocking pool): carry it out or refuse.
+    MoveChecked(Box<MoveChecked>),
+    /// The API changed the store.
+    Api(crate::api::Notice),
+}
+
 /// The session core plus the bookkeeping that ties AMI replies back to it.
 pub struct Controller {
     cfg: Config,
@@ -51,20 +72,314 @@ pub struct Controller {
     pub sessions: Sessions,
     /// Originate ActionID → the far channel's uniqueid.
     originates: HashMap<String, String>,
+    store: Store,
+    service: MoveService,
+    inbox_tx: tokio::sync::mpsc::UnboundedSender<Inbox>,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<Inbox>,
+}
+
+/// Why handoffd could not start (one line; exit code 78 for configuration problems).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    #[error("admin token {path}: {problem}")]
+    AdminToken { path: String, problem: String },
 }
 
 impl Controller {
-    pub fn new(cfg: Config) -> Self {
-        let (rules, devices) = cfg.session_rules();
+    /// Opens the store (`store.path`), loads the pepper (made on first start, when the store
+    /// holds no PIN yet) and the admin token (made if missing), and imports the devices listed
+    /// in the config into the store.
+    pub fn open(cfg: Config) -> Result<Self, StartError> {
+        let store = Store::open(&cfg.store.path)?;
+        let pepper_path = std::path::Path::new(&cfg.store.pepper_file);
+        let pepper = if pepper_path.exists() {
+            crate::credentials::Pepper::load(pepper_path)?
+        } else {
+            let has_pins = store.list_users()?.iter().any(|u| store.credential(&u.name).ok().flatten().is_some());
+            if has_pins {
+                return Err(crate::credentials::CredentialError::PepperIo {
+                    path: cfg.store.pepper_file.clone(),
+                    problem: "missing, but the store holds PINs hashed with it (restore the file)".into(),
+                }
+                .into());
+            }
+            let p = crate::credentials::Pepper::create(pepper_path)?;
+            info!("created the pepper {} (keep it: every PIN depends on it)", cfg.store.pepper_file);
+            p
+        };
+        let hasher = crate::credentials::Hasher::new(pepper, crate::credentials::HashCost::default())?;
+        let verifier = crate::credentials::Verifier::new(
+            store.clone(),
+            hasher,
+            cfg.moves.lockout(),
+            cfg.moves.max_concurrent_checks,
+        )?;
+        let service = MoveService { store: store.clone(), verifier, rules: cfg.moves.rules() };
+        import_config_devices(&store, &cfg)?;
+        let (rules, _) = cfg.session_rules();
         // Session ids stay unique across restarts: prefix them with the start time.
         let start =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let sessions = Sessions::new(rules, devices, format!("{}-", radix36(start)));
-        Self { cfg, metrics: Default::default(), epoch: Instant::now(), sessions, originates: HashMap::new() }
+        let sessions = Sessions::new(rules, Vec::new(), format!("{}-", radix36(start)));
+        let (inbox_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let mut ctl = Self {
+            cfg,
+            metrics: Default::default(),
+            epoch: Instant::now(),
+            sessions,
+            originates: HashMap::new(),
+            store,
+            service,
+            inbox_tx,
+            inbox,
+        };
+        ctl.reload_devices()?;
+        Ok(ctl)
     }
 
     fn now(&self) -> Millis {
         self.epoch.elapsed().as_millis() as Millis
+    }
+
+    /// A monotonic instant as wall-clock time (for the store).
+    fn unix_of(&self, at: Millis) -> UnixMs {
+        UnixMs(UnixMs::now().0.saturating_sub(self.now().saturating_sub(at)))
+    }
+
+    /// A wall-clock instant as a monotonic one.
+    fn mono_of(&self, at: UnixMs) -> Millis {
+        self.now() + at.0.saturating_sub(UnixMs::now().0)
+    }
+
+    /// The device registry from the store (config devices were imported into it), with the
+    /// config's caller IDs.
+    fn reload_devices(&mut self) -> Result<(), crate::store::StoreError> {
+        let devices = self
+            .store
+            .list_devices()?
+            .into_iter()
+            .map(|d| crate::session::Device {
+                caller_id: self.cfg.devices.iter().find(|c| c.id == d.id).and_then(|c| c.caller_id.clone()),
+                id: d.id,
+                user: d.user,
+                endpoint: d.data_endpoint,
+                number: d.carrier_number,
+            })
+            .collect::<Vec<_>>();
+        info!("device registry: {} device(s)", devices.len());
+        self.sessions.set_devices(devices);
+        Ok(())
+    }
+
+    /// Appends audit records off the link loop (each is flushed).
+    fn audit(&self, records: Vec<AuditRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for r in records {
+                if let Err(e) = store.audit(&r) {
+                    error!("audit record not written: {e}");
+                }
+            }
+        });
+    }
+
+    /// Keeps the store's session snapshots in step with what an input changed, and audits
+    /// ended sessions and refused rejoins.
+    fn persist(&self, out: &Outputs) {
+        let mut touched: Vec<&SessionId> = out.records.iter().map(|r| &r.session).collect();
+        touched.extend(out.ended.iter().map(|(id, _)| id));
+        touched.sort();
+        touched.dedup();
+        for id in touched {
+            let snapshot = match self.sessions.view(id) {
+                Some(v) => SessionSnapshot {
+                    id: v.id.0.clone(),
+                    user: v.user,
+                    device: v.device,
+                    far: v.far,
+                    bridge: v.bridge,
+                    legs: v.legs.into_iter().map(|(u, p)| (u, p.into())).collect(),
+                    state: match v.state {
+                        State::AwaitingFarAnswer => SessionState::AwaitingFarAnswer,
+                        State::Connected => SessionState::Connected,
+                        State::Grace { .. } => SessionState::Grace,
+                        State::Ending { .. } => SessionState::Ending,
+                    },
+                    updated: UnixMs::now(),
+                    far_number: v.far_number,
+                    barred: v.barred.into_iter().map(|(d, t)| (d, self.unix_of(t))).collect(),
+                },
+                None => match self.store.get_session(&id.0) {
+                    Ok(Some(s)) => {
+                        SessionSnapshot { state: SessionState::Ended, legs: Vec::new(), updated: UnixMs::now(), ..s }
+                    }
+                    _ => continue,
+                },
+            };
+            if let Err(e) = self.store.put_session(&snapshot) {
+                error!("session {id}: snapshot not stored: {e}");
+            }
+        }
+        let now = UnixMs::now();
+        let mut records = Vec::new();
+        for (id, reason) in &out.ended {
+            let user = self.store.get_session(&id.0).ok().flatten().map(|s| s.user).unwrap_or_default();
+            records.push(
+                AuditRecord::new(now, "handoffd", AuditAction::SessionEnd, Outcome::Done)
+                    .user(user)
+                    .session(&id.0)
+                    .reason(reason),
+            );
+        }
+        for (id, device, reason) in &out.barred {
+            records.push(
+                AuditRecord::new(now, format!("device:{device}"), AuditAction::Rejoin, Outcome::Refused)
+                    .device(device)
+                    .session(&id.0)
+                    .reason(reason),
+            );
+        }
+        self.audit(records);
+    }
+
+    /// Sessions the store says are running but the PBX no longer has: closed and audited.
+    fn close_vanished(&self) {
+        let Ok(snapshots) = self.store.list_sessions() else { return };
+        let now = UnixMs::now();
+        let mut records = Vec::new();
+        for s in snapshots.into_iter().filter(|s| s.state != SessionState::Ended) {
+            if self.sessions.view(&SessionId(s.id.clone())).is_some() {
+                continue;
+            }
+            records.push(
+                AuditRecord::new(now, "handoffd", AuditAction::SessionEnd, Outcome::Done)
+                    .user(&s.user)
+                    .session(&s.id)
+                    .reason("closed: its channels were gone from the PBX when handoffd resynchronised"),
+            );
+            let closed = SessionSnapshot { state: SessionState::Ended, legs: Vec::new(), updated: now, ..s };
+            let _ = self.store.put_session(&closed);
+        }
+        if !records.is_empty() {
+            info!("closed {} stored session(s) whose channels are gone", records.len());
+        }
+        self.audit(records);
+    }
+
+    /// A leg asking to take a call over (`Handoff(move,...)`): its ticket or PIN is checked
+    /// off the loop; the answer comes back through the inbox.
+    fn start_move(&mut self, leg: LegArrival) -> Option<Command> {
+        let refuse = |reason: String| Some(Command::Refuse { uniqueid: leg.uniqueid.clone(), reason });
+        let Some(device) = self.sessions.device_of_leg(&leg).cloned() else {
+            let who = if leg.endpoint.is_empty() { leg.caller.clone() } else { leg.endpoint.clone() };
+            let reason = format!("move refused: no registered device is '{who}'");
+            self.audit(vec![AuditRecord::new(
+                UnixMs::now(),
+                format!("sip:{who}"),
+                AuditAction::MoveRequest,
+                Outcome::Refused,
+            )
+            .reason(&reason)]);
+            self.metrics.count(&self.metrics.moves_refused);
+            return refuse(reason);
+        };
+        let actor = format!("sip:device:{}", device.id);
+        let service = self.service.clone();
+        let tx = self.inbox_tx.clone();
+        let since = Instant::now();
+        let token = leg.token.clone();
+        if let Some(hex) = token.strip_prefix("ticket-") {
+            let ticket = match Ticket::parse(hex) {
+                Ok(t) => t,
+                Err(e) => {
+                    let reason = format!("move refused: {e}");
+                    self.audit(vec![AuditRecord::new(
+                        UnixMs::now(),
+                        &actor,
+                        AuditAction::TicketRedeem,
+                        Outcome::Refused,
+                    )
+                    .device(&device.id)
+                    .reason(&reason)]);
+                    self.metrics.count(&self.metrics.moves_refused);
+                    return refuse(reason);
+                }
+            };
+            tokio::spawn(async move {
+                let result = service.redeem(&actor, &device.id, ticket).await;
+                let _ = tx.send(Inbox::MoveChecked(Box::new(MoveChecked { leg, device, result, since })));
+            });
+        } else if let Some(pin) = token.strip_prefix("pin-") {
+            let pin = crate::credentials::Passcode::presented(pin);
+            tokio::spawn(async move {
+                let result = service.pull(&actor, &device.user, &device.id, pin).await;
+                let _ = tx.send(Inbox::MoveChecked(Box::new(MoveChecked { leg, device, result, since })));
+            });
+        } else {
+            let reason = "move refused: no ticket (X-Handoff-Ticket) and no PIN given".to_string();
+            self.audit(vec![AuditRecord::new(UnixMs::now(), &actor, AuditAction::MoveRequest, Outcome::Refused)
+                .device(&device.id)
+                .reason(&reason)]);
+            return refuse(reason);
+        }
+        None
+    }
+
+    /// Carries out (or refuses) a checked move.
+    fn finish_move(
+        &mut self,
+        leg: LegArrival,
+        device: crate::session::Device,
+        result: Result<Restore, Refusal>,
+        since: Instant,
+    ) -> Vec<Command> {
+        let restore = match result {
+            Ok(r) => r,
+            Err(refusal) => {
+                self.metrics.count(&self.metrics.moves_refused);
+                warn!(target: "handoff::moves", device = %device.id, "move refused: {refusal}");
+                return vec![Command::Refuse { uniqueid: leg.uniqueid, reason: format!("move refused: {refusal}") }];
+            }
+        };
+        let now = self.now();
+        let bar_until = self.mono_of(restore.from_barred_until);
+        match self.sessions.move_to(&SessionId(restore.session.clone()), &device, &leg, bar_until, now) {
+            Ok(out) => {
+                self.metrics.count(&self.metrics.moves_done);
+                info!(
+                    target: "handoff::moves",
+                    session = %restore.session,
+                    from = %restore.from_device,
+                    to = %restore.to_device,
+                    check_ms = since.elapsed().as_millis() as u64,
+                    "call moved"
+                );
+                self.log(&out);
+                self.persist(&out);
+                out.commands
+            }
+            Err(why) => {
+                self.metrics.count(&self.metrics.moves_refused);
+                let reason = format!("move not carried out: {why}");
+                self.audit(vec![AuditRecord::new(
+                    UnixMs::now(),
+                    format!("sip:device:{}", device.id),
+                    AuditAction::TicketRedeem,
+                    Outcome::Refused,
+                )
+                .device(&device.id)
+                .session(&restore.session)
+                .reason(&reason)]);
+                vec![Command::Refuse { uniqueid: leg.uniqueid, reason }]
+            }
+        }
     }
 
     /// Feeds one input to the session core, keeping the metrics and the log.
@@ -89,6 +404,7 @@ impl Controller {
         m.sessions_ended.fetch_add((before + opened).saturating_sub(after), Relaxed);
         m.sessions_open.store(after, Relaxed);
         self.log(&out);
+        self.persist(&out);
         out
     }
 
@@ -97,6 +413,26 @@ impl Controller {
             info!(target: "handoff::timeline", session = %r.session, at_ms = r.at, "{}", r.what);
         }
     }
+}
+
+/// Adds the devices listed in `handoffd.yaml` (and their users) to the store if missing.
+fn import_config_devices(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreError> {
+    let now = UnixMs::now();
+    for d in &cfg.devices {
+        if store.get_user(&d.user)?.is_none() {
+            store.add_user(&d.user, now)?;
+        }
+        if store.device(&d.id)?.is_none() {
+            store.add_device(&crate::store::Device {
+                id: d.id.clone(),
+                user: d.user.clone(),
+                name: d.id.clone(),
+                data_endpoint: d.endpoint.clone(),
+                carrier_number: d.number.clone(),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn radix36(mut n: u64) -> String {
@@ -114,10 +450,29 @@ fn radix36(mut n: u64) -> String {
 }
 
 /// Runs handoffd until `shutdown` resolves or a fatal error (refused login) occurs.
-pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), LinkError> {
-    let mut ctl = Controller::new(cfg);
+pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output = ()>) -> Result<(), LinkError> {
     if !ctl.cfg.metrics.listen.is_empty() {
         serve_metrics(ctl.cfg.metrics.listen.clone(), ctl.metrics.clone()).await;
+    }
+    if !ctl.cfg.api.listen.is_empty() {
+        let admin_token = load_admin_token(&ctl.cfg.api.admin_token_file);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let inbox = ctl.inbox_tx.clone();
+        tokio::spawn(async move {
+            while let Some(n) = rx.recv().await {
+                if inbox.send(Inbox::Api(n)).is_err() {
+                    break;
+                }
+            }
+        });
+        let api = crate::api::Api::new(ctl.service.clone(), admin_token, &ctl.cfg.api, tx, ctl.metrics.clone());
+        crate::api::serve(ctl.cfg.api.listen.clone(), std::sync::Arc::new(api)).await;
+    }
+    // Tickets and bars that ran out while handoffd was down.
+    match ctl.store.purge_expired(UnixMs::now(), 3_600_000) {
+        Ok((t, b)) if t + b > 0 => info!("purged {t} expired ticket(s) and {b} ended bar(s)"),
+        Ok(_) => {}
+        Err(e) => warn!("purging expired tickets: {e}"),
     }
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(ctl.cfg.ami.reconnect_initial_ms);
@@ -265,11 +620,28 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
                 }
                 let found = found_sessions(&outcome.events, &ctl.sessions, &ctl.cfg.conference.name_prefix);
                 let n = found.len();
-                for f in found {
+                for mut f in found {
+                    // What the PBX does not say (the far number, bars) comes from the store.
+                    let stored = ctl.store.get_session(&f.session.0).ok().flatten();
+                    if let Some(s) = &stored {
+                        f.far_number = s.far_number.clone();
+                        if f.device.is_empty() {
+                            f.device = s.device.clone();
+                        }
+                    }
+                    let id = f.session.clone();
                     let out = ctl.sessions.adopt(f, ctl.now());
+                    for (device, until) in stored.map(|s| s.barred).unwrap_or_default() {
+                        let until = ctl.mono_of(until);
+                        if until > ctl.now() {
+                            ctl.sessions.bar(&id, &device, until);
+                        }
+                    }
                     ctl.log(&out);
+                    ctl.persist(&out);
                     link.run_commands(&mut stream, ctl, out.commands).await?;
                 }
+                ctl.close_vanished();
                 ctl.metrics.sessions_open.store(ctl.sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 info!(
                     "resynchronised from Asterisk: {n} running session(s) taken over; {} session(s) open",
@@ -314,9 +686,24 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
             wake = wake.min(ctl.epoch + Duration::from_millis(t + ctl.cfg.ami.action_timeout_ms));
         }
         let until = wake.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        let msg = match link.next_before(&mut stream, until).await? {
-            Some(m) => m,
-            None => continue,
+        let msg = tokio::select! {
+            m = link.next_before(&mut stream, until) => match m? {
+                Some(m) => m,
+                None => continue,
+            },
+            Some(note) = ctl.inbox.recv() => {
+                let commands = match note {
+                    Inbox::MoveChecked(m) => ctl.finish_move(m.leg, m.device, m.result, m.since),
+                    Inbox::Api(crate::api::Notice::DevicesChanged) => {
+                        if let Err(e) = ctl.reload_devices() {
+                            error!("reloading the device registry: {e}");
+                        }
+                        Vec::new()
+                    }
+                };
+                link.run_commands(&mut stream, ctl, commands).await?;
+                continue;
+            }
         };
         match link.tracker.on_message(msg) {
             Tracked::Completed(id, outcome) => {
@@ -418,6 +805,12 @@ impl Link {
             }
         };
         let Some(input) = input else { return Ok(()) };
+        if let Input::LegArrived(leg) = &input {
+            if leg.far == MOVE_FAR {
+                let refused = ctl.start_move(leg.clone());
+                return self.run_commands(stream, ctl, refused.into_iter().collect()).await;
+            }
+        }
         let out = ctl.handle(input);
         self.run_commands(stream, ctl, out.commands).await
     }
@@ -437,5 +830,48 @@ impl Link {
             self.send(stream, &action).await?;
         }
         Ok(())
+    }
+}
+
+/// Reads the admin token, making one (32 random bytes, hex, mode 0600) if the file is missing.
+/// `None` (admin endpoints refuse everything) if it can be neither read nor made.
+fn load_admin_token(path: &str) -> Option<zeroize::Zeroizing<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Some(zeroize::Zeroizing::new(t.trim().to_string())),
+        Ok(_) => {
+            error!("admin token {path} is empty; admin API off (delete it to have handoffd make one)");
+            return None;
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            error!("admin token {path}: {e}; admin API off");
+            return None;
+        }
+        Err(_) => {}
+    }
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    if let Err(e) = getrandom::fill(&mut raw[..]) {
+        error!("admin token: OS random source: {e}; admin API off");
+        return None;
+    }
+    let token = zeroize::Zeroizing::new(crate::store::records::hex(&raw[..]));
+    let written = (|| -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        f.write_all(token.as_bytes())?;
+        f.sync_all()
+    })();
+    match written {
+        Ok(()) => {
+            info!("created the admin token {path} (handoffctl reads it)");
+            Some(token)
+        }
+        Err(e) => {
+            error!("admin token {path}: cannot create: {e}; admin API off");
+            None
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 
 pub mod ami;
+pub mod api;
 pub mod asterisk;
 pub mod config;
 pub mod credentials;
@@ -24,5 +25,6 @@ pub mod esl;
 pub mod fuzzing;
 pub mod metrics;
 pub mod moves;
+pub mod service;
 pub mod session;
 pub mod store;

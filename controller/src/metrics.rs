@@ -19,6 +19,12 @@ pub struct Metrics {
     pub failovers: AtomicU64,
     pub far_failures: AtomicU64,
     pub ami_connects: AtomicU64,
+    /// Move requests granted a ticket (API).
+    pub moves_granted: AtomicU64,
+    /// Move requests and ticket presentations refused.
+    pub moves_refused: AtomicU64,
+    /// Calls moved to another device.
+    pub moves_done: AtomicU64,
     gap_buckets: [AtomicU64; GAP_BUCKETS_MS.len()],
     gap_count: AtomicU64,
     gap_sum_ms: AtomicU64,
@@ -101,6 +107,16 @@ impl Metrics {
             "Successful AMI logins.",
             "counter",
             &[(String::new(), get(&self.ami_connects))],
+        );
+        counter(
+            "handoff_moves_total",
+            "Moves between devices, by outcome: granted (ticket issued), done (call moved), refused.",
+            "counter",
+            &[
+                ("{outcome=\"granted\"}".into(), get(&self.moves_granted)),
+                ("{outcome=\"done\"}".into(), get(&self.moves_done)),
+                ("{outcome=\"refused\"}".into(), get(&self.moves_refused)),
+            ],
         );
         let _ = writeln!(
             out,

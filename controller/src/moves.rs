@@ -105,6 +105,8 @@ pub enum Reason {
     TicketForAnotherDevice,
     /// The ticket was issued for another session.
     TicketForAnotherSession,
+    /// The user has no call on another device to move.
+    NoCall { user: String },
 }
 
 impl Reason {
@@ -127,6 +129,7 @@ impl Reason {
             Self::TicketExpired => "ticket_expired",
             Self::TicketForAnotherDevice => "ticket_for_another_device",
             Self::TicketForAnotherSession => "ticket_for_another_session",
+            Self::NoCall { .. } => "no_call",
         }
     }
 }
@@ -152,6 +155,7 @@ impl fmt::Display for Reason {
             Self::TicketExpired => f.write_str("ticket expired"),
             Self::TicketForAnotherDevice => f.write_str("ticket was issued to another device"),
             Self::TicketForAnotherSession => f.write_str("ticket was issued for another session"),
+            Self::NoCall { user } => write!(f, "user {user} has no call on another device to move"),
         }
     }
 }
@@ -288,6 +292,16 @@ fn check_bar(session: &str, device: &str, until: Option<UnixMs>, now: UnixMs) ->
     }
 }
 
+/// A request that found no call of the user to move (after the PIN was accepted).
+pub fn no_call(req: &MoveRequest<'_>, now: UnixMs) -> Decision<Granted> {
+    let reason = Reason::NoCall { user: req.user.into() };
+    let audit = AuditRecord::new(now, req.actor, AuditAction::MoveRequest, Outcome::Refused)
+        .user(req.user)
+        .device(req.to_device)
+        .reason(&reason);
+    refused(audit, reason)
+}
+
 fn refused<T>(audit: AuditRecord, reason: Reason) -> Decision<T> {
     Decision { outcome: Err(reason), writes: vec![Write::Audit(audit)] }
 }
@@ -413,6 +427,8 @@ mod tests {
             legs: vec![],
             state,
             updated: UnixMs(0),
+            far_number: "2000".into(),
+            barred: vec![],
         }
     }
 

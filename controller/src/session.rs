@@ -61,6 +61,31 @@ pub const ENDING_LINGER_MS: Millis = 10_000;
 /// session ends on the originate's reason alone.
 pub const FAR_HANGUP_WAIT_MS: Millis = 2_000;
 
+/// The far "number" of a leg that asks to take over a call rather than place one:
+/// `Handoff(move,path,ticket-<hex>)` or `Handoff(move,path,pin-<digits>)`.
+pub const MOVE_FAR: &str = "move";
+
+/// The Q.850 cause the old device's legs are hung up with when the call moves away
+/// (26: non-selected user clearing: the call was answered elsewhere).
+pub const MOVED_AWAY_CAUSE: u32 = 26;
+
+/// A session as it stands (see [`Sessions::view`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub id: SessionId,
+    pub user: String,
+    pub device: String,
+    /// The far party's channel, while it is there.
+    pub far: Option<String>,
+    pub far_number: String,
+    pub bridge: String,
+    /// Live client legs: (uniqueid, path).
+    pub legs: Vec<(String, Path)>,
+    pub state: State,
+    /// Devices barred from the session, and until when.
+    pub barred: Vec<(String, Millis)>,
+}
+
 /// Which network a client leg comes over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Path {
@@ -119,6 +144,9 @@ pub struct Found {
     pub far: Option<String>,
     /// Client legs: (uniqueid, channel, path).
     pub legs: Vec<(String, String, Path)>,
+    /// The number the far party was called on, if known (a moved-away device calling it again
+    /// is a rejoin).
+    pub far_number: String,
 }
 
 /// A client leg that entered `Handoff()`.
@@ -145,6 +173,8 @@ pub enum Input {
     FarFailed { uniqueid: String, reason: String, no_channel: bool },
     /// A channel hung up.
     Hangup { uniqueid: String, cause: u32, cause_txt: String },
+    /// A channel entered the session's conference (it is in the mix now).
+    LegJoined { uniqueid: String },
     /// The module saw no voice frame on a leg for longer than its stall threshold.
     LegStalled { uniqueid: String, silent_ms: u64 },
     /// A stalled leg delivers frames again.
@@ -183,6 +213,11 @@ pub struct Record {
 pub struct Outputs {
     pub commands: Vec<Command>,
     pub records: Vec<Record>,
+    /// Legs refused because their device is barred from a session (the call moved away from
+    /// it): (session, device, reason). The daemon audits them.
+    pub barred: Vec<(SessionId, String, String)>,
+    /// Sessions that ended with this input, and why.
+    pub ended: Vec<(SessionId, String)>,
 }
 
 /// The states a session goes through (see the module diagram).
@@ -215,9 +250,24 @@ struct ClientLeg {
 }
 
 #[derive(Clone, Debug)]
+struct Moving {
+    leg: String,
+    from_device: String,
+    old_legs: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
 struct Session {
     state: State,
     device: String,
+    user: String,
+    /// The number the far party was called on.
+    far_number: String,
+    /// Devices the call moved away from, barred from rejoining until the given time.
+    barred: BTreeMap<String, Millis>,
+    /// A move under way: the new device's leg, and the old device's legs that are hung up
+    /// once it is in the conference (so that the far party never hears nobody).
+    moving: Option<Moving>,
     token: String,
     bridge: String,
     far_uniqueid: String,
@@ -367,9 +417,14 @@ impl Sessions {
             .collect();
         let far_live = found.far.is_some();
         let state = if legs.is_empty() { State::Grace { until: now + self.rules.grace_ms } } else { State::Connected };
+        let user = self.devices.iter().find(|d| d.id == found.device).map(|d| d.user.clone()).unwrap_or_default();
         let session = Session {
             state,
             device: found.device.clone(),
+            user,
+            far_number: found.far_number.clone(),
+            barred: BTreeMap::new(),
+            moving: None,
             token: String::new(),
             bridge: found.bridge.clone(),
             far_uniqueid: found.far.clone().unwrap_or_else(|| format!("{id}-far")),
@@ -400,6 +455,135 @@ impl Sessions {
             self.end(&id, "found without its far party".into(), 16, now, &mut out);
         }
         out
+    }
+
+    /// Replaces the device registry (after an administrator added or removed a device).
+    pub fn set_devices(&mut self, devices: Vec<Device>) {
+        self.devices = devices;
+    }
+
+    /// The registered device with this id.
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    /// The device an arriving leg comes from (its app's endpoint, or its carrier caller ID).
+    pub fn device_of_leg(&self, leg: &LegArrival) -> Option<&Device> {
+        self.device_for(leg)
+    }
+
+    /// What a session looks like now (for the store's snapshot and status output).
+    pub fn view(&self, id: &SessionId) -> Option<View> {
+        let s = self.sessions.get(id)?;
+        Some(View {
+            id: id.clone(),
+            user: s.user.clone(),
+            device: s.device.clone(),
+            far: s.far_live.then(|| s.far_uniqueid.clone()),
+            far_number: s.far_number.clone(),
+            bridge: s.bridge.clone(),
+            legs: s.legs.iter().filter(|(_, l)| l.live).map(|(u, l)| (u.clone(), l.path)).collect(),
+            state: s.state.clone(),
+            barred: s.barred.iter().map(|(d, t)| (d.clone(), *t)).collect(),
+        })
+    }
+
+    /// The live session of `user` on a device other than `not_on`, most recent first: what
+    /// a feature-code move pulls.
+    pub fn live_session_of_user(&self, user: &str, not_on: &str) -> Option<SessionId> {
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.state.is_live() && s.user == user && s.device != not_on)
+            .max_by_key(|(_, s)| s.opened_at)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Bars `device` from rejoining session `id` until `until` (restored from the store after
+    /// a restart; a move bars the old device itself).
+    pub fn bar(&mut self, id: &SessionId, device: &str, until: Millis) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            let t = s.barred.entry(device.to_string()).or_insert(until);
+            *t = (*t).max(until);
+        }
+    }
+
+    /// The session a leg of `device` would rejoin although the device is barred from it: a
+    /// live session it was moved away from, reached by its pairing token or by calling the
+    /// same far number. Returns (session, bar end, device the call is on now).
+    fn barred_session(&self, device: &str, leg: &LegArrival, now: Millis) -> Option<(SessionId, Millis, String)> {
+        self.sessions.iter().find_map(|(id, s)| {
+            let until = *s.barred.get(device)?;
+            let same_call = (!leg.token.is_empty() && leg.token == s.token)
+                || (!s.far_number.is_empty() && leg.far == s.far_number)
+                || leg.far == MOVE_FAR;
+            (until > now && s.state.is_live() && same_call).then(|| (id.clone(), until, s.device.clone()))
+        })
+    }
+
+    /// Moves session `id` to `to` (a ticket or PIN was accepted): `leg`, waiting in
+    /// `Handoff()`, joins the conference in its own device group; every leg of the old device
+    /// is hung up (not taken as the user hanging up), and the old device is barred from the
+    /// session until `bar_until`. Refused (with the reason) if the session is not live or
+    /// the leg is already in a session; the caller refuses the leg then.
+    pub fn move_to(
+        &mut self,
+        id: &SessionId,
+        to: &Device,
+        leg: &LegArrival,
+        bar_until: Millis,
+        now: Millis,
+    ) -> Result<Outputs, String> {
+        let mut out = Outputs::default();
+        if self.by_channel.contains_key(&leg.uniqueid) {
+            return Err(format!("channel {} is already in a session", leg.channel));
+        }
+        let Some(s) = self.sessions.get_mut(id) else { return Err(format!("session {id} has ended")) };
+        if !matches!(s.state, State::Connected | State::Grace { .. }) {
+            return Err(format!("session {id} is not connected"));
+        }
+        let from = std::mem::replace(&mut s.device, to.id.clone());
+        s.user = to.user.clone();
+        s.token = leg.token.clone();
+        let t = s.barred.entry(from.clone()).or_insert(bar_until);
+        *t = (*t).max(bar_until);
+        s.barred.remove(&to.id);
+        if matches!(s.state, State::Grace { .. }) {
+            s.state = State::Connected;
+        }
+        s.legs.insert(
+            leg.uniqueid.clone(),
+            ClientLeg {
+                channel: leg.channel.clone(),
+                path: leg.path,
+                live: true,
+                stalled_since: None,
+                hung_up_by_us: false,
+            },
+        );
+        let mut old = Vec::new();
+        for (uid, l) in s.legs.iter_mut().filter(|(u, l)| l.live && **u != leg.uniqueid) {
+            l.hung_up_by_us = true;
+            old.push(uid.clone());
+        }
+        s.moving = Some(Moving { leg: leg.uniqueid.clone(), from_device: from.clone(), old_legs: old.clone() });
+        self.by_channel.insert(leg.uniqueid.clone(), id.clone());
+        let Some(s) = self.sessions.get(id) else { return Err(format!("session {id} has ended")) };
+        out.commands.push(self.assign(id, s, &leg.uniqueid));
+        Self::record(
+            &mut out,
+            now,
+            id,
+            format!(
+                "moved from device {from} to device {}: {} leg {} ({}) joins, then {} leg(s) of {from} are hung up; {from} barred for {} s",
+                to.id,
+                leg.path.as_str(),
+                leg.channel,
+                leg.uniqueid,
+                old.len(),
+                bar_until.saturating_sub(now) / 1000
+            ),
+        );
+        Ok(out)
     }
 
     /// Every channel the sessions know (client legs and far parties).
@@ -449,6 +633,7 @@ impl Sessions {
             }
             Input::LegStalled { uniqueid, silent_ms } => self.recv_stall(&uniqueid, silent_ms, now, &mut out),
             Input::LegRecovered { uniqueid } => self.recv_recovery(&uniqueid, now, &mut out),
+            Input::LegJoined { uniqueid } => self.recv_joined(&uniqueid, now, &mut out),
             Input::LegSwitched { uniqueid, to, reason } => {
                 if let Some(id) = self.by_channel.get(&uniqueid).cloned() {
                     Self::record(&mut out, now, &id, format!("mix switched to the {} leg ({reason})", to.as_str()));
@@ -496,6 +681,15 @@ impl Sessions {
             };
             return Self::refuse(out, now, &leg, format!("unknown device: no registered device has {who}"));
         };
+        if let Some((id, until, to)) = self.barred_session(&device.id, &leg, now) {
+            let reason = format!(
+                "device '{}' is barred from session {id} for {} s more (the call moved to device '{to}')",
+                device.id,
+                (until - now).div_ceil(1000)
+            );
+            out.barred.push((id, device.id.clone(), reason.clone()));
+            return Self::refuse(out, now, &leg, reason);
+        }
         if !leg.token.is_empty() {
             let clash =
                 self.sessions.values().find(|s| s.state.is_live() && s.token == leg.token && s.device != device.id);
@@ -580,6 +774,10 @@ impl Sessions {
         let session = Session {
             state: State::AwaitingFarAnswer,
             device: device.id.clone(),
+            user: device.user.clone(),
+            far_number: leg.far.clone(),
+            barred: BTreeMap::new(),
+            moving: None,
             token: leg.token.clone(),
             bridge: bridge.clone(),
             far_uniqueid: far_uniqueid.clone(),
@@ -701,6 +899,27 @@ impl Sessions {
     fn recv_hangup(&mut self, uniqueid: &str, cause: u32, cause_txt: &str, now: Millis, out: &mut Outputs) {
         let Some(id) = self.by_channel.remove(uniqueid) else { return };
         let Some(s) = self.sessions.get_mut(&id) else { return };
+        if s.moving.as_ref().is_some_and(|m| m.leg == uniqueid) {
+            // The new device's leg went before it joined: the move is off, the call stays.
+            if let Some(m) = s.moving.take() {
+                for uid in &m.old_legs {
+                    if let Some(l) = s.legs.get_mut(uid) {
+                        l.hung_up_by_us = false;
+                    }
+                }
+                s.barred.remove(&m.from_device);
+                s.device = m.from_device.clone();
+                if let Some(l) = s.legs.get_mut(uniqueid) {
+                    l.hung_up_by_us = true;
+                }
+                Self::record(
+                    out,
+                    now,
+                    &id,
+                    format!("move abandoned: the new leg went before it joined; staying on {}", m.from_device),
+                );
+            }
+        }
         let live = s.state.is_live();
         if s.far_uniqueid == uniqueid {
             s.far_live = false;
@@ -773,6 +992,26 @@ impl Sessions {
         }
     }
 
+    /// The new device's leg of a move is in the conference: the old device's legs go now.
+    fn recv_joined(&mut self, uniqueid: &str, now: Millis, out: &mut Outputs) {
+        let Some(id) = self.by_channel.get(uniqueid).cloned() else { return };
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        if s.moving.as_ref().is_some_and(|m| m.leg == uniqueid) {
+            let Some(m) = s.moving.take() else { return };
+            let live: Vec<&String> = m.old_legs.iter().filter(|u| s.legs.get(*u).is_some_and(|l| l.live)).collect();
+            for uid in &live {
+                out.commands.push(Command::Hangup { uniqueid: (*uid).clone(), cause: MOVED_AWAY_CAUSE });
+            }
+            let n = live.len();
+            Self::record(
+                out,
+                now,
+                &id,
+                format!("the new device's leg is in the conference: {n} leg(s) of {} hung up", m.from_device),
+            );
+        }
+    }
+
     fn recv_recovery(&mut self, uniqueid: &str, now: Millis, out: &mut Outputs) {
         let Some(id) = self.by_channel.get(uniqueid).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&id) else { return };
@@ -791,7 +1030,7 @@ impl Sessions {
             match s.state {
                 State::Ending { since, .. } if now >= since + ENDING_LINGER_MS => {
                     Self::record(out, now, &id, "removed: channels did not report their hangup in time".into());
-                    self.remove(&id, now);
+                    self.remove(&id, now, out);
                     continue;
                 }
                 State::Grace { until } if now >= until => {
@@ -857,13 +1096,18 @@ impl Sessions {
         let gone = self.sessions.get(id).is_some_and(|s| !s.state.is_live() && s.all_gone());
         if gone {
             let lasted = self.sessions.get(id).map(|s| now.saturating_sub(s.opened_at)).unwrap_or(0);
-            self.remove(id, now);
+            self.remove(id, now, out);
             Self::record(out, now, id, format!("ended after {lasted} ms; {} session(s) open", self.sessions.len()));
         }
     }
 
-    fn remove(&mut self, id: &SessionId, now: Millis) {
+    fn remove(&mut self, id: &SessionId, now: Millis, out: &mut Outputs) {
         if let Some(s) = self.sessions.remove(id) {
+            let reason = match &s.state {
+                State::Ending { reason, .. } => reason.clone(),
+                _ => "every channel is gone".into(),
+            };
+            out.ended.push((id.clone(), reason));
             self.by_channel.remove(&s.far_uniqueid);
             for uniqueid in s.legs.keys() {
                 self.by_channel.remove(uniqueid);
@@ -913,7 +1157,135 @@ mod tests {
     }
 
     fn core() -> Sessions {
-        Sessions::new(Rules::default(), vec![alice()], "t")
+        Sessions::new(Rules::default(), vec![alice(), alice_tablet()], "t")
+    }
+
+    fn alice_tablet() -> Device {
+        Device {
+            id: "alice-tablet".into(),
+            user: "alice".into(),
+            endpoint: Some("alice-tablet".into()),
+            number: None,
+            caller_id: None,
+        }
+    }
+
+    fn tablet_leg(uniqueid: &str, far: &str, token: &str) -> LegArrival {
+        LegArrival {
+            uniqueid: uniqueid.into(),
+            channel: format!("PJSIP/alice-tablet-{uniqueid}"),
+            caller: "alice-tablet".into(),
+            endpoint: "alice-tablet".into(),
+            path: Path::Data,
+            far: far.into(),
+            token: token.into(),
+        }
+    }
+
+    /// Alice's phone on a connected call over both paths.
+    fn connected_on_both_paths() -> Sessions {
+        let mut c = core();
+        c.handle(leg("1.1", Path::Data), 0);
+        c.handle(leg("1.2", Path::Carrier), 10);
+        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 900);
+        c
+    }
+
+    #[test]
+    fn a_move_joins_the_new_device_hangs_up_every_old_leg_and_bars_the_old_device() {
+        let mut c = connected_on_both_paths();
+        let tablet = alice_tablet();
+        let b = tablet_leg("2.1", MOVE_FAR, "ticket-x");
+        let out = c.move_to(&sid(), &tablet, &b, 300_000, 5_000).unwrap();
+        assert_eq!(
+            out.commands,
+            vec![Command::Assign {
+                uniqueid: "2.1".into(),
+                session: sid(),
+                bridge: "handoff-t1".into(),
+                group: "t1/alice-tablet".into(),
+                preferred: Path::Data,
+            }]
+        );
+        // The old legs go only once the new one is in the conference.
+        let out = c.handle(Input::LegJoined { uniqueid: "1.1".into() }, 5_001);
+        assert!(out.commands.is_empty());
+        let out = c.handle(Input::LegJoined { uniqueid: "2.1".into() }, 5_002);
+        assert_eq!(
+            out.commands,
+            vec![
+                Command::Hangup { uniqueid: "1.1".into(), cause: MOVED_AWAY_CAUSE },
+                Command::Hangup { uniqueid: "1.2".into(), cause: MOVED_AWAY_CAUSE },
+            ]
+        );
+        let v = c.view(&sid()).unwrap();
+        assert_eq!((v.device.as_str(), v.user.as_str()), ("alice-tablet", "alice"));
+        assert_eq!(v.barred, vec![("alice-phone".into(), 300_000)]);
+        // The old legs' hangups (cause 16 from the phone, as Asterisk reports our own hangup
+        // too) are not the user hanging up: the call goes on, on the tablet.
+        c.handle(hangup("1.1"), 5_010);
+        c.handle(hangup("1.2"), 5_011);
+        assert_eq!(c.state(&sid()), Some(&State::Connected));
+        assert_eq!(c.live_legs(&sid()), vec![("2.1".into(), Path::Data)]);
+        // The phone calling the far number again during the bar is refused and reported.
+        let out = c.handle(leg("1.3", Path::Data), 6_000);
+        assert!(matches!(&out.commands[..], [Command::Refuse { uniqueid, .. }] if uniqueid == "1.3"));
+        assert_eq!(out.barred.len(), 1);
+        assert!(out.barred[0].2.contains("barred from session t1"), "{}", out.barred[0].2);
+        assert_eq!(c.live_legs(&sid()).len(), 1, "the refusal changes nothing");
+        // After the bar, the phone may call that number again: a new call.
+        let out = c.handle(leg("1.4", Path::Data), 300_001);
+        assert!(out.commands.iter().any(|c| matches!(c, Command::OriginateFar { .. })));
+        // Hanging up on the tablet ends the call.
+        let out = c.handle(hangup("2.1"), 400_000);
+        assert!(out.commands.contains(&Command::Hangup { uniqueid: "t1-far".into(), cause: 16 }));
+    }
+
+    #[test]
+    fn a_move_of_a_session_that_is_not_connected_or_gone_is_refused_and_changes_nothing() {
+        let mut c = core();
+        let tablet = alice_tablet();
+        c.handle(leg("1.1", Path::Data), 0);
+        let err = c.move_to(&sid(), &tablet, &tablet_leg("2.1", MOVE_FAR, ""), 1_000, 10).unwrap_err();
+        assert_eq!(err, "session t1 is not connected");
+        assert_eq!(c.view(&sid()).unwrap().device, "alice-phone");
+        let err = c.move_to(&SessionId("nope".into()), &tablet, &tablet_leg("2.1", MOVE_FAR, ""), 1_000, 10);
+        assert_eq!(err.unwrap_err(), "session nope has ended");
+        c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 900);
+        let err = c.move_to(&sid(), &tablet, &tablet_leg("1.1", MOVE_FAR, ""), 1_000, 1_000).unwrap_err();
+        assert!(err.contains("already in a session"), "{err}");
+        assert_eq!(c.live_legs(&sid()), vec![("1.1".into(), Path::Data)]);
+    }
+
+    #[test]
+    fn a_move_whose_new_leg_goes_before_joining_leaves_the_call_on_the_old_device() {
+        let mut c = connected_on_both_paths();
+        c.move_to(&sid(), &alice_tablet(), &tablet_leg("2.1", MOVE_FAR, ""), 300_000, 5_000).unwrap();
+        let out = c.handle(hangup("2.1"), 5_100);
+        assert!(out.commands.is_empty(), "{:?}", out.commands);
+        let v = c.view(&sid()).unwrap();
+        assert_eq!((v.device.as_str(), v.barred.len(), v.legs.len()), ("alice-phone", 0, 2));
+        assert_eq!(c.state(&sid()), Some(&State::Connected));
+        // The phone's legs are the user's again: hanging one up ends the call.
+        let out = c.handle(hangup("1.1"), 6_000);
+        assert!(out.commands.contains(&Command::Hangup { uniqueid: "t1-far".into(), cause: 16 }));
+    }
+
+    #[test]
+    fn the_live_session_of_a_user_is_found_on_another_device_only() {
+        let c = connected_on_both_paths();
+        assert_eq!(c.live_session_of_user("alice", "alice-tablet"), Some(sid()));
+        assert_eq!(c.live_session_of_user("alice", "alice-phone"), None);
+        assert_eq!(c.live_session_of_user("bob", "bob-phone"), None);
+    }
+
+    #[test]
+    fn ended_sessions_are_reported_with_their_reason() {
+        let mut c = connected_on_both_paths();
+        c.handle(hangup("1.1"), 1_000);
+        c.handle(lost("1.2"), 1_001);
+        let out = c.handle(hangup("t1-far"), 1_002);
+        assert_eq!(out.ended, vec![(sid(), "the phone hung up its data leg".to_string())]);
     }
 
     fn leg(uniqueid: &str, path: Path) -> Input {
@@ -1154,6 +1526,7 @@ mod tests {
                 ("9.1".into(), "PJSIP/alice-app-1".into(), Path::Data),
                 ("9.2".into(), "PJSIP/carrier-2".into(), Path::Carrier),
             ],
+            far_number: "2000".into(),
         };
         c.adopt(found.clone(), 0);
         let id = SessionId("old-7".into());

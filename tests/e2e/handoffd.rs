@@ -20,6 +20,48 @@ devices:\n  - id: alice-phone\n    user: alice\n    endpoint: alice-app\n    num
     )
 }
 
+/// The directory of this test process's store, pepper and admin token: every handoffd a
+/// test process starts shares it (a restarted handoffd finds its predecessor's store).
+pub fn state_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("handoff-test-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("make the test state directory");
+    dir
+}
+
+/// `config` with the store, pepper and admin token in [`state_dir`] unless it says otherwise.
+pub fn with_state(config: &str) -> String {
+    if config.contains("\nstore:") || config.starts_with("store:") {
+        return config.to_string();
+    }
+    let dir = state_dir();
+    let d = dir.display();
+    let api =
+        if config.contains("\napi:") { String::new() } else { format!("api:\n  admin_token_file: {d}/admin-token\n") };
+    format!("{config}\nstore:\n  path: {d}/store\n  pepper_file: {d}/pepper\n{api}")
+}
+
+/// An HTTP request to handoffd's API at 127.0.0.1:9188: (status, JSON body).
+pub fn api(method: &str, path: &str, body: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect("127.0.0.1:9188").expect("connect to handoffd's API");
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).expect("send");
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, serde_json::from_str(payload).unwrap_or(serde_json::Value::Null))
+}
+
+/// The admin token handoffd made in [`state_dir`].
+pub fn admin_token() -> String {
+    std::fs::read_to_string(state_dir().join("admin-token")).expect("admin token").trim().to_string()
+}
+
 pub struct Handoffd {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
@@ -40,7 +82,7 @@ impl Handoffd {
             bin.display()
         );
         let path = std::env::temp_dir().join(format!("handoffd-test-{}-{}.yaml", std::process::id(), rand_suffix()));
-        std::fs::write(&path, config).expect("write handoffd config");
+        std::fs::write(&path, with_state(config)).expect("write handoffd config");
         let mut cmd = Command::new(bin);
         cmd.arg("--config").arg(&path).args(args).env("RUST_LOG", "handoff=debug,handoffd=debug");
         let mut h = Self::from_command(cmd);
@@ -76,7 +118,12 @@ impl Handoffd {
     /// Starts handoffd with the testbed config and waits until it is logged in and the module
     /// has seen its hello (panics with its log otherwise).
     pub fn connected(ast: &crate::testbed::Asterisk) -> Self {
-        let h = Self::spawn(&testbed_config(5038, AMI_SECRET));
+        Self::connected_with(ast, "")
+    }
+
+    /// [`Handoffd::connected`] with more YAML appended to the testbed config (new sections).
+    pub fn connected_with(ast: &crate::testbed::Asterisk, extra_yaml: &str) -> Self {
+        let h = Self::spawn(&format!("{}{extra_yaml}", testbed_config(5038, AMI_SECRET)));
         assert!(
             h.wait_log("logged in to AMI", Duration::from_secs(10)).is_some(),
             "handoffd did not log in: {:#?}",
@@ -98,6 +145,29 @@ impl Handoffd {
         let _ = conn.read_to_string(&mut text);
         assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
         text
+    }
+
+    /// Runs the real `handoffctl` against this handoffd: (exit code, stdout + stderr).
+    pub fn ctl(&self, args: &[&str], stdin: &str) -> (i32, String) {
+        let bin = target_dir().join("release/handoffctl");
+        let config = self.config.as_ref().expect("handoffd started from a config file");
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start handoffctl");
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().expect("stdin");
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        let out = child.wait_with_output().expect("handoffctl output");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
     }
 
     /// Everything handoffd logged so far.

@@ -15,6 +15,11 @@ pub fn write_carrier_signal(ast: &Asterisk, carrier: &[u8]) {
     std::fs::write(ast.instance_dir().join("sipp/carrier.ulaw"), carrier).expect("write carrier.ulaw");
 }
 
+/// Writes the signal the moved-to device (alice-tablet) sends, `tablet.ulaw`.
+pub fn write_tablet_signal(ast: &Asterisk, tablet: &[u8]) {
+    std::fs::write(ast.instance_dir().join("sipp/tablet.ulaw"), tablet).expect("write tablet.ulaw");
+}
+
 /// Writes the test signals the scenarios send: `caller.ulaw` and `far.ulaw`.
 pub fn write_signals(ast: &Asterisk, caller: &[u8], far: &[u8]) {
     let dir = ast.instance_dir().join("sipp");
@@ -98,38 +103,56 @@ impl Sipp {
         hangup_after_ms: u64,
         rtp_ports: (u16, u16),
     ) -> Self {
+        Self::leg_with(scenario, ip, sip_port, user, number, rec_port, hangup_after_ms, rtp_ports, &[])
+    }
+
+    /// [`Sipp::leg`] with more scenario keys: `(name, value)` pairs (`-key name value`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn leg_with(
+        scenario: &str,
+        ip: &str,
+        sip_port: u16,
+        user: &str,
+        number: &str,
+        rec_port: u16,
+        hangup_after_ms: u64,
+        rtp_ports: (u16, u16),
+        keys: &[(&str, &str)],
+    ) -> Self {
         let (port, sport, d) = (rec_port.to_string(), sip_port.to_string(), hangup_after_ms.to_string());
         let (lo, hi) = (rtp_ports.0.to_string(), rtp_ports.1.to_string());
-        Self::spawn(
+        let mut extra: Vec<&str> = Vec::new();
+        for (k, v) in keys {
+            extra.extend(["-key", k, v]);
+        }
+        let base = [
+            "127.0.0.1:5060",
+            "-i",
+            ip,
+            "-p",
+            &sport,
+            "-mi",
+            ip,
+            "-min_rtp_port",
+            &lo,
+            "-max_rtp_port",
+            &hi,
+            "-key",
+            "user",
             user,
-            scenario,
-            &[
-                "127.0.0.1:5060",
-                "-i",
-                ip,
-                "-p",
-                &sport,
-                "-mi",
-                ip,
-                "-min_rtp_port",
-                &lo,
-                "-max_rtp_port",
-                &hi,
-                "-key",
-                "user",
-                user,
-                "-s",
-                number,
-                "-key",
-                "rec_port",
-                &port,
-                "-d",
-                &d,
-                "-timeout",
-                "90s",
-                "-timeout_error",
-            ],
-        )
+            "-s",
+            number,
+            "-key",
+            "rec_port",
+            &port,
+            "-d",
+            &d,
+            "-timeout",
+            "90s",
+            "-timeout_error",
+        ];
+        let args: Vec<&str> = base.iter().copied().chain(extra).collect();
+        Self::spawn(user, scenario, &args)
     }
 
     /// Waits for SIPp to finish; returns whether its scenario passed (exit 0).

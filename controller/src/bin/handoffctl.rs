@@ -1,1 +1,246 @@
-fn main() {}
+//! `handoffctl`: administration of a running handoffd over its HTTP API (loopback), with the
+//! admin token handoffd keeps in `api.admin_token_file`.
+//!
+//! ```text
+//! handoffctl [--config PATH] COMMAND
+//!   init                               make the pepper and the admin token if missing
+//!   user add NAME | user list
+//!   device add ID --user USER [--name TEXT] [--endpoint PJSIP-ENDPOINT] [--number +E164]
+//!   device remove ID | device list
+//!   pin set USER                       the PIN or passphrase is read from standard input
+//!   unlock USER                        lift a lockout after wrong PINs
+//!   sessions | tickets                 what the store holds now
+//!   moves [--tail N] | audit [--tail N]
+//! ```
+//! Exit codes: 0 done, 1 refused by handoffd (the reason is printed), 64 usage, 69 handoffd
+//! not reachable, 78 configuration.
+
+use handoff::config::Config;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const DEFAULT_CONFIG: &str = "/etc/handoff/handoffd.yaml";
+const USAGE: &str = "usage: handoffctl [--config PATH] init | user add NAME | user list | device add ID --user USER [--name TEXT] [--endpoint EP] [--number +E164] | device remove ID | device list | pin set USER | unlock USER | sessions | tickets | moves [--tail N] | audit [--tail N]";
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config = PathBuf::from(DEFAULT_CONFIG);
+    if let Some(i) = args.iter().position(|a| a == "--config" || a == "-c") {
+        if i + 1 >= args.len() {
+            return usage("--config needs a path");
+        }
+        config = PathBuf::from(args.remove(i + 1));
+        args.remove(i);
+    }
+    if args.is_empty() || args[0] == "--help" || args[0] == "-h" {
+        println!("{USAGE}");
+        return if args.is_empty() { ExitCode::from(64) } else { ExitCode::SUCCESS };
+    }
+    let cfg = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("handoffctl: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match run(&cfg, &words) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => usage(&m),
+        Err(Failure::Refused(m)) => {
+            eprintln!("handoffctl: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Unreachable(m)) => {
+            eprintln!("handoffctl: {m}");
+            ExitCode::from(69)
+        }
+        Err(Failure::Config(m)) => {
+            eprintln!("handoffctl: {m}");
+            ExitCode::from(78)
+        }
+    }
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("handoffctl: {msg}\n{USAGE}");
+    ExitCode::from(64)
+}
+
+enum Failure {
+    Usage(String),
+    Refused(String),
+    Unreachable(String),
+    Config(String),
+}
+
+/// The value after `--flag`, if given.
+fn flag<'a>(words: &[&'a str], name: &str) -> Result<Option<&'a str>, Failure> {
+    match words.iter().position(|w| *w == name) {
+        None => Ok(None),
+        Some(i) => words.get(i + 1).copied().map(Some).ok_or_else(|| Failure::Usage(format!("{name} needs a value"))),
+    }
+}
+
+fn tail(words: &[&str]) -> Result<String, Failure> {
+    match flag(words, "--tail")? {
+        None => Ok(String::new()),
+        Some(n) => n
+            .parse::<usize>()
+            .map(|n| format!("?tail={n}"))
+            .map_err(|_| Failure::Usage(format!("--tail {n:?} is not a number"))),
+    }
+}
+
+fn run(cfg: &Config, words: &[&str]) -> Result<(), Failure> {
+    match words {
+        ["init"] => init(cfg),
+        ["user", "add", name] => show(admin(cfg, "POST", "users", Some(json!({ "name": name })))?),
+        ["user", "list"] => list(admin(cfg, "GET", "users", None)?, |u| {
+            format!("{}  (since {})", u["name"].as_str().unwrap_or(""), u["created"])
+        }),
+        ["device", "add", id, rest @ ..] => {
+            let user = flag(rest, "--user")?.ok_or_else(|| Failure::Usage("device add needs --user USER".into()))?;
+            let body = json!({
+                "id": id, "user": user,
+                "name": flag(rest, "--name")?, "endpoint": flag(rest, "--endpoint")?, "number": flag(rest, "--number")?,
+            });
+            show(admin(cfg, "POST", "devices", Some(body))?)
+        }
+        ["device", "remove", id] => show(admin(cfg, "DELETE", &format!("devices/{id}"), None)?),
+        ["device", "list"] => list(admin(cfg, "GET", "devices", None)?, |d| {
+            format!(
+                "{}  user {}  endpoint {}  number {}  ({})",
+                d["id"].as_str().unwrap_or(""),
+                d["user"].as_str().unwrap_or(""),
+                d["data_endpoint"].as_str().unwrap_or("-"),
+                d["carrier_number"].as_str().unwrap_or("-"),
+                d["name"].as_str().unwrap_or("")
+            )
+        }),
+        ["pin", "set", user] => {
+            let mut pin = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut pin)
+                .map_err(|e| Failure::Usage(format!("reading the PIN from standard input: {e}")))?;
+            let pin = zeroize::Zeroizing::new(pin.trim_end_matches(['\r', '\n']).to_string());
+            admin(cfg, "POST", "credentials", Some(json!({ "user": user, "pin": pin.as_str() })))?;
+            println!("PIN of {user} set");
+            Ok(())
+        }
+        ["unlock", user] => show(admin(cfg, "POST", "unlock", Some(json!({ "user": user })))?),
+        ["sessions"] => list(admin(cfg, "GET", "sessions", None)?, |s| {
+            format!(
+                "{}  {}  user {}  device {}  far {}  legs {}  barred {}",
+                s["id"].as_str().unwrap_or(""),
+                s["state"].as_str().unwrap_or(""),
+                s["user"].as_str().unwrap_or(""),
+                s["device"].as_str().unwrap_or(""),
+                s["far_number"].as_str().unwrap_or(""),
+                s["legs"].as_array().map_or(0, Vec::len),
+                s["barred"]
+            )
+        }),
+        ["tickets"] => list(admin(cfg, "GET", "tickets", None)?, |t| {
+            format!(
+                "{}  user {}  session {}  {} -> {}  expires {}  presented {}",
+                t["ticket"].as_str().unwrap_or(""),
+                t["user"].as_str().unwrap_or(""),
+                t["session"].as_str().unwrap_or(""),
+                t["from_device"].as_str().unwrap_or(""),
+                t["to_device"].as_str().unwrap_or(""),
+                t["expires"].as_str().unwrap_or(""),
+                t["presented"].as_str().unwrap_or("no")
+            )
+        }),
+        ["moves", rest @ ..] => list(admin(cfg, "GET", &format!("moves{}", tail(rest)?), None)?, audit_line),
+        ["audit", rest @ ..] => list(admin(cfg, "GET", &format!("audit{}", tail(rest)?), None)?, audit_line),
+        _ => Err(Failure::Usage(format!("unknown command '{}'", words.join(" ")))),
+    }
+}
+
+fn audit_line(r: &Value) -> String {
+    format!("{:>6}  {}", r["seq"], r["line"].as_str().unwrap_or(""))
+}
+
+fn show(v: Value) -> Result<(), Failure> {
+    println!("{v}");
+    Ok(())
+}
+
+fn list(v: Value, line: impl Fn(&Value) -> String) -> Result<(), Failure> {
+    for item in v.as_array().into_iter().flatten() {
+        println!("{}", line(item));
+    }
+    Ok(())
+}
+
+/// Makes the pepper and the admin token (mode 0600) if they are missing; never replaces one.
+fn init(cfg: &Config) -> Result<(), Failure> {
+    let pepper = std::path::Path::new(&cfg.store.pepper_file);
+    if pepper.exists() {
+        println!("pepper {} exists (kept)", pepper.display());
+    } else {
+        handoff::credentials::Pepper::create(pepper).map_err(|e| Failure::Config(e.to_string()))?;
+        println!("pepper {} created", pepper.display());
+    }
+    let token = std::path::Path::new(&cfg.api.admin_token_file);
+    if token.exists() {
+        println!("admin token {} exists (kept)", token.display());
+        return Ok(());
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| Failure::Config(format!("OS random source: {e}")))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = token.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(token)?;
+        f.write_all(hex.as_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(|e| Failure::Config(format!("admin token {}: {e}", token.display())))?;
+    println!("admin token {} created", token.display());
+    Ok(())
+}
+
+/// One admin request; the JSON answer, or the refusal's reason.
+fn admin(cfg: &Config, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    let token = std::fs::read_to_string(&cfg.api.admin_token_file).map_err(|e| {
+        Failure::Config(format!("admin token {}: {e} (run as root, or handoffctl init)", cfg.api.admin_token_file))
+    })?;
+    let token = zeroize::Zeroizing::new(token.trim().to_string());
+    if cfg.api.listen.is_empty() {
+        return Err(Failure::Config("api.listen is empty: handoffd's API is off".into()));
+    }
+    let addr = &cfg.api.listen;
+    let unreachable =
+        |e: std::io::Error| Failure::Unreachable(format!("handoffd API at {addr}: {e} (is handoffd running?)"));
+    let sock: std::net::SocketAddr =
+        addr.parse().map_err(|_| Failure::Config(format!("api.listen '{addr}' is not an address:port")))?;
+    let mut conn = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(3)).map_err(unreachable)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).map_err(unreachable)?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} /v1/admin/{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.as_str(),
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).map_err(unreachable)?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).map_err(unreachable)?;
+    let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let value: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    if (200..300).contains(&status) {
+        Ok(value)
+    } else {
+        let reason = value["reason"].as_str().unwrap_or("no reason given");
+        Err(Failure::Refused(format!("{method} {path}: {status} {reason}")))
+    }
+}

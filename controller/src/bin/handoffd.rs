@@ -56,7 +56,16 @@ fn main() -> ExitCode {
         }
     };
     tracing::info!("handoffd {} starting with {}", env!("CARGO_PKG_VERSION"), config.display());
-    match runtime.block_on(handoff::daemon::run(cfg, shutdown_signal())) {
+    // The store and the pepper are opened inside the runtime (the verifier needs it).
+    let ctl = match runtime.block_on(async { handoff::daemon::Controller::open(cfg) }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("handoffd: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    match runtime.block_on(handoff::daemon::run(ctl, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(2), // already logged as one line
     }

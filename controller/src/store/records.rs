@@ -146,6 +146,12 @@ pub struct SessionSnapshot {
     pub legs: Vec<(String, LegPath)>,
     pub state: SessionState,
     pub updated: UnixMs,
+    /// The number the far party was called on.
+    #[serde(default)]
+    pub far_number: String,
+    /// Devices barred from the session (the call moved away from them), and until when.
+    #[serde(default)]
+    pub barred: Vec<(String, UnixMs)>,
 }
 
 /// The SHA-256 of a ticket: how the store knows a ticket without holding it. Debug and
@@ -256,6 +262,8 @@ pub enum AuditAction {
     /// A device tried to rejoin a session.
     Rejoin,
     PepperInit,
+    /// A session ended (with why), or was closed because its channels were gone.
+    SessionEnd,
 }
 
 impl AuditAction {
@@ -276,6 +284,7 @@ impl AuditAction {
             Self::TicketRedeem => "ticket_redeem",
             Self::Rejoin => "rejoin",
             Self::PepperInit => "pepper_init",
+            Self::SessionEnd => "session_end",
         }
     }
 }
