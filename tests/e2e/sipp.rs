@@ -71,7 +71,7 @@ impl Sipp {
                 "-d",
                 &d,
                 "-timeout",
-                "60s",
+                "300s",
                 "-timeout_error",
             ],
         )
