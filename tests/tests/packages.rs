@@ -74,13 +74,27 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     far.wait(30 * SEC).expect("far party");
     assert!(far_rec.packets_with_tone(440.0) >= 100, "the far party heard the phone");
     assert!(handoffd.log().iter().any(|l| l.contains("paired after")), "{:#?}", handoffd.log());
+    let (_, mode) = ast.in_root(&["stat", "-c", "%U:%G %a", "/etc/handoff/pepper", "/etc/handoff/admin-token"]);
+    assert_eq!(mode.trim(), "handoff:handoff 600\nhandoff:handoff 600", "the pepper and the admin token are private");
+    let (ok, devices) = ast.in_root(&["handoffctl", "device", "list"]);
+    assert!(
+        ok && devices.contains("alice-phone"),
+        "the installed handoffctl talks to the installed handoffd: {devices}"
+    );
+    let audited = wait_for(5 * SEC, || {
+        let (ok, audit) = ast.in_root(&["handoffctl", "audit"]);
+        (ok && audit.contains("session_end")).then_some(())
+    });
+    assert!(audited.is_some(), "the call's end is audited: {}", ast.in_root(&["handoffctl", "audit"]).1);
     assert!(wait_for(5 * SEC, || ami.channels().is_empty().then_some(())).is_some());
     drop(handoffd);
     ast.stop();
 
     let (ok, out) = ast.in_root(&["dpkg", "--purge", "handoffd", "handoff-asterisk"]);
     assert!(ok, "dpkg --purge: {out}");
-    for gone in ["/usr/bin/handoffd", "/etc/handoff/handoffd.yaml", "/etc/asterisk/handoff.conf", "/var/lib/handoff"] {
+    for gone in
+        ["/usr/bin/handoffd", "/usr/bin/handoffctl", "/etc/handoff", "/etc/asterisk/handoff.conf", "/var/lib/handoff"]
+    {
         assert!(!root.join(gone.trim_start_matches('/')).exists(), "{gone} is left after purge");
     }
     let moddir = std::fs::read_dir(root.join("usr/lib/x86_64-linux-gnu/asterisk/modules")).unwrap();
