@@ -17,6 +17,7 @@ const SEC: Duration = Duration::from_secs(1);
 const SESSIONS: usize = 50;
 const CALL_MS: u64 = 40_000;
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_load(
     name: &str,
     scenario: &str,
