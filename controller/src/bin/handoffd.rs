@@ -5,7 +5,8 @@
 //! handoffd --check [--config PATH]   validate the config and exit
 //! handoffd --version
 //! ```
-//! Logs go to stderr in a form journald reads well; `RUST_LOG` overrides `log.level`.
+//! Under systemd, logs go to the journal as structured entries (see `init_logging`); elsewhere
+//! to stderr. `RUST_LOG` overrides `log.level`.
 
 use handoff::config::Config;
 use std::path::PathBuf;
@@ -76,10 +77,28 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(64) // EX_USAGE
 }
 
+/// Logs to the systemd journal natively when started by systemd (`JOURNAL_STREAM` names the
+/// journal stream stderr is connected to): every event becomes a journal entry with PRIORITY,
+/// TARGET and its fields as `HANDOFF_SESSION=`, `HANDOFF_AT_MS=`, ... so that
+/// `journalctl -u handoffd HANDOFF_SESSION=...` finds one call's timeline. Elsewhere, plain lines on
+/// stderr. `RUST_LOG` overrides `log.level`.
 fn init_logging(level: &str) {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("handoff={level},handoffd={level},warn")));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                let journal =
+                    journal.with_syslog_identifier("handoffd".into()).with_field_prefix(Some("HANDOFF".into()));
+                tracing_subscriber::registry().with(filter).with(journal).init();
+                return;
+            }
+            Err(e) => eprintln!("handoffd: journald unreachable ({e}); logging to stderr"),
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
