@@ -2,9 +2,12 @@
 //! commands become AMI actions. The AMI actions and events of `res_handoff.so` are listed in
 //! `docs/ami.md`; the dial plan contexts named here are in `dialplans/extensions_handoff.conf`.
 
-use crate::ami::{Action, Event};
+use crate::ami::{Action, ActionId, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
 use crate::config::Config;
-use crate::session::{Command, Input, LegArrival, Path};
+use crate::pbx::{Driver, DriverEvent, LinkError, PbxChannel};
+use crate::session::{Command, Input, LegArrival, Millis, Path};
+use std::collections::{HashMap, VecDeque};
+use tracing::{debug, error, info, warn};
 
 /// Dial plan context and extension the far party's channel runs after it answers.
 pub const FAR_CONTEXT: &str = "handoff-far";
@@ -140,51 +143,318 @@ fn endpoint_of(channel: &str) -> &str {
     rest.rsplit_once('-').map(|(e, _)| e).unwrap_or(rest)
 }
 
-/// Reads the sessions still running in Asterisk from a `CoreShowChannels` list: every channel in
-/// a ConfBridge named `<prefix><session>`, the far party recognised by its `<session>-far`
-/// Uniqueid, the client legs' devices and paths from the registry.
-pub fn found_sessions(
-    channels: &[Event],
-    sessions: &crate::session::Sessions,
-    prefix: &str,
-) -> Vec<crate::session::Found> {
-    use crate::session::{Found, SessionId};
-    use std::collections::BTreeMap;
-    let mut by_bridge: BTreeMap<String, Found> = BTreeMap::new();
-    for ch in channels {
-        if !ch.get("Application").is_some_and(|a| a.eq_ignore_ascii_case("ConfBridge")) {
-            continue;
-        }
-        let data = ch.get("ApplicationData").unwrap_or("");
-        let bridge = data.split(',').next().unwrap_or("").trim();
-        let Some(sid) = bridge.strip_prefix(prefix).filter(|s| !s.is_empty()) else { continue };
-        let (Some(uniqueid), Some(channel)) = (ch.get("Uniqueid"), ch.get("Channel")) else { continue };
-        let found = by_bridge.entry(bridge.to_string()).or_insert_with(|| Found {
-            session: SessionId(sid.to_string()),
-            bridge: bridge.to_string(),
-            device: String::new(),
-            far: None,
-            legs: Vec::new(),
-            far_number: String::new(),
-        });
-        if uniqueid == format!("{sid}-far") {
-            found.far = Some(uniqueid.to_string());
-            continue;
-        }
-        let caller = ch.get("CallerIDNum").unwrap_or("");
-        if let Some((device, path)) = sessions.device_of_channel(endpoint_of(channel), caller) {
-            found.device = device.id.clone();
-            found.legs.push((uniqueid.to_string(), channel.to_string(), path));
+/// The channels of a `CoreShowChannels` list in PBX-neutral terms: a channel running
+/// `ConfBridge` is in the conference named by its first argument; the endpoint is the PJSIP
+/// endpoint in its name.
+pub fn channels_from_list(channels: &[Event]) -> Vec<PbxChannel> {
+    channels
+        .iter()
+        .filter_map(|ch| {
+            let (uniqueid, channel) = (ch.get("Uniqueid")?, ch.get("Channel")?);
+            let conference = ch
+                .get("Application")
+                .filter(|a| a.eq_ignore_ascii_case("ConfBridge"))
+                .and_then(|_| ch.get("ApplicationData"))
+                .map(|d| d.split(',').next().unwrap_or("").trim().to_string())
+                .filter(|b| !b.is_empty());
+            Some(PbxChannel {
+                uniqueid: uniqueid.to_string(),
+                channel: channel.to_string(),
+                conference,
+                endpoint: endpoint_of(channel).to_string(),
+                caller: ch.get("CallerIDNum").unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// How often handoffd says hello to the module (its `controller_timeout` is 15 s by default).
+pub const HELLO_INTERVAL_MS: Millis = 5_000;
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for the `Asterisk Call Manager/x.y` banner.
+    Greeting,
+    /// `Login` sent.
+    LoggingIn(ActionId),
+    /// `CoreShowChannels` sent; events meanwhile are held.
+    Listing(ActionId, Vec<Event>),
+    Ready,
+    Down,
+}
+
+/// The Asterisk driver: AMI login, the channel snapshot, `HandoffHello` to `res_handoff.so`
+/// every [`HELLO_INTERVAL_MS`], AMI events to session inputs and session commands to AMI
+/// actions. The leg switch itself happens inside Asterisk, in the module.
+pub struct AsteriskDriver {
+    cfg: Config,
+    ami: crate::config::Ami,
+    decoder: AmiDecoder,
+    tracker: ActionTracker,
+    phase: Phase,
+    /// Until when the current handshake step may take.
+    deadline: Option<Millis>,
+    hello_due: Millis,
+    hello: Option<ActionId>,
+    module_missing_reported: bool,
+    /// Originate ActionID → the far channel's uniqueid.
+    originates: HashMap<String, String>,
+    transmit: VecDeque<Vec<u8>>,
+    events: VecDeque<DriverEvent>,
+}
+
+impl AsteriskDriver {
+    /// A driver for the AMI account `ami`; `cfg` supplies the far trunk and conference profiles.
+    pub fn new(cfg: Config, ami: crate::config::Ami) -> Self {
+        Self {
+            cfg,
+            ami,
+            decoder: AmiDecoder::new(),
+            tracker: ActionTracker::new("handoffd"),
+            phase: Phase::Down,
+            deadline: None,
+            hello_due: 0,
+            hello: None,
+            module_missing_reported: false,
+            originates: HashMap::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
         }
     }
-    by_bridge.into_values().filter(|f| !f.device.is_empty() || f.far.is_some()).collect()
+
+    fn lost(&mut self, why: impl Into<String>) {
+        self.phase = Phase::Down;
+        self.deadline = None;
+        self.events.push_back(DriverEvent::Down(LinkError::Lost {
+            link: "AMI",
+            addr: self.ami.address(),
+            why: why.into(),
+        }));
+    }
+
+    fn send(&mut self, action: Action, now: Millis) -> ActionId {
+        let (id, action) = self.tracker.start(action, now);
+        match action.encode() {
+            Ok(bytes) => {
+                debug!(action = action.name(), id = %id, "AMI send");
+                self.transmit.push_back(bytes);
+            }
+            // A command built from bad data is refused here; the link stays up.
+            Err(e) => error!("not sending AMI action {}: {e}", action.name()),
+        }
+        id
+    }
+
+    fn on_message(&mut self, msg: AmiMessage, now: Millis) {
+        if let (Phase::Greeting, AmiMessage::Banner(b)) = (&self.phase, &msg) {
+            debug!("AMI banner: {b}");
+            let login = Action::new("Login")
+                .header("Username", &self.ami.username)
+                .header("Secret", self.ami.secret.expose())
+                .header("Events", "system,call");
+            let id = self.send(login, now);
+            self.phase = Phase::LoggingIn(id);
+            self.deadline = Some(now + self.ami.action_timeout_ms);
+            return;
+        }
+        if let Phase::Greeting = self.phase {
+            let why = format!("expected a banner, got {msg:?}");
+            self.phase = Phase::Down;
+            self.events.push_back(DriverEvent::Down(LinkError::NotThePbx {
+                pbx: "Asterisk's AMI",
+                addr: self.ami.address(),
+                why,
+            }));
+            return;
+        }
+        match self.tracker.on_message(msg) {
+            Tracked::Completed(id, outcome) => self.on_completed(id, outcome, now),
+            Tracked::Pending => {}
+            Tracked::Unsolicited(AmiMessage::Event(ev)) => match &mut self.phase {
+                Phase::Listing(_, held) => held.push(ev),
+                Phase::Ready => self.on_event(ev),
+                _ => {}
+            },
+            Tracked::Unsolicited(AmiMessage::Response(r)) if r.status == ResponseStatus::Goodbye => {
+                self.lost("Asterisk said goodbye")
+            }
+            Tracked::Unsolicited(other) => debug!("unsolicited AMI message: {other:?}"),
+        }
+    }
+
+    fn on_completed(&mut self, id: ActionId, outcome: crate::ami::Outcome, now: Millis) {
+        match std::mem::replace(&mut self.phase, Phase::Down) {
+            Phase::LoggingIn(login) if login == id => {
+                if outcome.response.status != ResponseStatus::Success {
+                    self.events.push_back(DriverEvent::Down(LinkError::Refused(format!(
+                        "AMI login as '{}' at {} refused: {} (check ami.username and ami.secret in handoffd.yaml against manager_handoff.conf)",
+                        self.ami.username,
+                        self.ami.address(),
+                        outcome.response.message.as_deref().unwrap_or("no reason given")
+                    ))));
+                    return;
+                }
+                self.events.push_back(DriverEvent::Up {
+                    detail: format!("logged in to AMI at {} as {}", self.ami.address(), self.ami.username),
+                });
+                let list = self.send(Action::new("CoreShowChannels"), now);
+                self.phase = Phase::Listing(list, Vec::new());
+                self.deadline = Some(now + self.ami.action_timeout_ms);
+            }
+            Phase::Listing(list, held) if list == id => {
+                self.phase = Phase::Ready;
+                self.deadline = None;
+                self.events.push_back(DriverEvent::Snapshot(channels_from_list(&outcome.events)));
+                for ev in held {
+                    self.on_event(ev);
+                }
+                self.hello_due = now;
+                self.say_hello(now);
+            }
+            phase => {
+                self.phase = phase;
+                if Some(&id) == self.hello.as_ref() {
+                    if outcome.response.status == ResponseStatus::Success {
+                        if self.module_missing_reported {
+                            info!("res_handoff.so answered HandoffHello again");
+                            self.module_missing_reported = false;
+                        }
+                    } else if !self.module_missing_reported {
+                        error!(
+                            "res_handoff.so does not answer HandoffHello (AMI says: {}); load it: asterisk -rx 'module load res_handoff.so'",
+                            outcome.response.message.as_deref().unwrap_or("no message")
+                        );
+                        self.module_missing_reported = true;
+                    }
+                } else if outcome.response.status != ResponseStatus::Success {
+                    self.originates.remove(&id.0);
+                    warn!("AMI action {id} failed: {}", outcome.response.message.as_deref().unwrap_or("no message"));
+                }
+            }
+        }
+    }
+
+    fn say_hello(&mut self, now: Millis) {
+        if !matches!(self.phase, Phase::Ready) || now < self.hello_due {
+            return;
+        }
+        let hello = Action::new("HandoffHello").header("Controller", concat!("handoffd/", env!("CARGO_PKG_VERSION")));
+        self.hello = Some(self.send(hello, now));
+        self.hello_due = now + HELLO_INTERVAL_MS;
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        if ev.name == "HandoffLegSwitched" && ev.get("Reason") == Some("stall") {
+            let gap = ev.get("GapMs").and_then(|g| g.parse().ok()).unwrap_or(0);
+            self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap) });
+        }
+        let input = if ev.name == "OriginateResponse" {
+            let Some(far) = ev.headers.get("ActionID").and_then(|id| self.originates.remove(id)) else { return };
+            Some(originate_outcome(&ev, &far))
+        } else {
+            match input_from_event(&ev) {
+                Ok(i) => i,
+                Err(e) => {
+                    warn!("{e}; event ignored");
+                    None
+                }
+            }
+        };
+        if let Some(input) = input {
+            self.events.push_back(DriverEvent::Input(input));
+        }
+    }
+}
+
+impl Driver for AsteriskDriver {
+    fn pbx(&self) -> &'static str {
+        "Asterisk"
+    }
+    fn endpoint_name(&self) -> &'static str {
+        "Asterisk's AMI"
+    }
+    fn unreachable_hint(&self) -> &'static str {
+        "is Asterisk running, and manager.conf enabled = yes with this port?"
+    }
+
+    fn connected(&mut self, now: Millis) {
+        self.decoder = AmiDecoder::new();
+        for id in self.tracker.fail_all() {
+            self.originates.remove(&id.0);
+        }
+        self.phase = Phase::Greeting;
+        self.deadline = Some(now + self.ami.action_timeout_ms);
+        self.hello = None;
+        self.transmit.clear();
+        self.events.clear();
+    }
+
+    fn receive(&mut self, bytes: &[u8], now: Millis) {
+        self.decoder.feed(bytes);
+        loop {
+            if matches!(self.phase, Phase::Down) {
+                return;
+            }
+            match self.decoder.next_message() {
+                Ok(Some(m)) => self.on_message(m, now),
+                Ok(None) => return,
+                // The decoder resynchronises on the next message boundary; nothing else is lost.
+                Err(e) => warn!("bad AMI input from {}: {e}", self.ami.address()),
+            }
+        }
+    }
+
+    fn closed(&mut self, _now: Millis) {
+        if !matches!(self.phase, Phase::Down) {
+            self.lost("Asterisk closed the connection");
+        }
+    }
+
+    fn command(&mut self, cmd: &Command, now: Millis) {
+        let action = action_for(cmd, &self.cfg);
+        let id = self.send(action, now);
+        if let Command::OriginateFar { uniqueid, .. } = cmd {
+            self.originates.insert(id.0, uniqueid.clone());
+        }
+    }
+
+    fn timeout(&mut self, now: Millis) {
+        if self.deadline.is_some_and(|d| now >= d) {
+            let waited = self.ami.action_timeout_ms;
+            return self.lost(format!("no answer within {waited} ms"));
+        }
+        for expired in self.tracker.expire(now, self.ami.action_timeout_ms) {
+            self.originates.remove(&expired.0);
+            warn!("AMI action {expired} got no response within {} ms", self.ami.action_timeout_ms);
+        }
+        self.say_hello(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        let mut next = self.deadline;
+        if matches!(self.phase, Phase::Ready) {
+            next = Some(next.map_or(self.hello_due, |d| d.min(self.hello_due)));
+        }
+        if let Some(t) = self.tracker.next_timeout() {
+            let t = t + self.ami.action_timeout_ms;
+            next = Some(next.map_or(t, |d| d.min(t)));
+        }
+        next
+    }
+
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<DriverEvent> {
+        self.events.pop_front()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ami::Headers;
-    use crate::session::{Device, Path, Rules, Sessions};
 
     fn channel(uniqueid: &str, name: &str, app: &str, data: &str, cid: &str) -> Event {
         let mut h = Headers::new();
@@ -202,52 +472,81 @@ mod tests {
     }
 
     #[test]
-    fn running_sessions_are_read_back_from_the_channel_list() {
-        let dev = Device {
-            id: "alice-phone".into(),
-            user: "alice".into(),
-            endpoint: Some("alice-app".into()),
-            number: Some("+15550001".into()),
-            caller_id: None,
-        };
-        let core = Sessions::new(Rules::default(), vec![dev], "n");
+    fn the_channel_list_says_who_is_in_which_conference() {
         let list = vec![
-            channel(
-                "1.1",
-                "PJSIP/alice-app-00000000",
-                "ConfBridge",
-                "handoff-ab-1,handoff_bridge,handoff_user",
-                "alice-app",
-            ),
-            channel(
-                "ab-1-far",
-                "PJSIP/far-00000001",
-                "ConfBridge",
-                "handoff-ab-1,handoff_bridge,handoff_far",
-                "+15550001",
-            ),
-            channel(
-                "1.3",
-                "PJSIP/carrier-00000002",
-                "ConfBridge",
-                "handoff-ab-1,handoff_bridge,handoff_user",
-                "+15550001",
-            ),
+            channel("1.1", "PJSIP/alice-app-00000000", "ConfBridge", "handoff-ab-1,handoff_bridge,handoff_user", "x"),
             channel("2.1", "PJSIP/bob-00000003", "Dial", "PJSIP/200", "200"),
-            channel("3.1", "PJSIP/x-00000004", "ConfBridge", "sales,default_bridge", "300"),
         ];
-        let found = found_sessions(&list, &core, "handoff-");
-        assert_eq!(found.len(), 1);
-        let f = &found[0];
-        assert_eq!(
-            (f.session.0.as_str(), f.bridge.as_str(), f.device.as_str()),
-            ("ab-1", "handoff-ab-1", "alice-phone")
-        );
-        assert_eq!(f.far.as_deref(), Some("ab-1-far"));
-        assert_eq!(
-            f.legs.iter().map(|(u, _, p)| (u.as_str(), *p)).collect::<Vec<_>>(),
-            vec![("1.1", Path::Data), ("1.3", Path::Carrier)]
-        );
+        let got = channels_from_list(&list);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].conference.as_deref(), Some("handoff-ab-1"));
+        assert_eq!((got[0].endpoint.as_str(), got[0].caller.as_str()), ("alice-app", "x"));
+        assert_eq!(got[1].conference, None);
         assert_eq!(endpoint_of("PJSIP/alice-app-0000001a"), "alice-app");
+    }
+
+    fn driver() -> AsteriskDriver {
+        let cfg = Config::parse("ami:\n  username: handoffd\n  secret: s3cret\n", "t.yaml").unwrap();
+        let ami = cfg.ami.clone().unwrap();
+        AsteriskDriver::new(cfg, ami)
+    }
+
+    fn sent(d: &mut AsteriskDriver) -> String {
+        let mut s = String::new();
+        while let Some(b) = d.poll_transmit() {
+            s.push_str(&String::from_utf8_lossy(&b));
+        }
+        s
+    }
+
+    fn events(d: &mut AsteriskDriver) -> Vec<DriverEvent> {
+        std::iter::from_fn(|| d.poll_event()).collect()
+    }
+
+    #[test]
+    fn login_snapshot_then_events_held_meanwhile() {
+        let mut d = driver();
+        d.connected(0);
+        d.receive(b"Asterisk Call Manager/11.0.0\r\n", 1);
+        let login = sent(&mut d);
+        assert!(login.contains("Action: Login\r\n") && login.contains("Secret: s3cret\r\n"), "{login}");
+        d.receive(b"Response: Success\r\nActionID: handoffd-1\r\nMessage: Authentication accepted\r\n\r\n", 2);
+        assert!(matches!(events(&mut d)[..], [DriverEvent::Up { .. }]));
+        assert!(sent(&mut d).contains("Action: CoreShowChannels\r\n"));
+        // A hangup arrives while the list is being read: it comes after the snapshot.
+        d.receive(
+            b"Response: Success\r\nActionID: handoffd-2\r\nEventList: start\r\n\r\n\
+              Event: Hangup\r\nUniqueid: 9.9\r\nCause: 16\r\n\r\n\
+              Event: CoreShowChannel\r\nActionID: handoffd-2\r\nChannel: PJSIP/alice-app-1\r\nUniqueid: 1.1\r\nApplication: ConfBridge\r\nApplicationData: handoff-s-1\r\n\r\n\
+              Event: CoreShowChannelsComplete\r\nActionID: handoffd-2\r\nEventList: Complete\r\n\r\n",
+            3,
+        );
+        let ev = events(&mut d);
+        assert!(matches!(&ev[0], DriverEvent::Snapshot(c) if c.len() == 1 && c[0].uniqueid == "1.1"), "{ev:?}");
+        assert!(matches!(&ev[1], DriverEvent::Input(Input::Hangup { uniqueid, cause: 16, .. }) if uniqueid == "9.9"));
+        assert!(sent(&mut d).contains("Action: HandoffHello\r\n"), "hello once ready");
+        assert_eq!(d.poll_timeout(), Some(3 + HELLO_INTERVAL_MS));
+    }
+
+    #[test]
+    fn a_refused_login_is_fatal_and_silence_is_a_lost_link() {
+        let mut d = driver();
+        d.connected(0);
+        d.receive(b"Asterisk Call Manager/11.0.0\r\n", 1);
+        d.receive(b"Response: Error\r\nActionID: handoffd-1\r\nMessage: Authentication failed\r\n\r\n", 2);
+        let ev = events(&mut d);
+        assert!(
+            matches!(&ev[..], [DriverEvent::Down(e)] if e.is_fatal() && e.to_string().contains("AMI login as 'handoffd' at 127.0.0.1:5038 refused: Authentication failed")),
+            "{ev:?}"
+        );
+        assert!(!format!("{ev:?}").contains("s3cret"));
+        let mut d = driver();
+        d.connected(0);
+        d.timeout(5_000);
+        let ev = events(&mut d);
+        assert!(
+            matches!(&ev[..], [DriverEvent::Down(e)] if !e.is_fatal() && e.to_string() == "AMI link to 127.0.0.1:5038 lost: no answer within 5000 ms"),
+            "{ev:?}"
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! `handoffd.yaml`: the controller's configuration, read with serde-saphyr (the maintained
 //! successor of the deprecated serde_yaml) and validated. Every error is one line:
 //! `<file>: <key path>: <what is wrong>`, or `<file>:<line>:<column>: <message>` for YAML syntax.
-//! The AMI secret never appears in Debug output or in errors.
+//! The AMI secret and the ESL password never appear in Debug output or in errors.
+//!
+//! `pbx:` picks the PBX handoffd drives: `asterisk` (the default; needs the `ami:` section) or
+//! `freeswitch` (needs the `esl:` section).
 
 use serde::Deserialize;
 use std::fmt;
@@ -41,7 +44,15 @@ pub struct ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub ami: Ami,
+    /// Which PBX handoffd drives.
+    #[serde(default)]
+    pub pbx: Pbx,
+    /// Asterisk's manager interface (`pbx: asterisk`).
+    #[serde(default)]
+    pub ami: Option<Ami>,
+    /// FreeSWITCH's event socket (`pbx: freeswitch`).
+    #[serde(default)]
+    pub esl: Option<Esl>,
     #[serde(default)]
     pub far: Far,
     #[serde(default)]
@@ -226,6 +237,73 @@ pub struct DeviceEntry {
     pub caller_id: Option<String>,
 }
 
+/// The PBX underneath.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pbx {
+    /// Asterisk 22 with `res_handoff.so`, over AMI.
+    #[default]
+    Asterisk,
+    /// FreeSWITCH with `mod_conference`, over the event socket (no module inside).
+    Freeswitch,
+}
+
+/// Where and how the daemon's link to the PBX connects, whichever the PBX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSettings {
+    pub address: String,
+    pub connect_timeout_ms: u64,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+/// FreeSWITCH's event socket (`mod_event_socket`, `event_socket.conf.xml`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Esl {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_esl_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub password: Secret,
+    #[serde(default)]
+    pub password_file: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// The longest wait for the reply to a command (an `api` answer, a `bgapi` acceptance).
+    #[serde(default = "default_action_timeout")]
+    pub command_timeout_ms: u64,
+    #[serde(default = "default_reconnect_initial")]
+    pub reconnect_initial_ms: u64,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_ms: u64,
+    /// The `mod_conference` profile the sessions' conferences use.
+    #[serde(default = "default_esl_profile")]
+    pub conference_profile: String,
+    /// The dial plan context of `dialplans/freeswitch/handoff.xml`, where refused legs go.
+    #[serde(default = "default_esl_context")]
+    pub context: String,
+    /// The extension in `context` that tells a refused caller and hangs up.
+    #[serde(default = "default_esl_refused")]
+    pub refused_extension: String,
+}
+
+impl Esl {
+    /// `host:port` (IPv6 hosts bracketed).
+    pub fn address(&self) -> String {
+        join_host_port(&self.host, self.port)
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ami {
@@ -251,11 +329,7 @@ pub struct Ami {
 impl Ami {
     /// `host:port` (IPv6 hosts bracketed).
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        join_host_port(&self.host, self.port)
     }
 }
 
@@ -318,6 +392,18 @@ fn default_host() -> String {
 }
 fn default_port() -> u16 {
     5038
+}
+fn default_esl_port() -> u16 {
+    8021
+}
+fn default_esl_profile() -> String {
+    "handoff".into()
+}
+fn default_esl_context() -> String {
+    "handoff".into()
+}
+fn default_esl_refused() -> String {
+    "handoff-refused".into()
 }
 fn default_connect_timeout() -> u64 {
     3000
@@ -411,15 +497,25 @@ impl Config {
             problem: format!("cannot read: {e} (copy conf/handoffd.yaml.sample to it)"),
         })?;
         let mut cfg = Self::parse(&text, &file)?;
-        if let Some(sf) = cfg.ami.secret_file.clone() {
-            let s = std::fs::read_to_string(&sf).map_err(|e| ConfigError {
+        let read_secret = |key: &str, path: &str| -> Result<Secret, ConfigError> {
+            let s = std::fs::read_to_string(path).map_err(|e| ConfigError {
                 file: file.clone(),
-                key: "ami.secret_file".into(),
-                problem: format!("cannot read {sf}: {e}"),
+                key: key.into(),
+                problem: format!("cannot read {path}: {e}"),
             })?;
-            cfg.ami.secret = Secret::new(s.trim());
-            if cfg.ami.secret.expose().is_empty() {
-                return Err(ConfigError { file, key: "ami.secret_file".into(), problem: format!("{sf} is empty") });
+            if s.trim().is_empty() {
+                return Err(ConfigError { file: file.clone(), key: key.into(), problem: format!("{path} is empty") });
+            }
+            Ok(Secret::new(s.trim()))
+        };
+        if let Some(ami) = cfg.ami.as_mut() {
+            if let Some(sf) = ami.secret_file.clone() {
+                ami.secret = read_secret("ami.secret_file", &sf)?;
+            }
+        }
+        if let Some(esl) = cfg.esl.as_mut() {
+            if let Some(pf) = esl.password_file.clone() {
+                esl.password = read_secret("esl.password_file", &pf)?;
             }
         }
         Ok(cfg)
@@ -434,41 +530,24 @@ impl Config {
 
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
         let err = |key: &str, problem: String| Err(ConfigError { file: file.into(), key: key.into(), problem });
-        if self.ami.host.trim().is_empty() {
-            return err("ami.host", "must not be empty".into());
-        }
-        if self.ami.port == 0 {
-            return err("ami.port", "must be 1..=65535, got 0".into());
-        }
-        if self.ami.username.trim().is_empty() {
-            return err("ami.username", "must not be empty".into());
-        }
-        match (self.ami.secret.expose().is_empty(), &self.ami.secret_file) {
-            (true, None) => return err("ami.secret", "set ami.secret or ami.secret_file".into()),
-            (false, Some(_)) => return err("ami.secret_file", "set ami.secret or ami.secret_file, not both".into()),
+        match (self.pbx, &self.ami, &self.esl) {
+            (Pbx::Asterisk, None, _) => {
+                return err("ami", "missing: pbx is asterisk, so handoffd needs Asterisk's AMI account".into())
+            }
+            (Pbx::Freeswitch, _, None) => {
+                return err("esl", "missing: pbx is freeswitch, so handoffd needs FreeSWITCH's event socket".into())
+            }
             _ => {}
         }
-        for (key, v) in [
-            ("ami.connect_timeout_ms", self.ami.connect_timeout_ms),
-            ("ami.action_timeout_ms", self.ami.action_timeout_ms),
-            ("ami.reconnect_initial_ms", self.ami.reconnect_initial_ms),
-            ("ami.reconnect_max_ms", self.ami.reconnect_max_ms),
-            ("far.answer_timeout_s", u64::from(self.far.answer_timeout_s)),
-        ] {
-            if v == 0 {
-                return err(key, "must be greater than 0".into());
-            }
+        if let Some(ami) = &self.ami {
+            ami.validate(file)?;
         }
-        if self.ami.reconnect_initial_ms > self.ami.reconnect_max_ms {
-            return err(
-                "ami.reconnect_initial_ms",
-                format!(
-                    "{} is larger than ami.reconnect_max_ms ({})",
-                    self.ami.reconnect_initial_ms, self.ami.reconnect_max_ms
-                ),
-            );
+        if let Some(esl) = &self.esl {
+            esl.validate(file)?;
         }
-        let name_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if self.far.answer_timeout_s == 0 {
+            return err("far.answer_timeout_s", "must be greater than 0".into());
+        }
         for (key, v) in [
             ("far.endpoint", &self.far.endpoint),
             ("conference.bridge_profile", &self.conference.bridge_profile),
@@ -573,6 +652,106 @@ impl Config {
     }
 }
 
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// The checks shared by the AMI and ESL sections: a host, a port, a secret given one way, and
+/// positive timeouts with a backoff that can grow.
+fn check_link(
+    file: &str,
+    section: &str,
+    (host, port): (&str, u16),
+    (secret_name, secret_set, secret_file_set): (&str, bool, bool),
+    timeouts: [(&str, u64); 4],
+) -> Result<(), ConfigError> {
+    let err =
+        |key: &str, problem: String| Err(ConfigError { file: file.into(), key: format!("{section}.{key}"), problem });
+    if host.trim().is_empty() {
+        return err("host", "must not be empty".into());
+    }
+    if port == 0 {
+        return err("port", "must be 1..=65535, got 0".into());
+    }
+    match (secret_set, secret_file_set) {
+        (false, false) => {
+            return err(secret_name, format!("set {section}.{secret_name} or {section}.{secret_name}_file"))
+        }
+        (true, true) => {
+            return err(
+                &format!("{secret_name}_file"),
+                format!("set {section}.{secret_name} or {section}.{secret_name}_file, not both"),
+            )
+        }
+        _ => {}
+    }
+    for (key, v) in timeouts {
+        if v == 0 {
+            return err(key, "must be greater than 0".into());
+        }
+    }
+    let (initial, max) = (timeouts[2].1, timeouts[3].1);
+    if initial > max {
+        return err("reconnect_initial_ms", format!("{initial} is larger than {section}.reconnect_max_ms ({max})"));
+    }
+    Ok(())
+}
+
+impl Ami {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if self.username.trim().is_empty() {
+            return Err(ConfigError {
+                file: file.into(),
+                key: "ami.username".into(),
+                problem: "must not be empty".into(),
+            });
+        }
+        check_link(
+            file,
+            "ami",
+            (&self.host, self.port),
+            ("secret", !self.secret.expose().is_empty(), self.secret_file.is_some()),
+            [
+                ("connect_timeout_ms", self.connect_timeout_ms),
+                ("action_timeout_ms", self.action_timeout_ms),
+                ("reconnect_initial_ms", self.reconnect_initial_ms),
+                ("reconnect_max_ms", self.reconnect_max_ms),
+            ],
+        )
+    }
+}
+
+impl Esl {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        check_link(
+            file,
+            "esl",
+            (&self.host, self.port),
+            ("password", !self.password.expose().is_empty(), self.password_file.is_some()),
+            [
+                ("connect_timeout_ms", self.connect_timeout_ms),
+                ("command_timeout_ms", self.command_timeout_ms),
+                ("reconnect_initial_ms", self.reconnect_initial_ms),
+                ("reconnect_max_ms", self.reconnect_max_ms),
+            ],
+        )?;
+        for (key, v) in [
+            ("conference_profile", &self.conference_profile),
+            ("context", &self.context),
+            ("refused_extension", &self.refused_extension),
+        ] {
+            if !name_ok(v) {
+                return Err(ConfigError {
+                    file: file.into(),
+                    key: format!("esl.{key}"),
+                    problem: format!("'{v}' must be letters, digits, _ . - (no spaces)"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Folds a serde-saphyr error (which may carry a source snippet) into one line.
 fn syntax_error(file: &str, message: &str) -> ConfigError {
     let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid YAML").to_string();
@@ -589,6 +768,30 @@ fn syntax_error(file: &str, message: &str) -> ConfigError {
 }
 
 impl Config {
+    /// The link settings of the PBX handoffd drives (validation made sure its section is there).
+    pub fn link(&self) -> LinkSettings {
+        match (self.pbx, &self.ami, &self.esl) {
+            (Pbx::Freeswitch, _, Some(e)) => LinkSettings {
+                address: e.address(),
+                connect_timeout_ms: e.connect_timeout_ms,
+                reconnect_initial_ms: e.reconnect_initial_ms,
+                reconnect_max_ms: e.reconnect_max_ms,
+            },
+            (_, Some(a), _) => LinkSettings {
+                address: a.address(),
+                connect_timeout_ms: a.connect_timeout_ms,
+                reconnect_initial_ms: a.reconnect_initial_ms,
+                reconnect_max_ms: a.reconnect_max_ms,
+            },
+            _ => LinkSettings {
+                address: join_host_port(&default_host(), default_port()),
+                connect_timeout_ms: default_connect_timeout(),
+                reconnect_initial_ms: default_reconnect_initial(),
+                reconnect_max_ms: default_reconnect_max(),
+            },
+        }
+    }
+
     /// The session core's rules and device registry from this config.
     pub fn session_rules(&self) -> (crate::session::Rules, Vec<crate::session::Device>) {
         let rules = crate::session::Rules {
@@ -623,7 +826,9 @@ mod tests {
     #[test]
     fn defaults_fill_in() {
         let c = Config::parse(MIN, "t.yaml").unwrap();
-        assert_eq!(c.ami.address(), "127.0.0.1:5038");
+        assert_eq!(c.pbx, Pbx::Asterisk);
+        assert_eq!(c.ami.as_ref().unwrap().address(), "127.0.0.1:5038");
+        assert_eq!(c.link().address, "127.0.0.1:5038");
         assert_eq!(c.far.endpoint, "far");
         assert_eq!(c.conference.name_prefix, "handoff-");
         assert!(!format!("{c:?}").contains("s3cret"), "the secret never shows in Debug");
@@ -688,5 +893,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("zzz"));
+    }
+
+    #[test]
+    fn freeswitch_needs_its_event_socket() {
+        let c = Config::parse("pbx: freeswitch\nesl:\n  password: ClueCon\n", "t.yaml").unwrap();
+        assert_eq!(c.pbx, Pbx::Freeswitch);
+        assert!(c.ami.is_none());
+        let esl = c.esl.as_ref().unwrap();
+        assert_eq!((esl.address(), esl.conference_profile.as_str()), ("127.0.0.1:8021".into(), "handoff"));
+        assert_eq!(c.link().address, "127.0.0.1:8021");
+        assert!(!format!("{c:?}").contains("ClueCon"), "the password never shows in Debug");
+        let cases = [
+            (
+                "pbx: freeswitch\n",
+                "t.yaml: esl: missing: pbx is freeswitch, so handoffd needs FreeSWITCH's event socket",
+            ),
+            (
+                "esl:\n  password: x\n",
+                "t.yaml: ami: missing: pbx is asterisk, so handoffd needs Asterisk's AMI account",
+            ),
+            ("pbx: freeswitch\nesl:\n  port: 8021\n", "t.yaml: esl.password: set esl.password or esl.password_file"),
+            (
+                "pbx: freeswitch\nesl:\n  password: x\n  conference_profile: \"a b\"\n",
+                "t.yaml: esl.conference_profile: 'a b' must be letters, digits, _ . - (no spaces)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Config::parse(text, "t.yaml").unwrap_err().to_string(), want);
+        }
+        let e = Config::parse("pbx: kamailio\n", "t.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("t.yaml") && e.contains("kamailio") && !e.contains('\n'), "{e}");
     }
 }

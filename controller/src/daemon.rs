@@ -1,50 +1,25 @@
 //! The daemon: the only part of handoffd that does I/O.
 //!
-//! [`run`] keeps one AMI connection to Asterisk up (connect, log in, reconnect with backoff), says
-//! `HandoffHello` to `res_handoff.so` every few seconds so that `Handoff()` knows a controller is
-//! there, feeds AMI events to the session core ([`crate::session`]) through the Asterisk mapping
-//! ([`crate::asterisk`]) and sends the commands the core returns as AMI actions. Sessions survive
-//! a dropped AMI link: media lives in Asterisk.
+//! [`run`] keeps one connection to the PBX up (connect, reconnect with backoff) and hands its
+//! bytes to the PBX's driver ([`crate::pbx::Driver`]: [`AsteriskDriver`] over AMI,
+//! [`FreeSwitchDriver`] over the event socket). What the driver reports becomes session inputs
+//! ([`crate::session`]); the commands the session core returns go back through the driver.
+//! After every (re)connect the driver's snapshot of running channels rebuilds the sessions.
+//! Sessions survive a dropped link: media lives in the PBX.
 
-use crate::ami::{Action, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
-use crate::asterisk::{action_for, found_sessions, input_from_event, originate_outcome};
-use crate::config::Config;
+use crate::asterisk::AsteriskDriver;
+use crate::config::{Config, Pbx};
+use crate::freeswitch::FreeSwitchDriver;
 use crate::moves::{Restore, Ticket};
+pub use crate::pbx::LinkError;
+use crate::pbx::{found_sessions, Driver, DriverEvent, PbxChannel};
 use crate::service::{MoveService, Refusal};
 use crate::session::{Command, Input, LegArrival, Millis, Outputs, SessionId, Sessions, State, MOVE_FAR};
 use crate::store::{AuditAction, AuditRecord, Outcome, SessionSnapshot, SessionState, Store, UnixMs};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, error, info, warn};
-
-/// How often handoffd says hello to the module (its `controller_timeout` is 15 s by default).
-pub const HELLO_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Why the daemon stopped or a link attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    /// TCP connect failed or timed out.
-    #[error("cannot reach Asterisk's AMI at {addr}: {why} (is Asterisk running, and manager.conf enabled = yes with this port?)")]
-    Unreachable { addr: String, why: String },
-    /// Asterisk refused the login: retrying would only trip its lockout, so this is fatal.
-    #[error("AMI login as '{user}' at {addr} refused: {message} (check ami.username and ami.secret in handoffd.yaml against manager_handoff.conf)")]
-    LoginRefused { user: String, addr: String, message: String },
-    /// The connection dropped or timed out.
-    #[error("AMI link to {addr} lost: {why}")]
-    Lost { addr: String, why: String },
-    /// The peer is not an Asterisk manager interface.
-    #[error("{addr} did not greet like Asterisk's AMI: {why}")]
-    NotAmi { addr: String, why: String },
-}
-
-impl LinkError {
-    /// Whether retrying could help.
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, LinkError::LoginRefused { .. })
-    }
-}
+use tracing::{error, info, warn};
 
 /// A move leg's checked ticket or PIN.
 #[derive(Debug)]
@@ -64,14 +39,13 @@ pub enum Inbox {
     Api(crate::api::Notice),
 }
 
-/// The session core plus the bookkeeping that ties AMI replies back to it.
+/// The session core, the store and the move service: everything the daemon keeps across
+/// links to the PBX.
 pub struct Controller {
     cfg: Config,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     epoch: Instant,
     pub sessions: Sessions,
-    /// Originate ActionID → the far channel's uniqueid.
-    originates: HashMap<String, String>,
     store: Store,
     service: MoveService,
     inbox_tx: tokio::sync::mpsc::UnboundedSender<Inbox>,
@@ -126,17 +100,8 @@ impl Controller {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let sessions = Sessions::new(rules, Vec::new(), format!("{}-", radix36(start)));
         let (inbox_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
-        let mut ctl = Self {
-            cfg,
-            metrics: Default::default(),
-            epoch: Instant::now(),
-            sessions,
-            originates: HashMap::new(),
-            store,
-            service,
-            inbox_tx,
-            inbox,
-        };
+        let mut ctl =
+            Self { cfg, metrics: Default::default(), epoch: Instant::now(), sessions, store, service, inbox_tx, inbox };
         ctl.reload_devices()?;
         Ok(ctl)
     }
@@ -474,34 +439,36 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
         Ok(_) => {}
         Err(e) => warn!("purging expired tickets: {e}"),
     }
+    let mut driver: Box<dyn Driver> = match (ctl.cfg.pbx, ctl.cfg.ami.clone(), ctl.cfg.esl.clone()) {
+        (Pbx::Freeswitch, _, Some(esl)) => Box::new(FreeSwitchDriver::new(ctl.cfg.clone(), esl)),
+        (_, Some(ami), _) => Box::new(AsteriskDriver::new(ctl.cfg.clone(), ami)),
+        _ => return Err(LinkError::Refused("handoffd.yaml names no PBX link (ami: or esl:)".into())),
+    };
+    let settings = ctl.cfg.link();
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(ctl.cfg.ami.reconnect_initial_ms);
-    let max_backoff = Duration::from_millis(ctl.cfg.ami.reconnect_max_ms);
+    let mut backoff = Duration::from_millis(settings.reconnect_initial_ms);
+    let max_backoff = Duration::from_millis(settings.reconnect_max_ms);
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = link(&mut ctl) => r,
+            r = link(&mut ctl, driver.as_mut()) => r,
             _ = &mut shutdown => {
-                info!("shutting down; {} session(s) open stay up in Asterisk", ctl.sessions.len());
+                info!("shutting down; {} session(s) open stay up in {}", ctl.sessions.len(), driver.pbx());
                 return Ok(());
             }
         };
-        let err = match result {
-            Ok(()) => LinkError::Lost { addr: ctl.cfg.ami.address(), why: "Asterisk said goodbye".into() },
-            Err(e) => e,
-        };
-        if err.is_fatal() {
-            error!("{err}");
-            return Err(err);
+        if result.is_fatal() {
+            error!("{result}");
+            return Err(result);
         }
         // A link that stayed up a while starts the backoff over.
         if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(ctl.cfg.ami.reconnect_initial_ms);
+            backoff = Duration::from_millis(settings.reconnect_initial_ms);
         }
         let jitter =
             Duration::from_millis(u64::from(started.elapsed().subsec_millis()) % (backoff.as_millis() as u64 / 4 + 1));
         let wait = backoff + jitter;
-        warn!("{err}; retrying in {:.1} s", wait.as_secs_f64());
+        warn!("{result}; retrying in {:.1} s", wait.as_secs_f64());
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = &mut shutdown => return Ok(()),
@@ -549,149 +516,91 @@ async fn serve_metrics(listen: String, metrics: std::sync::Arc<crate::metrics::M
     });
 }
 
-/// One connected AMI session: returns when the link drops.
-async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
-    let addr = ctl.cfg.ami.address();
+/// One connection to the PBX: returns why it ended.
+async fn link(ctl: &mut Controller, driver: &mut dyn Driver) -> LinkError {
+    let addr = ctl.cfg.link().address;
+    let unreachable = |why: String| LinkError::Unreachable {
+        pbx: driver.endpoint_name(),
+        addr: addr.clone(),
+        why,
+        hint: driver.unreachable_hint(),
+    };
     let connect =
-        tokio::time::timeout(Duration::from_millis(ctl.cfg.ami.connect_timeout_ms), TcpStream::connect(&addr));
+        tokio::time::timeout(Duration::from_millis(ctl.cfg.link().connect_timeout_ms), TcpStream::connect(&addr));
     let mut stream = match connect.await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(LinkError::Unreachable { addr, why: e.to_string() }),
-        Err(_) => return Err(LinkError::Unreachable { addr, why: "connect timed out".into() }),
+        Ok(Err(e)) => return unreachable(e.to_string()),
+        Err(_) => return unreachable("connect timed out".into()),
     };
     let _ = stream.set_nodelay(true);
-    let mut link = Link {
-        addr: addr.clone(),
-        decoder: AmiDecoder::new(),
-        tracker: ActionTracker::new("handoffd"),
-        buf: vec![0; 16384],
-    };
-
-    // Greeting and login happen before anything else is sent.
-    let action_timeout = Duration::from_millis(ctl.cfg.ami.action_timeout_ms);
-    match link.next(&mut stream, action_timeout).await? {
-        AmiMessage::Banner(b) => debug!("AMI banner: {b}"),
-        other => return Err(LinkError::NotAmi { addr, why: format!("expected a banner, got {other:?}") }),
-    }
-    let login = Action::new("Login")
-        .header("Username", &ctl.cfg.ami.username)
-        .header("Secret", ctl.cfg.ami.secret.expose())
-        .header("Events", "system,call");
-    let (login_id, login) = link.tracker.start(login, ctl.now());
-    link.send(&mut stream, &login).await?;
+    let link_name = driver.endpoint_name();
+    let lost = |why: String| LinkError::Lost { link: link_name, addr: addr.clone(), why };
+    driver.connected(ctl.now());
+    let mut synced = false;
+    let mut buf = vec![0u8; 16384];
     loop {
-        let msg = link.next(&mut stream, action_timeout).await?;
-        if let Tracked::Completed(id, outcome) = link.tracker.on_message(msg) {
-            if id == login_id {
-                if outcome.response.status != ResponseStatus::Success {
-                    return Err(LinkError::LoginRefused {
-                        user: ctl.cfg.ami.username.clone(),
-                        addr,
-                        message: outcome.response.message.unwrap_or_else(|| "no reason given".into()),
-                    });
+        // Everything the driver has to say, and everything that makes it say more.
+        loop {
+            let mut idle = true;
+            while let Some(bytes) = driver.poll_transmit() {
+                idle = false;
+                if let Err(e) = stream.write_all(&bytes).await {
+                    return lost(e.to_string());
                 }
+            }
+            while let Some(event) = driver.poll_event() {
+                idle = false;
+                match event {
+                    DriverEvent::Up { detail } => {
+                        info!("{detail}");
+                        ctl.metrics.count(&ctl.metrics.ami_connects);
+                    }
+                    DriverEvent::Snapshot(channels) => {
+                        resync(ctl, driver, &channels);
+                        synced = true;
+                    }
+                    DriverEvent::Input(input) => {
+                        let commands = ctl.on_input(input);
+                        ctl.send(driver, commands);
+                    }
+                    DriverEvent::Failover { gap_ms } => match gap_ms {
+                        Some(gap) => ctl.metrics.observe_failover(gap),
+                        None => ctl.metrics.count(&ctl.metrics.failovers),
+                    },
+                    DriverEvent::Down(e) => return e,
+                }
+            }
+            if idle {
                 break;
             }
         }
-    }
-    info!("logged in to AMI at {addr} as {}", ctl.cfg.ami.username);
-    ctl.metrics.count(&ctl.metrics.ami_connects);
-
-    // Media lives in Asterisk: after a restart or a reconnect, take over the sessions that are
-    // still running there, so that their teardown still happens.
-    let (list_id, list) = link.tracker.start(Action::new("CoreShowChannels"), ctl.now());
-    link.send(&mut stream, &list).await?;
-    let mut stash = std::collections::VecDeque::new();
-    loop {
-        let msg = link.next(&mut stream, action_timeout).await?;
-        match link.tracker.on_message(msg) {
-            Tracked::Completed(id, outcome) if id == list_id => {
-                // Channels that went away while the link was down: their hangups were missed.
-                let present: std::collections::HashSet<&str> =
-                    outcome.events.iter().filter_map(|e| e.get("Uniqueid")).collect();
-                for gone in ctl.sessions.channels().into_iter().filter(|u| !present.contains(u.as_str())) {
-                    let input = Input::Hangup {
-                        uniqueid: gone,
-                        cause: 0,
-                        cause_txt: "gone while the AMI link was down".into(),
-                    };
-                    let out = ctl.handle(input);
-                    link.run_commands(&mut stream, ctl, out.commands).await?;
-                }
-                let found = found_sessions(&outcome.events, &ctl.sessions, &ctl.cfg.conference.name_prefix);
-                let n = found.len();
-                for mut f in found {
-                    // What the PBX does not say (the far number, bars) comes from the store.
-                    let stored = ctl.store.get_session(&f.session.0).ok().flatten();
-                    if let Some(s) = &stored {
-                        f.far_number = s.far_number.clone();
-                        if f.device.is_empty() {
-                            f.device = s.device.clone();
-                        }
-                    }
-                    let id = f.session.clone();
-                    let out = ctl.sessions.adopt(f, ctl.now());
-                    for (device, until) in stored.map(|s| s.barred).unwrap_or_default() {
-                        let until = ctl.mono_of(until);
-                        if until > ctl.now() {
-                            ctl.sessions.bar(&id, &device, until);
-                        }
-                    }
-                    ctl.log(&out);
-                    ctl.persist(&out);
-                    link.run_commands(&mut stream, ctl, out.commands).await?;
-                }
-                ctl.close_vanished();
-                ctl.metrics.sessions_open.store(ctl.sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                info!(
-                    "resynchronised from Asterisk: {n} running session(s) taken over; {} session(s) open",
-                    ctl.sessions.len()
-                );
-                break;
+        if synced {
+            let out = ctl.handle(Input::Tick);
+            if !out.commands.is_empty() {
+                ctl.send(driver, out.commands);
+                continue;
             }
-            Tracked::Unsolicited(m) => stash.push_back(m),
-            _ => {}
         }
-    }
-    for m in stash {
-        if let AmiMessage::Event(ev) = m {
-            link.on_event(&mut stream, ctl, ev).await?;
-        }
-    }
 
-    let mut hello_due = Instant::now();
-    let mut hello_id = None;
-    let mut module_missing_reported = false;
-    loop {
-        let now = Instant::now();
-        if now >= hello_due {
-            let hello =
-                Action::new("HandoffHello").header("Controller", concat!("handoffd/", env!("CARGO_PKG_VERSION")));
-            let (id, hello) = link.tracker.start(hello, ctl.now());
-            hello_id = Some(id);
-            link.send(&mut stream, &hello).await?;
-            hello_due = now + HELLO_INTERVAL;
+        let now = ctl.now();
+        let mut wake: Millis = now + 60_000;
+        if let Some(t) = driver.poll_timeout() {
+            wake = wake.min(t);
         }
-        for expired in link.tracker.expire(ctl.now(), ctl.cfg.ami.action_timeout_ms) {
-            warn!("AMI action {expired:?} got no response within {} ms", ctl.cfg.ami.action_timeout_ms);
+        if synced {
+            if let Some(t) = ctl.sessions.next_timeout() {
+                wake = wake.min(t);
+            }
         }
-        let out = ctl.handle(Input::Tick);
-        link.run_commands(&mut stream, ctl, out.commands).await?;
-
-        let mut wake = hello_due;
-        if let Some(t) = ctl.sessions.next_timeout() {
-            wake = wake.min(ctl.epoch + Duration::from_millis(t));
-        }
-        if let Some(t) = link.tracker.next_timeout() {
-            wake = wake.min(ctl.epoch + Duration::from_millis(t + ctl.cfg.ami.action_timeout_ms));
-        }
-        let until = wake.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        let msg = tokio::select! {
-            m = link.next_before(&mut stream, until) => match m? {
-                Some(m) => m,
-                None => continue,
+        let until = Duration::from_millis(wake.saturating_sub(now).max(1));
+        tokio::select! {
+            read = tokio::time::timeout(until, stream.read(&mut buf)) => match read {
+                Err(_) => {}
+                Ok(Ok(0)) => driver.closed(ctl.now()),
+                Ok(Ok(n)) => driver.receive(&buf[..n], ctl.now()),
+                Ok(Err(e)) => return lost(e.to_string()),
             },
-            Some(note) = ctl.inbox.recv() => {
+            Some(note) = ctl.inbox.recv(), if synced => {
                 let commands = match note {
                     Inbox::MoveChecked(m) => ctl.finish_move(m.leg, m.device, m.result, m.since),
                     Inbox::Api(crate::api::Notice::DevicesChanged) => {
@@ -701,135 +610,76 @@ async fn link(ctl: &mut Controller) -> Result<(), LinkError> {
                         Vec::new()
                     }
                 };
-                link.run_commands(&mut stream, ctl, commands).await?;
-                continue;
+                ctl.send(driver, commands);
             }
-        };
-        match link.tracker.on_message(msg) {
-            Tracked::Completed(id, outcome) => {
-                if Some(&id) == hello_id.as_ref() {
-                    if outcome.response.status == ResponseStatus::Success {
-                        if module_missing_reported {
-                            info!("res_handoff.so answered HandoffHello again");
-                            module_missing_reported = false;
-                        }
-                    } else if !module_missing_reported {
-                        error!(
-                            "res_handoff.so does not answer HandoffHello (AMI says: {}); load it: asterisk -rx 'module load res_handoff.so'",
-                            outcome.response.message.as_deref().unwrap_or("no message")
-                        );
-                        module_missing_reported = true;
-                    }
-                } else if outcome.response.status != ResponseStatus::Success {
-                    warn!("AMI action {id:?} failed: {}", outcome.response.message.as_deref().unwrap_or("no message"));
-                }
-            }
-            Tracked::Pending => {}
-            Tracked::Unsolicited(AmiMessage::Event(ev)) => link.on_event(&mut stream, ctl, ev).await?,
-            Tracked::Unsolicited(AmiMessage::Response(r)) if r.status == ResponseStatus::Goodbye => return Ok(()),
-            Tracked::Unsolicited(other) => debug!("unsolicited AMI message: {other:?}"),
+        }
+        if driver.poll_timeout().is_some_and(|t| t <= ctl.now()) {
+            driver.timeout(ctl.now());
         }
     }
 }
 
-struct Link {
-    addr: String,
-    decoder: AmiDecoder,
-    tracker: ActionTracker,
-    buf: Vec<u8>,
+/// Rebuilds the sessions from what the PBX runs: channels that went away while the link was
+/// down are hung up in the session core, conferences named after sessions are taken over
+/// (with what the PBX does not say, the far number and bars, from the store), and stored
+/// sessions the PBX no longer has are closed and audited.
+fn resync(ctl: &mut Controller, driver: &mut dyn Driver, channels: &[PbxChannel]) {
+    let present: std::collections::HashSet<&str> = channels.iter().map(|c| c.uniqueid.as_str()).collect();
+    for gone in ctl.sessions.channels().into_iter().filter(|u| !present.contains(u.as_str())) {
+        let cause_txt = format!("gone while the link to {} was down", driver.pbx());
+        let out = ctl.handle(Input::Hangup { uniqueid: gone, cause: 0, cause_txt });
+        ctl.send(driver, out.commands);
+    }
+    let found = found_sessions(channels, &ctl.sessions, &ctl.cfg.conference.name_prefix);
+    let n = found.len();
+    for mut f in found {
+        let stored = ctl.store.get_session(&f.session.0).ok().flatten();
+        if let Some(s) = &stored {
+            f.far_number = s.far_number.clone();
+            if f.device.is_empty() {
+                f.device = s.device.clone();
+            }
+        }
+        let id = f.session.clone();
+        driver.adopted(&f, ctl.now());
+        let out = ctl.sessions.adopt(f, ctl.now());
+        for (device, until) in stored.map(|s| s.barred).unwrap_or_default() {
+            let until = ctl.mono_of(until);
+            if until > ctl.now() {
+                ctl.sessions.bar(&id, &device, until);
+            }
+        }
+        ctl.log(&out);
+        ctl.persist(&out);
+        ctl.send(driver, out.commands);
+    }
+    driver.resynced(ctl.now());
+    ctl.close_vanished();
+    ctl.metrics.sessions_open.store(ctl.sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    info!(
+        "resynchronised from {}: {n} running session(s) taken over; {} session(s) open",
+        driver.pbx(),
+        ctl.sessions.len()
+    );
 }
 
-impl Link {
-    fn lost(&self, why: impl ToString) -> LinkError {
-        LinkError::Lost { addr: self.addr.clone(), why: why.to_string() }
-    }
-
-    async fn send(&mut self, stream: &mut TcpStream, action: &Action) -> Result<(), LinkError> {
-        let bytes = match action.encode() {
-            Ok(b) => b,
-            Err(e) => {
-                // A command built from bad data is refused here; the link stays up.
-                error!("not sending AMI action {}: {e}", action.name());
-                return Ok(());
-            }
-        };
-        debug!(action = action.name(), id = ?action.action_id(), "AMI send");
-        stream.write_all(&bytes).await.map_err(|e| self.lost(e))
-    }
-
-    /// The next message, waiting at most `limit`.
-    async fn next(&mut self, stream: &mut TcpStream, limit: Duration) -> Result<AmiMessage, LinkError> {
-        match self.next_before(stream, limit).await? {
-            Some(m) => Ok(m),
-            None => Err(self.lost(format!("no answer within {} ms", limit.as_millis()))),
-        }
-    }
-
-    /// The next message, or `None` when `limit` passes first.
-    async fn next_before(&mut self, stream: &mut TcpStream, limit: Duration) -> Result<Option<AmiMessage>, LinkError> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match self.decoder.next_message() {
-                Ok(Some(m)) => return Ok(Some(m)),
-                Ok(None) => {}
-                Err(e) => {
-                    // The decoder resynchronises on the next message boundary; nothing else is lost.
-                    warn!("bad AMI input from {}: {e}", self.addr);
-                    continue;
-                }
-            }
-            let read = tokio::time::timeout_at(deadline, stream.read(&mut self.buf)).await;
-            match read {
-                Err(_) => return Ok(None),
-                Ok(Ok(0)) => return Err(self.lost("Asterisk closed the connection")),
-                Ok(Ok(n)) => self.decoder.feed(&self.buf[..n]),
-                Ok(Err(e)) => return Err(self.lost(e)),
-            }
-        }
-    }
-
-    async fn on_event(&mut self, stream: &mut TcpStream, ctl: &mut Controller, ev: Event) -> Result<(), LinkError> {
-        if ev.name == "HandoffLegSwitched" && ev.get("Reason") == Some("stall") {
-            ctl.metrics.observe_failover(ev.get("GapMs").and_then(|g| g.parse().ok()).unwrap_or(0));
-        }
-        let input = if ev.name == "OriginateResponse" {
-            let Some(far) = ev.headers.get("ActionID").and_then(|id| ctl.originates.remove(id)) else { return Ok(()) };
-            Some(originate_outcome(&ev, &far))
-        } else {
-            match input_from_event(&ev) {
-                Ok(i) => i,
-                Err(e) => {
-                    warn!("{e}; event ignored");
-                    None
-                }
-            }
-        };
-        let Some(input) = input else { return Ok(()) };
+impl Controller {
+    /// An input from the PBX: a move leg is checked off the loop, anything else goes to the
+    /// session core. Returns the commands to carry out now.
+    fn on_input(&mut self, input: Input) -> Vec<Command> {
         if let Input::LegArrived(leg) = &input {
             if leg.far == MOVE_FAR {
-                let refused = ctl.start_move(leg.clone());
-                return self.run_commands(stream, ctl, refused.into_iter().collect()).await;
+                return self.start_move(leg.clone()).into_iter().collect();
             }
         }
-        let out = ctl.handle(input);
-        self.run_commands(stream, ctl, out.commands).await
+        self.handle(input).commands
     }
 
-    async fn run_commands(
-        &mut self,
-        stream: &mut TcpStream,
-        ctl: &mut Controller,
-        commands: Vec<Command>,
-    ) -> Result<(), LinkError> {
-        for cmd in commands {
-            let action = action_for(&cmd, &ctl.cfg);
-            let (id, action) = self.tracker.start(action, ctl.now());
-            if let Command::OriginateFar { uniqueid, .. } = &cmd {
-                ctl.originates.insert(id.to_string(), uniqueid.clone());
-            }
-            self.send(stream, &action).await?;
+    fn send(&self, driver: &mut dyn Driver, commands: Vec<Command>) {
+        let now = self.now();
+        for cmd in &commands {
+            driver.command(cmd, now);
         }
-        Ok(())
     }
 }
 

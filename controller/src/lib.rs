@@ -7,11 +7,15 @@
 //!
 //! - [`ami`]: Asterisk Manager Interface codec and action/response correlation (no I/O).
 //! - [`esl`]: FreeSWITCH Event Socket codec and protocol client (no I/O), proven on recorded
-//!   FreeSWITCH 1.11.2 traffic (`tests/data/freeswitch-esl/`); the FreeSWITCH driver is to come.
+//!   FreeSWITCH 1.11.2 traffic (`tests/data/freeswitch-esl/`).
+//! - [`pbx`]: the driver interface between the daemon and a PBX (no I/O).
+//! - [`freeswitch`]: the FreeSWITCH driver: ESL events to session inputs, session commands to
+//!   `api`/`bgapi`, the leg switch done by muting conference members (no I/O).
 //! - [`config`]: the `handoffd.yaml` schema and its validation.
 //! - [`session`]: sessions, legs and their rules (no I/O).
-//! - [`asterisk`]: AMI events to session inputs and session commands to AMI actions (no I/O).
-//! - [`daemon`]: the tokio side: the AMI link with reconnect, the session driver.
+//! - [`asterisk`]: the Asterisk driver: AMI login, events to session inputs, session commands
+//!   to AMI actions (no I/O).
+//! - [`daemon`]: the tokio side: the PBX link with reconnect, the store, the API.
 //! - [`fuzzing`]: the parsers under arbitrary input, for cargo-fuzz and the corpus replay test.
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 
@@ -22,9 +26,11 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod esl;
+pub mod freeswitch;
 pub mod fuzzing;
 pub mod metrics;
 pub mod moves;
+pub mod pbx;
 pub mod service;
 pub mod session;
 pub mod store;

@@ -48,10 +48,12 @@ fn config_errors_are_one_line_naming_file_and_key() {
     assert_eq!(code, 78, "{out}");
     assert_eq!(out.trim().lines().count(), 1, "{out}");
 
-    // The shipped sample is valid.
-    let sample = std::fs::read_to_string(repo_root().join("conf/handoffd.yaml.sample")).unwrap();
-    let (code, out) = handoffd_check(Some(&sample));
-    assert_eq!(code, 0, "{out}");
+    // The shipped samples are valid, for Asterisk and for FreeSWITCH.
+    for name in ["conf/handoffd.yaml.sample", "conf/handoffd-freeswitch.yaml.sample"] {
+        let sample = std::fs::read_to_string(repo_root().join(name)).unwrap();
+        let (code, out) = handoffd_check(Some(&sample));
+        assert_eq!(code, 0, "{name}: {out}");
+    }
 }
 
 #[test]

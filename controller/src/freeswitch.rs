@@ -1,0 +1,879 @@
+//! The FreeSWITCH driver (sans-I/O): the event socket ([`crate::esl`]) under the same
+//! [`Driver`] interface as the Asterisk driver, with `mod_conference` in place of ConfBridge.
+//!
+//! FreeSWITCH has no `res_handoff.so` inside, so three things the module does on Asterisk are
+//! done here, from events:
+//!
+//! - **Arrival.** `dialplans/freeswitch/handoff.xml` sets `handoff_far`, `handoff_path` and
+//!   `handoff_token` and parks the channel; its `CHANNEL_PARK` event is the leg's arrival.
+//! - **Join.** An assigned leg is transferred (inline dial plan) into the session's conference
+//!   `<bridge>@<esl.conference_profile>`, *muted*; its `add-member` event is the join.
+//! - **The leg switch.** Only one leg of a device feeds the mix: the driver unmutes one member
+//!   per device group (the preferred path's leg when it is there) and keeps the others muted.
+//!   When the feeding leg hangs up, whatever the reason (FreeSWITCH's `media_timeout`, set in
+//!   the dial plan, hangs a leg up whose RTP stopped), the next leg is unmuted at once and the
+//!   session machine is told with `LegSwitched`. The gap the far party hears is therefore the
+//!   media timeout plus one event and one `api` round trip, where `res_handoff.so` switches
+//!   within a frame (see the README).
+//!
+//! ```text
+//!  connected ─▶ Handshake (auth) ─▶ Channels: `event json ...`, `api show channels as json`
+//!            ─▶ Conferences: `api conference <name> json_list` for every handoff conference
+//!            ─▶ Ready (Snapshot out, events held meanwhile released in Event-Sequence order)
+//! ```
+//!
+//! Commands: `Assign` → `uuid_transfer <uuid> answer,conference:<bridge>@<profile>+flags{mute}
+//! inline`; `Refuse` → `uuid_setvar <uuid> handoff_reason ...` then `uuid_transfer` to
+//! `esl.refused_extension`; `OriginateFar` → `bgapi originate {origination_uuid=<session>-far,
+//! ...}sofia/gateway/<far.endpoint>/<number> &conference(<bridge>@<profile>)`; `Hangup` →
+//! `uuid_kill <uuid> <CAUSE>`.
+
+use crate::config::{Config, Esl};
+use crate::esl::{
+    parse_conference_json_list, parse_show_channels_json, ChannelRow, Client, ClientConfig, ClientError, CommandId,
+    Event, EventFormat, Failure, Output, ReplyStatus,
+};
+use crate::pbx::{cause_code, cause_name, Driver, DriverEvent, LinkError, PbxChannel};
+use crate::session::{Command, Found, Input, LegArrival, Millis, Path};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tracing::{debug, warn};
+
+/// How long events are held to be released in `Event-Sequence` order (the wire order is not
+/// the sequence order; see `crate::esl::client`).
+pub const REORDER_WINDOW_MS: u64 = 20;
+
+/// The events the driver subscribes to (`event json ...`).
+pub const EVENTS: &[&str] = &[
+    "CHANNEL_CREATE",
+    "CHANNEL_PARK",
+    "CHANNEL_ANSWER",
+    "CHANNEL_HANGUP",
+    "CHANNEL_HANGUP_COMPLETE",
+    "BACKGROUND_JOB",
+    "CUSTOM",
+    "conference::maintenance",
+];
+
+#[derive(Debug)]
+enum Phase {
+    Down,
+    Handshake,
+    /// Subscribed; `show channels as json` sent.
+    Channels(CommandId),
+    /// One `json_list` per handoff conference sent.
+    Conferences {
+        pending: BTreeSet<CommandId>,
+        rows: Vec<ChannelRow>,
+    },
+    Ready,
+}
+
+/// A client leg in a conference, as far as the mix is concerned.
+#[derive(Debug, Clone)]
+struct MixLeg {
+    group: String,
+    bridge: String,
+    path: Path,
+    /// The conference member id, once it joined.
+    member: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    preferred: Path,
+    /// The leg whose voice the conference hears.
+    feeder: Option<String>,
+}
+
+/// The FreeSWITCH driver.
+pub struct FreeSwitchDriver {
+    cfg: Config,
+    esl: Esl,
+    client: Option<Client>,
+    phase: Phase,
+    /// Events that came while the snapshot was read.
+    held: Vec<Event>,
+    /// Conference member ids and whether they speak, read at resync (uuid → (id, speaks)).
+    members: HashMap<String, (u64, bool)>,
+    /// Paths of legs that arrived and wait for a decision.
+    arrivals: HashMap<String, Path>,
+    legs: HashMap<String, MixLeg>,
+    groups: BTreeMap<String, Group>,
+    /// Originate jobs → the far channel's uuid.
+    far_jobs: HashMap<CommandId, String>,
+    /// Far channels being called → whether FreeSWITCH created the channel yet.
+    far_pending: HashMap<String, bool>,
+    /// The snapshot is out; held events go once the daemon has adopted what it found.
+    release_at_resynced: bool,
+    events: std::collections::VecDeque<DriverEvent>,
+}
+
+impl FreeSwitchDriver {
+    /// A driver for the event socket `esl`; `cfg` supplies the far gateway and the prefix.
+    pub fn new(cfg: Config, esl: Esl) -> Self {
+        Self {
+            cfg,
+            esl,
+            client: None,
+            phase: Phase::Down,
+            held: Vec::new(),
+            members: HashMap::new(),
+            arrivals: HashMap::new(),
+            legs: HashMap::new(),
+            groups: BTreeMap::new(),
+            far_jobs: HashMap::new(),
+            far_pending: HashMap::new(),
+            release_at_resynced: false,
+            events: Default::default(),
+        }
+    }
+
+    fn down(&mut self, e: LinkError) {
+        self.phase = Phase::Down;
+        self.client = None;
+        self.events.push_back(DriverEvent::Down(e));
+    }
+
+    fn lost(&mut self, why: impl Into<String>) {
+        let addr = self.esl.address();
+        self.down(LinkError::Lost { link: "ESL", addr, why: why.into() });
+    }
+
+    fn client_error(&mut self, e: ClientError) {
+        match e {
+            ClientError::AuthFailed { reply_text } => {
+                let why = format!(
+                    "ESL auth at {} refused: {reply_text} (check esl.password in handoffd.yaml against event_socket.conf.xml)",
+                    self.esl.address()
+                );
+                self.down(LinkError::Refused(why))
+            }
+            ClientError::Rejected { text } => {
+                let why = format!(
+                    "FreeSWITCH's event socket at {} rejected handoffd: {} (its apply-inbound-acl in event_socket.conf.xml)",
+                    self.esl.address(),
+                    text.trim()
+                );
+                self.down(LinkError::Refused(why))
+            }
+            other => self.lost(other.to_string()),
+        }
+    }
+
+    /// Sends an ESL command; a command that cannot be encoded is logged and dropped.
+    fn send(&mut self, cmd: crate::esl::Command, now: Millis) -> Option<CommandId> {
+        let client = self.client.as_mut()?;
+        match client.send(cmd, now) {
+            Ok(id) => Some(id),
+            Err(ClientError::Command(e)) => {
+                warn!("not sending an ESL command: {e}");
+                None
+            }
+            Err(e) => {
+                self.client_error(e);
+                None
+            }
+        }
+    }
+
+    fn api(&mut self, line: String, now: Millis) -> Option<CommandId> {
+        debug!(command = %line.split(' ').take(2).collect::<Vec<_>>().join(" "), "ESL api");
+        self.send(crate::esl::Command::api(line), now)
+    }
+
+    fn drain(&mut self, now: Millis) {
+        while let Some(out) = self.client.as_mut().and_then(Client::poll_output) {
+            self.on_output(out, now);
+        }
+    }
+
+    fn on_output(&mut self, out: Output, now: Millis) {
+        match out {
+            Output::Authenticated => {
+                self.events.push_back(DriverEvent::Up {
+                    detail: format!("authenticated to FreeSWITCH's event socket at {}", self.esl.address()),
+                });
+                let names = EVENTS.iter().map(|s| s.to_string()).collect();
+                self.send(crate::esl::Command::Event { format: EventFormat::Json, names }, now);
+                if let Some(id) = self.api("show channels as json".into(), now) {
+                    self.phase = Phase::Channels(id);
+                }
+            }
+            Output::ApiResult { id, command, response } => {
+                let text = response.text().into_owned();
+                self.on_api_result(id, &command, &text, now)
+            }
+            Output::Failed { id, command, failure } => {
+                if let Some(far) = self.far_jobs.remove(&id) {
+                    return self.far_failed(&far, &failure.to_string());
+                }
+                let resync_step = match &self.phase {
+                    Phase::Channels(c) => *c == id,
+                    Phase::Conferences { pending, .. } => pending.contains(&id),
+                    _ => false,
+                };
+                if resync_step {
+                    // A conference that ended between the two reads answers -ERR: skip it.
+                    if let (Phase::Conferences { pending, .. }, Failure::Refused(_)) = (&mut self.phase, &failure) {
+                        pending.remove(&id);
+                        if pending.is_empty() {
+                            self.finish_resync();
+                        }
+                        return;
+                    }
+                    return self.lost(format!("resynchronising: {command} failed: {failure}"));
+                }
+                warn!("FreeSWITCH: {command} failed: {failure}");
+            }
+            Output::JobDone { id, status, output, .. } => {
+                let Some(far) = self.far_jobs.remove(&id) else { return };
+                if status == ReplyStatus::Ok {
+                    self.far_answered(far);
+                } else {
+                    self.far_failed(&far, output.trim());
+                }
+            }
+            Output::Event { event, late } => {
+                if late {
+                    debug!(seq = ?event.sequence(), "ESL event older than one already handled");
+                }
+                if matches!(self.phase, Phase::Ready) && !self.release_at_resynced {
+                    self.on_event(&event, now);
+                } else {
+                    self.held.push(event);
+                }
+            }
+            Output::Disconnected { notice, .. } => {
+                let why = notice
+                    .map(|n| n.text().lines().next().unwrap_or("").trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| "FreeSWITCH closed the connection".into());
+                self.lost(format!("FreeSWITCH disconnected: {why}"));
+            }
+            Output::Skipped(e) => warn!("bad ESL input from {}: {e}", self.esl.address()),
+            Output::Replied { .. } | Output::JobAccepted { .. } | Output::Connected { .. } | Output::Log(_) => {}
+            Output::Unhandled(m) => debug!("unhandled ESL message: {m:?}"),
+        }
+    }
+
+    fn on_api_result(&mut self, id: CommandId, command: &str, text: &str, now: Millis) {
+        match std::mem::replace(&mut self.phase, Phase::Down) {
+            Phase::Channels(c) if c == id => {
+                let rows = match parse_show_channels_json(text) {
+                    Ok(r) => r,
+                    Err(e) => return self.lost(format!("show channels as json: {e}")),
+                };
+                let conferences: BTreeSet<String> = rows
+                    .iter()
+                    .filter(|r| r.application == "conference")
+                    .map(|r| conference_of(&r.application_data).to_string())
+                    .filter(|c| c.starts_with(&self.cfg.conference.name_prefix))
+                    .collect();
+                self.phase = Phase::Conferences { pending: BTreeSet::new(), rows };
+                let mut sent = BTreeSet::new();
+                for name in conferences {
+                    if let Some(id) = self.api(format!("conference {name} json_list"), now) {
+                        sent.insert(id);
+                    }
+                }
+                if let Phase::Conferences { pending, .. } = &mut self.phase {
+                    *pending = sent;
+                    if pending.is_empty() {
+                        self.finish_resync();
+                    }
+                }
+            }
+            Phase::Conferences { mut pending, rows } if pending.contains(&id) => {
+                pending.remove(&id);
+                match parse_conference_json_list(text) {
+                    Ok(confs) => {
+                        for m in confs.into_iter().flat_map(|c| c.members) {
+                            self.members.insert(m.uuid, (m.id, m.flags.can_speak));
+                        }
+                    }
+                    // The conference ended between the two reads: its channels are gone too.
+                    Err(e) => debug!("{command}: {e}"),
+                }
+                let done = pending.is_empty();
+                self.phase = Phase::Conferences { pending, rows };
+                if done {
+                    self.finish_resync();
+                }
+            }
+            phase => {
+                self.phase = phase;
+                let t = text.trim();
+                if t.starts_with("-ERR") || t.starts_with("-USAGE") {
+                    warn!("FreeSWITCH refused `{command}`: {t}");
+                }
+            }
+        }
+    }
+
+    fn finish_resync(&mut self) {
+        let Phase::Conferences { rows, .. } = std::mem::replace(&mut self.phase, Phase::Ready) else { return };
+        let channels = rows
+            .iter()
+            .map(|r| PbxChannel {
+                uniqueid: r.uuid.clone(),
+                channel: r.name.clone(),
+                conference: (r.application == "conference").then(|| conference_of(&r.application_data).to_string()),
+                endpoint: user_of(&r.name).to_string(),
+                caller: r.cid_num.clone(),
+            })
+            .collect();
+        self.events.push_back(DriverEvent::Snapshot(channels));
+        // The events held meanwhile wait for `resynced`, so that they meet the adopted legs.
+        self.release_at_resynced = true;
+    }
+
+    fn input(&mut self, input: Input) {
+        self.events.push_back(DriverEvent::Input(input));
+    }
+
+    /// The far party answered (its CHANNEL_ANSWER, or its originate job's `+OK`: whichever
+    /// comes first).
+    fn far_answered(&mut self, far: String) {
+        if self.far_pending.remove(&far).is_some() {
+            self.input(Input::FarAnswered { uniqueid: far });
+        }
+    }
+
+    fn far_failed(&mut self, far: &str, text: &str) {
+        let Some(created) = self.far_pending.remove(far) else { return };
+        let cause = text.trim().trim_start_matches("-ERR").trim();
+        let reason = match cause_code(cause) {
+            17 => "busy".to_string(),
+            18 | 19 => "no answer".to_string(),
+            34 | 42 => "congestion".to_string(),
+            _ if cause.is_empty() => "failed".to_string(),
+            _ => cause.to_ascii_lowercase().replace('_', " "),
+        };
+        self.input(Input::FarFailed { uniqueid: far.to_string(), reason, no_channel: !created });
+    }
+
+    fn on_event(&mut self, e: &Event, now: Millis) {
+        let name = e.header("Event-Name").unwrap_or("");
+        let uuid = e.unique_id().unwrap_or("").to_string();
+        match name {
+            "CHANNEL_CREATE" => {
+                if let Some(created) = self.far_pending.get_mut(&uuid) {
+                    *created = true;
+                }
+            }
+            "CHANNEL_PARK" => self.on_park(e, now),
+            "CHANNEL_ANSWER" => self.far_answered(uuid),
+            // CHANNEL_HANGUP comes first: the mix moves on at once. CHANNEL_HANGUP_COMPLETE
+            // carries the Q.850 cause: the session machine hears of the hangup then.
+            "CHANNEL_HANGUP" => {
+                let cause_txt = e.header("Hangup-Cause").unwrap_or("");
+                self.leg_gone(&uuid, cause_txt, now);
+            }
+            "CHANNEL_HANGUP_COMPLETE" if !uuid.is_empty() => {
+                let cause_txt = e.header("Hangup-Cause").unwrap_or("").to_string();
+                let cause = e
+                    .header("variable_hangup_cause_q850")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or_else(|| cause_code(&cause_txt));
+                self.arrivals.remove(&uuid);
+                self.far_pending.remove(&uuid);
+                self.leg_gone(&uuid, &cause_txt, now);
+                self.input(Input::Hangup { uniqueid: uuid, cause, cause_txt });
+            }
+            "CUSTOM" if e.header("Event-Subclass") == Some("conference::maintenance") => {
+                match e.header("Action").unwrap_or("") {
+                    "add-member" => {
+                        let member = e.header("Member-ID").and_then(|m| m.parse().ok());
+                        if let (Some(leg), Some(m)) = (self.legs.get_mut(&uuid), member) {
+                            leg.member = Some(m);
+                            let group = leg.group.clone();
+                            let leg = leg.clone();
+                            let why = format!("the {} leg joined", leg.path.as_str());
+                            self.input(Input::LegJoined { uniqueid: uuid.clone() });
+                            self.mix(&group, &why, false, now);
+                        } else if !uuid.is_empty() {
+                            self.input(Input::LegJoined { uniqueid: uuid });
+                        }
+                    }
+                    "del-member" => {
+                        if let Some(leg) = self.legs.get_mut(&uuid) {
+                            leg.member = None;
+                            let group = leg.group.clone();
+                            let leg = leg.clone();
+                            if self.groups.get(&group).is_some_and(|g| g.feeder.as_deref() == Some(&uuid)) {
+                                let why = format!("the {} leg left the conference", leg.path.as_str());
+                                self.mix(&group, &why, true, now);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_park(&mut self, e: &Event, now: Millis) {
+        let Some(far) = e.header("variable_handoff_far").map(str::trim).filter(|f| !f.is_empty()) else { return };
+        let uuid = e.unique_id().unwrap_or("").to_string();
+        if uuid.is_empty() || self.legs.contains_key(&uuid) || self.arrivals.contains_key(&uuid) {
+            return;
+        }
+        let path_text = e.header("variable_handoff_path").unwrap_or("data");
+        let Some(path) = Path::parse(path_text) else {
+            let reason = format!("the dial plan set handoff_path to '{}': must be data or carrier", clean(path_text));
+            warn!("FreeSWITCH channel {uuid}: {reason}");
+            return self.refuse(&uuid, &reason, now);
+        };
+        let channel = e.header("Channel-Name").unwrap_or("").to_string();
+        let endpoint = e
+            .header("variable_user_name")
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| user_of(&channel).to_string());
+        let token: String = e
+            .header("variable_handoff_token")
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(80)
+            .collect();
+        if token.starts_with("pin-") {
+            // A PIN keyed in for a move: read once, then gone from the channel's variables.
+            self.api(format!("uuid_setvar {uuid} handoff_token"), now);
+        }
+        self.arrivals.insert(uuid.clone(), path);
+        self.input(Input::LegArrived(LegArrival {
+            uniqueid: uuid,
+            channel,
+            caller: e.header("Caller-Caller-ID-Number").unwrap_or("").to_string(),
+            endpoint,
+            path,
+            far: far.to_string(),
+            token,
+        }));
+    }
+
+    /// A client leg hung up or left: if it fed its group, the next leg takes over.
+    fn leg_gone(&mut self, uuid: &str, cause: &str, now: Millis) {
+        let Some(leg) = self.legs.remove(uuid) else { return };
+        let was_feeding = match self.groups.get_mut(&leg.group) {
+            Some(g) if g.feeder.as_deref() == Some(uuid) => {
+                g.feeder = None;
+                true
+            }
+            _ => false,
+        };
+        if was_feeding {
+            let why = format!("the {} leg hung up ({cause})", leg.path.as_str());
+            self.mix(&leg.group, &why, true, now);
+        }
+        if !self.legs.values().any(|l| l.group == leg.group) {
+            self.groups.remove(&leg.group);
+        }
+    }
+
+    /// Makes the right leg of `group` feed the conference: the preferred path's leg if it is in
+    /// the conference, else the leg already feeding, else any leg in the conference. `failed`:
+    /// the feeding leg went (a failover), rather than a leg joining.
+    fn mix(&mut self, group: &str, why: &str, failed: bool, now: Millis) {
+        let Some(g) = self.groups.get(group).cloned() else { return };
+        let joined: BTreeMap<&String, &MixLeg> =
+            self.legs.iter().filter(|(_, l)| l.group == group && l.member.is_some()).collect();
+        let current = g.feeder.as_ref().filter(|f| joined.contains_key(f)).cloned();
+        let want = joined
+            .iter()
+            .find(|(_, l)| l.path == g.preferred)
+            .map(|(u, _)| (*u).clone())
+            .or_else(|| current.clone())
+            .or_else(|| joined.keys().next().map(|u| (*u).clone()));
+        let Some(want) = want else {
+            if let Some(g) = self.groups.get_mut(group) {
+                g.feeder = None;
+            }
+            return;
+        };
+        if current.as_deref() == Some(want.as_str()) {
+            return;
+        }
+        let to = self.legs[&want].clone();
+        // Mute first, then unmute: a moment of silence, never the voice twice.
+        if let Some(old) = current.as_ref().and_then(|u| self.legs.get(u)).cloned() {
+            if let Some(m) = old.member {
+                self.api(format!("conference {} mute {m}", old.bridge), now);
+            }
+        }
+        if let Some(m) = to.member {
+            self.api(format!("conference {} unmute {m}", to.bridge), now);
+        }
+        if let Some(g) = self.groups.get_mut(group) {
+            g.feeder = Some(want.clone());
+        }
+        // The first leg to feed is no switch; every later change is.
+        if failed {
+            self.events.push_back(DriverEvent::Failover { gap_ms: None });
+        }
+        if current.is_some() || failed {
+            self.input(Input::LegSwitched { uniqueid: want, to: to.path, reason: why.to_string() });
+        }
+    }
+
+    fn refuse(&mut self, uuid: &str, reason: &str, now: Millis) {
+        self.api(format!("uuid_setvar {uuid} handoff_reason {}", clean(reason)), now);
+        self.api(format!("uuid_setvar {uuid} handoff_status REFUSED"), now);
+        let (ext, ctx) = (self.esl.refused_extension.clone(), self.esl.context.clone());
+        self.api(format!("uuid_transfer {uuid} {ext} XML {ctx}"), now);
+    }
+}
+
+/// The conference name in `conference` application data (`handoff-x@handoff+flags{mute}`).
+fn conference_of(data: &str) -> &str {
+    data.split(['@', '+']).next().unwrap_or("").trim()
+}
+
+/// The SIP user in a sofia channel name (`sofia/internal/alice-app@10.0.0.1:5060` → `alice-app`).
+fn user_of(channel: &str) -> &str {
+    let rest = channel.splitn(3, '/').nth(2).unwrap_or(channel);
+    rest.split('@').next().unwrap_or(rest)
+}
+
+/// A value safe on one ESL command line: control characters become spaces.
+fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// Whether `s` may go into a dial string unquoted.
+fn dialable(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "+*#._-".contains(c))
+}
+
+impl Driver for FreeSwitchDriver {
+    fn pbx(&self) -> &'static str {
+        "FreeSWITCH"
+    }
+    fn endpoint_name(&self) -> &'static str {
+        "FreeSWITCH's event socket"
+    }
+    fn unreachable_hint(&self) -> &'static str {
+        "is FreeSWITCH running with mod_event_socket listening on this address (event_socket.conf.xml)?"
+    }
+
+    fn connected(&mut self, now: Millis) {
+        let config = ClientConfig {
+            handshake_timeout_ms: self.esl.command_timeout_ms,
+            reply_timeout_ms: self.esl.command_timeout_ms,
+            api_timeout_ms: self.esl.command_timeout_ms,
+            job_timeout_ms: Some(u64::from(self.cfg.far.answer_timeout_s) * 1000 + self.esl.command_timeout_ms),
+            reorder_window_ms: REORDER_WINDOW_MS,
+        };
+        self.client = Some(Client::inbound(self.esl.password.expose(), config, now));
+        self.phase = Phase::Handshake;
+        self.held.clear();
+        self.members.clear();
+        self.far_jobs.clear();
+        self.events.clear();
+    }
+
+    fn receive(&mut self, bytes: &[u8], now: Millis) {
+        let Some(client) = self.client.as_mut() else { return };
+        let r = client.handle_bytes(bytes, now);
+        self.drain(now);
+        if let Err(e) = r {
+            self.client_error(e);
+        }
+    }
+
+    fn closed(&mut self, now: Millis) {
+        if let Some(c) = self.client.as_mut() {
+            c.handle_eof(now);
+        }
+        self.drain(now);
+        if self.client.is_some() {
+            self.lost("FreeSWITCH closed the connection");
+        }
+    }
+
+    fn command(&mut self, cmd: &Command, now: Millis) {
+        let profile = self.esl.conference_profile.clone();
+        match cmd {
+            Command::Assign { uniqueid, bridge, group, preferred, .. } => {
+                let path = self.arrivals.remove(uniqueid).unwrap_or(Path::Data);
+                self.legs.insert(
+                    uniqueid.clone(),
+                    MixLeg { group: group.clone(), bridge: bridge.clone(), path, member: None },
+                );
+                self.groups.entry(group.clone()).or_insert(Group { preferred: *preferred, feeder: None });
+                self.api(
+                    format!("uuid_transfer {uniqueid} answer,conference:{bridge}@{profile}+flags{{mute}} inline"),
+                    now,
+                );
+            }
+            Command::Refuse { uniqueid, reason } => {
+                self.arrivals.remove(uniqueid);
+                self.refuse(uniqueid, reason, now);
+            }
+            Command::OriginateFar { session, uniqueid, number, bridge, caller_id } => {
+                if !dialable(number) {
+                    let reason = format!("far number '{}' has characters a dial string cannot carry", clean(number));
+                    return self.input(Input::FarFailed { uniqueid: uniqueid.clone(), reason, no_channel: true });
+                }
+                let mut vars = vec![
+                    format!("origination_uuid={uniqueid}"),
+                    format!("originate_timeout={}", self.cfg.far.answer_timeout_s),
+                    format!("handoff_session={session}"),
+                ];
+                if dialable(caller_id) {
+                    vars.push(format!("origination_caller_id_number={caller_id}"));
+                }
+                let line = format!(
+                    "originate {{{}}}sofia/gateway/{}/{number} &conference({bridge}@{profile})",
+                    vars.join(","),
+                    self.cfg.far.endpoint
+                );
+                if let Some(id) = self.send(crate::esl::Command::bgapi(line), now) {
+                    self.far_jobs.insert(id, uniqueid.clone());
+                    self.far_pending.insert(uniqueid.clone(), false);
+                }
+            }
+            Command::Hangup { uniqueid, cause } => {
+                self.api(format!("uuid_kill {uniqueid} {}", cause_name(*cause)), now);
+            }
+        }
+    }
+
+    fn adopted(&mut self, found: &Found, now: Millis) {
+        let group = format!("{}/{}", found.session, found.device);
+        let preferred = self.cfg.session_rules().0.preferred;
+        let mut speaking = Vec::new();
+        for (uuid, _, path) in &found.legs {
+            let member = self.members.get(uuid).copied();
+            if member.is_some_and(|(_, speaks)| speaks) {
+                speaking.push(uuid.clone());
+            }
+            let leg =
+                MixLeg { group: group.clone(), bridge: found.bridge.clone(), path: *path, member: member.map(|m| m.0) };
+            self.legs.insert(uuid.clone(), leg);
+        }
+        // One voice per device: keep the preferred path's leg (or one already speaking) and
+        // mute any other leg that speaks.
+        let joined = |l: &&(String, String, Path)| self.members.contains_key(&l.0);
+        let want = found
+            .legs
+            .iter()
+            .filter(joined)
+            .find(|l| l.2 == preferred)
+            .map(|l| l.0.clone())
+            .or_else(|| speaking.first().cloned())
+            .or_else(|| found.legs.iter().find(joined).map(|l| l.0.clone()));
+        for uuid in speaking.iter().filter(|u| Some(*u) != want.as_ref()) {
+            if let Some((m, _)) = self.members.get(uuid).copied() {
+                self.api(format!("conference {} mute {m}", found.bridge), now);
+            }
+        }
+        if let Some(w) = want.as_ref().filter(|w| !speaking.contains(w)) {
+            if let Some((m, _)) = self.members.get(w).copied() {
+                self.api(format!("conference {} unmute {m}", found.bridge), now);
+            }
+        }
+        self.groups.insert(group, Group { preferred, feeder: want });
+    }
+
+    fn resynced(&mut self, now: Millis) {
+        if !std::mem::take(&mut self.release_at_resynced) {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_by_key(|e| e.sequence().unwrap_or(u64::MAX));
+        for e in held {
+            self.on_event(&e, now);
+        }
+        self.drain(now);
+    }
+
+    fn timeout(&mut self, now: Millis) {
+        let Some(client) = self.client.as_mut() else { return };
+        let r = client.handle_timeout(now);
+        self.drain(now);
+        if let Err(e) = r {
+            self.client_error(e);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.client.as_ref().and_then(Client::poll_timeout)
+    }
+
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.client.as_mut().and_then(Client::poll_transmit)
+    }
+
+    fn poll_event(&mut self) -> Option<DriverEvent> {
+        self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_read_from_channel_names_and_application_data() {
+        assert_eq!(user_of("sofia/internal/alice-app@10.0.0.1:5060"), "alice-app");
+        assert_eq!(user_of("loopback/parkme-a"), "loopback/parkme-a");
+        assert_eq!(conference_of("handoff-s-1@handoff+flags{mute}"), "handoff-s-1");
+        assert_eq!(conference_of("test@default"), "test");
+        assert!(dialable("+15550002") && !dialable("1}sofia/x") && !dialable(""));
+        assert_eq!(clean("a\nb\rc"), "a b c");
+    }
+
+    fn ready() -> FreeSwitchDriver {
+        let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
+        let esl = cfg.esl.clone().unwrap();
+        let mut d = FreeSwitchDriver::new(cfg, esl);
+        d.connected(0);
+        d.receive(b"Content-Type: auth/request\n\n", 1);
+        d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
+        d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
+        d.receive(b"Content-Type: api/response\nContent-Length: 16\n\n{\"row_count\": 0}", 4);
+        d.resynced(5);
+        let _ = sent(&mut d);
+        let ev = events(&mut d);
+        assert!(matches!(&ev[..], [DriverEvent::Up { .. }, DriverEvent::Snapshot(c)] if c.is_empty()), "{ev:?}");
+        d
+    }
+
+    fn sent(d: &mut FreeSwitchDriver) -> String {
+        std::iter::from_fn(|| d.poll_transmit()).map(|b| String::from_utf8(b).unwrap()).collect()
+    }
+
+    fn events(d: &mut FreeSwitchDriver) -> Vec<DriverEvent> {
+        std::iter::from_fn(|| d.poll_event()).collect()
+    }
+
+    fn event(d: &mut FreeSwitchDriver, headers: &[(&str, &str)]) -> Vec<DriverEvent> {
+        let text: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        let e = crate::esl::parse_plain(text.as_bytes()).unwrap();
+        d.on_event(&e, 10);
+        events(d)
+    }
+
+    fn park(d: &mut FreeSwitchDriver, uuid: &str, path: &str, user: &str) -> Vec<DriverEvent> {
+        event(
+            d,
+            &[
+                ("Event-Name", "CHANNEL_PARK"),
+                ("Unique-ID", uuid),
+                ("Channel-Name", &format!("sofia/internal/{user}@10.0.0.1")),
+                ("Caller-Caller-ID-Number", "+15550001"),
+                ("variable_handoff_far", "15550002"),
+                ("variable_handoff_path", path),
+                ("variable_handoff_token", "ab-12%0A%7D"),
+            ],
+        )
+    }
+
+    fn join(d: &mut FreeSwitchDriver, uuid: &str, member: &str) -> Vec<DriverEvent> {
+        event(
+            d,
+            &[
+                ("Event-Name", "CUSTOM"),
+                ("Event-Subclass", "conference::maintenance"),
+                ("Action", "add-member"),
+                ("Unique-ID", uuid),
+                ("Member-ID", member),
+            ],
+        )
+    }
+
+    fn assign(d: &mut FreeSwitchDriver, uuid: &str) -> String {
+        let cmd = Command::Assign {
+            uniqueid: uuid.into(),
+            session: crate::session::SessionId("s".into()),
+            bridge: "handoff-s".into(),
+            group: "s/phone".into(),
+            preferred: Path::Data,
+        };
+        d.command(&cmd, 10);
+        sent(d)
+    }
+
+    #[test]
+    fn a_parked_leg_arrives_joins_muted_and_one_leg_feeds_the_mix() {
+        let mut d = ready();
+        let ev = park(&mut d, "u1", "data", "alice-app");
+        let [DriverEvent::Input(Input::LegArrived(leg))] = &ev[..] else { panic!("{ev:?}") };
+        assert_eq!((leg.endpoint.as_str(), leg.path, leg.far.as_str()), ("alice-app", Path::Data, "15550002"));
+        assert_eq!(leg.token, "ab-12", "only letters, digits and - pass");
+        assert_eq!(
+            assign(&mut d, "u1"),
+            "api uuid_transfer u1 answer,conference:handoff-s@handoff+flags{mute} inline\n\n"
+        );
+        // The first leg in feeds the mix: no switch to report.
+        assert_eq!(join(&mut d, "u1", "5"), vec![DriverEvent::Input(Input::LegJoined { uniqueid: "u1".into() })]);
+        assert_eq!(sent(&mut d), "api conference handoff-s unmute 5\n\n");
+        // The carrier leg stays muted while the preferred data leg feeds.
+        park(&mut d, "u2", "carrier", "carrier");
+        assign(&mut d, "u2");
+        join(&mut d, "u2", "6");
+        assert_eq!(sent(&mut d), "");
+        // Wi-Fi gone: FreeSWITCH's media timeout hangs the data leg up; the carrier leg is
+        // unmuted on that event.
+        let ev =
+            event(&mut d, &[("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "u1"), ("Hangup-Cause", "MEDIA_TIMEOUT")]);
+        assert_eq!(sent(&mut d), "api conference handoff-s unmute 6\n\n");
+        assert_eq!(
+            ev,
+            vec![
+                DriverEvent::Failover { gap_ms: None },
+                DriverEvent::Input(Input::LegSwitched {
+                    uniqueid: "u2".into(),
+                    to: Path::Carrier,
+                    reason: "the data leg hung up (MEDIA_TIMEOUT)".into()
+                })
+            ]
+        );
+        // The app calls back in: the preferred path takes the mix back, muting first.
+        park(&mut d, "u3", "data", "alice-app");
+        assign(&mut d, "u3");
+        let ev = join(&mut d, "u3", "7");
+        assert_eq!(sent(&mut d), "api conference handoff-s mute 6\n\napi conference handoff-s unmute 7\n\n");
+        assert_eq!(
+            ev[1],
+            DriverEvent::Input(Input::LegSwitched {
+                uniqueid: "u3".into(),
+                to: Path::Data,
+                reason: "the data leg joined".into()
+            })
+        );
+        assert_eq!(ev.len(), 2, "a leg joining is no failover");
+    }
+
+    #[test]
+    fn bad_dial_plan_values_are_refused_on_the_call_not_dropped() {
+        let mut d = ready();
+        assert!(park(&mut d, "u9", "wifi", "alice-app").is_empty());
+        assert_eq!(
+            sent(&mut d),
+            "api uuid_setvar u9 handoff_reason the dial plan set handoff_path to 'wifi': must be data or carrier\n\n\
+             api uuid_setvar u9 handoff_status REFUSED\n\n\
+             api uuid_transfer u9 handoff-refused XML handoff\n\n"
+        );
+        let far = Command::OriginateFar {
+            session: crate::session::SessionId("s".into()),
+            uniqueid: "s-far".into(),
+            number: "1}sofia/gateway/evil/2".into(),
+            bridge: "handoff-s".into(),
+            caller_id: String::new(),
+        };
+        d.command(&far, 10);
+        assert_eq!(sent(&mut d), "");
+        let ev = events(&mut d);
+        assert!(
+            matches!(&ev[..], [DriverEvent::Input(Input::FarFailed { no_channel: true, reason, .. })] if reason.contains("cannot carry")),
+            "{ev:?}"
+        );
+        // A refusal's reason is one line even if a caller ID smuggled a line break in.
+        d.command(&Command::Refuse { uniqueid: "u8".into(), reason: "unknown caller ID 'x\r\ny'".into() }, 11);
+        assert!(sent(&mut d).starts_with("api uuid_setvar u8 handoff_reason unknown caller ID 'x  y'\n\n"));
+    }
+}
