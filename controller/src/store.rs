@@ -760,4 +760,145 @@ mod tests {
         let ok: User = decode(&encode(&User { name: "a".into(), created: UnixMs(5) })).unwrap();
         assert_eq!(ok.created, UnixMs(5));
     }
+
+    fn fresh() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        (dir, store)
+    }
+
+    fn device(id: &str, user: &str, endpoint: &str, number: &str) -> Device {
+        Device {
+            id: id.into(),
+            user: user.into(),
+            name: format!("{id} of {user}"),
+            data_endpoint: Some(endpoint.into()),
+            carrier_number: Some(number.into()),
+        }
+    }
+
+    fn ticket(n: u8) -> TicketRecord {
+        TicketRecord {
+            hash: TicketHash([n; 32]),
+            user: "alice".into(),
+            session: "s1".into(),
+            from_device: "phone".into(),
+            to_device: "desk".into(),
+            issued: UnixMs(1_000),
+            expires: UnixMs(31_000),
+            presented: None,
+        }
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_store_is_in_use() {
+        let (dir, _store) = fresh();
+        let Err(err) = Store::open(dir.path().join("store")) else { panic!("a second open must fail") };
+        assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+        assert!(err.to_string().ends_with("is in use (is handoffd running?)"), "{err}");
+    }
+
+    #[test]
+    fn devices_are_unique_by_id_endpoint_and_number_and_need_their_user() {
+        let (_dir, store) = fresh();
+        assert!(matches!(
+            store.add_device(&device("phone", "alice", "alice-app", "+4930123456")),
+            Err(StoreError::NoSuchUser { .. })
+        ));
+        store.add_user("alice", UnixMs(1)).unwrap();
+        store.add_user("bob", UnixMs(1)).unwrap();
+        assert!(matches!(store.add_user("alice", UnixMs(2)), Err(StoreError::UserExists { .. })));
+        store.add_device(&device("phone", "alice", "alice-app", "+4930123456")).unwrap();
+        assert!(matches!(
+            store.add_device(&device("phone", "bob", "bob-app", "+4930999999")),
+            Err(StoreError::DeviceExists { .. })
+        ));
+        let taken = store.add_device(&device("bobs", "bob", "alice-app", "+4930999999")).unwrap_err();
+        assert_eq!(taken.to_string().split(": ").last(), Some("endpoint alice-app already belongs to device phone"));
+        assert!(matches!(
+            store.add_device(&device("bobs", "bob", "bob-app", "+4930123456")),
+            Err(StoreError::Taken { what: "number", .. })
+        ));
+        // The refused devices left nothing behind, not even index entries.
+        assert_eq!(store.list_devices().unwrap().len(), 1);
+        assert_eq!(store.device_by_endpoint("bob-app").unwrap(), None);
+        assert_eq!(store.device_by_number("+4930999999").unwrap(), None);
+        assert_eq!(store.device_by_number("+4930123456").unwrap().map(|d| d.id), Some("phone".into()));
+        // Removing a device frees its endpoint and number.
+        assert!(store.remove_device("phone").unwrap().is_some());
+        assert_eq!(store.device_by_endpoint("alice-app").unwrap(), None);
+        store.add_device(&device("bobs", "bob", "alice-app", "+4930123456")).unwrap();
+    }
+
+    #[test]
+    fn a_ticket_is_spent_exactly_once_among_concurrent_presenters() {
+        let (_dir, store) = fresh();
+        store.put_ticket(&ticket(7)).unwrap();
+        let winners: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = store.clone();
+                    s.spawn(move || store.take_ticket(&TicketHash([7; 32]), UnixMs(2_000 + i)).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).filter(|t| t.as_ref().unwrap().presented.is_none()).count()
+        });
+        assert_eq!(winners, 1);
+        let after = store.take_ticket(&TicketHash([7; 32]), UnixMs(9_000)).unwrap().unwrap();
+        assert!(matches!(after.presented, Some(UnixMs(t)) if (2_000..2_008).contains(&t)));
+        assert_eq!(store.take_ticket(&TicketHash([8; 32]), UnixMs(9_000)).unwrap(), None);
+    }
+
+    #[test]
+    fn records_and_audit_numbers_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let store = Store::open(&path).unwrap();
+            let audit = AuditRecord::new(UnixMs(1), "handoffd", AuditAction::MoveRequest, Outcome::Granted);
+            store
+                .apply(&[
+                    Write::PutTicket(ticket(1)),
+                    Write::PutBar(Bar { session: "s1".into(), device: "phone".into(), until: UnixMs(5) }),
+                    Write::Audit(audit.clone()),
+                    Write::Audit(audit),
+                ])
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.list_tickets().unwrap(), vec![ticket(1)]);
+        assert_eq!(store.bar("s1", "phone").unwrap(), Some(UnixMs(5)));
+        let seq = store.audit(&AuditRecord::new(UnixMs(2), "handoffd", AuditAction::Rejoin, Outcome::Refused)).unwrap();
+        assert_eq!(seq, 3, "audit numbering continues after a reopen");
+        assert_eq!(store.audit_since(1).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(store.audit_tail(1).unwrap()[0].1.action, AuditAction::Rejoin);
+        // Expired tickets are kept for the replay window, then purged with ended bars.
+        assert_eq!(store.purge_expired(UnixMs(31_000), 60_000).unwrap(), (0, 1));
+        assert_eq!(store.purge_expired(UnixMs(91_000), 60_000).unwrap(), (1, 0));
+    }
+
+    #[test]
+    fn bad_ids_and_undecodable_records_are_named() {
+        let (_dir, store) = fresh();
+        let err = store.add_user("", UnixMs(1)).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { what: "user name", .. }), "{err}");
+        store.inner.users.insert("mallory", b"{not json".to_vec()).unwrap();
+        let err = store.get_user("mallory").unwrap_err();
+        assert!(err.to_string().contains("users key \"mallory\""), "{err}");
+        assert!(matches!(err, StoreError::Corrupt { tree: "users", .. }));
+    }
+
+    #[test]
+    fn a_store_from_a_newer_handoff_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let store = Store::open(&path).unwrap();
+            let meta = store.inner.db.open_tree("meta").unwrap();
+            meta.insert("schema", encode(&(SCHEMA_VERSION + 1))).unwrap();
+            store.flush().unwrap();
+        }
+        let Err(err) = Store::open(&path) else { panic!("a newer schema must be refused") };
+        assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    }
 }
