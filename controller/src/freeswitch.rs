@@ -849,6 +849,28 @@ mod tests {
     }
 
     #[test]
+    fn a_pin_keyed_in_for_a_move_is_read_once_and_cleared_from_the_channel() {
+        let mut d = ready();
+        let ev = event(
+            &mut d,
+            &[
+                ("Event-Name", "CHANNEL_PARK"),
+                ("Unique-ID", "u4"),
+                ("Channel-Name", "sofia/internal/alice-desk@10.0.0.2"),
+                ("variable_handoff_far", "move"),
+                ("variable_handoff_path", "data"),
+                ("variable_handoff_token", "pin-2468"),
+            ],
+        );
+        let [DriverEvent::Input(Input::LegArrived(leg))] = &ev[..] else { panic!("{ev:?}") };
+        assert_eq!((leg.endpoint.as_str(), leg.far.as_str(), leg.token.as_str()), ("alice-desk", "move", "pin-2468"));
+        assert_eq!(sent(&mut d), "api uuid_setvar u4 handoff_token\n\n");
+        // A ticket is spent when presented: nothing to clear.
+        park(&mut d, "u5", "data", "alice-desk");
+        assert_eq!(sent(&mut d), "");
+    }
+
+    #[test]
     fn bad_dial_plan_values_are_refused_on_the_call_not_dropped() {
         let mut d = ready();
         assert!(park(&mut d, "u9", "wifi", "alice-app").is_empty());
