@@ -3,6 +3,12 @@
 //! module's dependency on Debian's asterisk-abi-<sum> must be met), lintian checks them, Asterisk
 //! boots with the installed res_handoff.so, the installed handoffd runs as its system user with
 //! the installed config, a dual-leg call goes through, and `dpkg --purge` leaves nothing behind.
+//!
+//! The systemd side is checked without a running systemd (the root has none as PID 1):
+//! `systemd-analyze verify` on the installed unit, its hardening scored by
+//! `systemd-analyze security --offline`, and a real systemd-journald started in the root, with
+//! handoffd given `JOURNAL_STREAM` as systemd gives it: its log must be journal entries with
+//! priorities and `HANDOFF_` fields that `journalctl HANDOFF_SESSION=<id>` finds, never secrets.
 
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
@@ -11,10 +17,63 @@ use handoff_tests::rtp::Recorder;
 use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp, CARRIER_RTP, DATA_RTP};
 use handoff_tests::testbed::Asterisk;
 use handoff_tests::{repo_root, wait_for};
-use std::process::Command;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 const SEC: Duration = Duration::from_secs(1);
+
+/// The AMI secret of the installed config (the sample's): it must never reach the journal.
+const AMI_SECRET: &str = "change-me-handoffd-secret";
+
+/// systemd-journald running inside the testbed root, stopped (and its files removed) on drop.
+struct Journald {
+    child: Child,
+    root: std::path::PathBuf,
+}
+
+impl Journald {
+    fn start(root: &Path) -> Journald {
+        let _ = std::fs::remove_dir_all(root.join("run/log/journal"));
+        let socket = root.join("run/systemd/journal/socket");
+        let _ = std::fs::remove_file(&socket);
+        std::fs::create_dir_all(root.join("run/systemd/journal")).unwrap();
+        let child = Command::new(repo_root().join("tests/testbed/testbed"))
+            .args(["chroot", "/usr/lib/systemd/systemd-journald"])
+            .spawn()
+            .expect("start systemd-journald in the root");
+        let journald = Journald { child, root: root.to_path_buf() };
+        assert!(wait_for(10 * SEC, || socket.exists().then_some(())).is_some(), "journald's socket did not appear");
+        journald
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(self.root.join("run/log/journal"));
+        let _ = std::fs::remove_dir_all(self.root.join("run/systemd/journal"));
+    }
+}
+
+/// handoffd's journal entries (`journalctl -o json`), with extra match arguments.
+fn journal(ast: &Asterisk, matches: &[&str]) -> Vec<Value> {
+    let mut args = vec!["journalctl", "--no-pager", "-o", "json", "SYSLOG_IDENTIFIER=handoffd"];
+    args.extend_from_slice(matches);
+    let (_, out) = ast.in_root(&args);
+    out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn field<'a>(entry: &'a Value, name: &str) -> &'a str {
+    entry[name].as_str().unwrap_or("")
+}
+
+/// Waits for a journal entry of handoffd whose message contains `needle`.
+fn wait_journal(ast: &Asterisk, needle: &str, limit: Duration) -> Option<Value> {
+    wait_for(limit, || journal(ast, &[]).into_iter().find(|e| field(e, "MESSAGE").contains(needle)))
+}
 
 #[test]
 fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
@@ -48,15 +107,27 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     assert!(passwd.starts_with("handoff:"), "the system user exists: {passwd}");
     let (_, mode) = ast.in_root(&["stat", "-c", "%U:%G %a", "/etc/handoff/handoffd.yaml"]);
     assert_eq!(mode.trim(), "root:handoff 640", "the config with the AMI secret is not world-readable");
+    let unit = "/usr/lib/systemd/system/handoffd.service";
+    let (ok, out) = ast.in_root(&["systemd-analyze", "verify", "--man=no", unit]);
+    assert!(ok, "systemd-analyze verify {unit}: {out}");
+    // Exposure is scored 0–10 (printed), 0–100 for --threshold: 2.0 or lower keeps it "OK".
+    let (ok, out) = ast.in_root(&["systemd-analyze", "security", "--offline=true", "--threshold=20", unit]);
+    println!("{}", out.lines().last().unwrap_or(""));
+    assert!(ok, "the unit's hardening got weaker:\n{out}");
 
     ast.start_installed();
     write_signals(&ast, &tone(440.0, 2.0), &tone(1000.0, 2.0));
     write_carrier_signal(&ast, &tone(440.0, 2.0));
     let ami = AmiClient::connect();
+    let journald = Journald::start(&root);
     let mut cmd = Command::new(repo_root().join("tests/testbed/testbed"));
     cmd.args(["chroot", "setpriv", "--reuid=handoff", "--regid=handoff", "--init-groups", "/usr/bin/handoffd"]);
+    // What systemd sets when the unit's stderr is the journal (device:inode of the stream).
+    cmd.env("JOURNAL_STREAM", "0:0");
     let handoffd = Handoffd::from_command(cmd);
-    assert!(handoffd.wait_log("logged in to AMI", 10 * SEC).is_some(), "{:#?}", handoffd.log());
+    let login = wait_journal(&ast, "logged in to AMI", 10 * SEC);
+    assert!(login.is_some(), "stderr: {:#?}\njournal: {:#?}", handoffd.log(), journal(&ast, &[]));
+    assert_eq!(field(&login.unwrap(), "PRIORITY"), "6", "info is priority 6");
     assert!(wait_for(10 * SEC, || ast
         .cli("handoff show status")
         .contains("Controller:          connected")
@@ -73,7 +144,19 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     carrier.wait(30 * SEC).expect("carrier leg");
     far.wait(30 * SEC).expect("far party");
     assert!(far_rec.packets_with_tone(440.0) >= 100, "the far party heard the phone");
-    assert!(handoffd.log().iter().any(|l| l.contains("paired after")), "{:#?}", handoffd.log());
+    // One call's timeline, by its session field, as the README tells administrators to ask.
+    let paired = wait_journal(&ast, "paired after", 5 * SEC).expect("the pairing is in the journal");
+    let session = field(&paired, "HANDOFF_SESSION").to_string();
+    assert!(!session.is_empty(), "timeline entries carry HANDOFF_SESSION: {paired:#}");
+    assert_eq!(field(&paired, "TARGET"), "handoff::timeline");
+    let timeline = journal(&ast, &[&format!("HANDOFF_SESSION={session}")]);
+    assert!(timeline.len() >= 3, "journalctl HANDOFF_SESSION={session} finds the call's timeline: {timeline:#?}");
+    assert!(timeline.iter().all(|e| !field(e, "HANDOFF_AT_MS").is_empty()), "{timeline:#?}");
+    assert!(
+        !handoffd.log().iter().any(|l| l.contains("paired after")),
+        "under the journal, nothing is logged twice on stderr: {:#?}",
+        handoffd.log()
+    );
     let (_, mode) = ast.in_root(&["stat", "-c", "%U:%G %a", "/etc/handoff/pepper", "/etc/handoff/admin-token"]);
     assert_eq!(mode.trim(), "handoff:handoff 600\nhandoff:handoff 600", "the pepper and the admin token are private");
     let (ok, devices) = ast.in_root(&["handoffctl", "device", "list"]);
@@ -88,6 +171,10 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     assert!(audited.is_some(), "the call's end is audited: {}", ast.in_root(&["handoffctl", "audit"]).1);
     assert!(wait_for(5 * SEC, || ami.channels().is_empty().then_some(())).is_some());
     drop(handoffd);
+    let everything = journal(&ast, &[]);
+    println!("journal: {} entries of handoffd", everything.len());
+    assert!(!everything.iter().any(|e| e.to_string().contains(AMI_SECRET)), "the AMI secret reached the journal");
+    drop(journald);
     ast.stop();
 
     let (ok, out) = ast.in_root(&["dpkg", "--purge", "handoffd", "handoff-asterisk"]);

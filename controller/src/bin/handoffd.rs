@@ -78,7 +78,8 @@ fn usage_error(msg: &str) -> ExitCode {
 }
 
 /// Logs to the systemd journal natively when started by systemd (`JOURNAL_STREAM` names the
-/// journal stream stderr is connected to): every event becomes a journal entry with PRIORITY,
+/// journal stream stderr is connected to): every event becomes a journal entry with PRIORITY
+/// (error 3, warn 4, info 6, debug and trace 7),
 /// TARGET and its fields as `HANDOFF_SESSION=`, `HANDOFF_AT_MS=`, ... so that
 /// `journalctl -u handoffd HANDOFF_SESSION=...` finds one call's timeline. Elsewhere, plain lines on
 /// stderr. `RUST_LOG` overrides `log.level`.
@@ -91,8 +92,20 @@ fn init_logging(level: &str) {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         match tracing_journald::layer() {
             Ok(journal) => {
-                let journal =
-                    journal.with_syslog_identifier("handoffd".into()).with_field_prefix(Some("HANDOFF".into()));
+                // syslog's meanings: per-call info lines are routine (6), not notices (5, the
+                // crate's default), so that `journalctl -p notice` shows only what needs a look.
+                use tracing_journald::{Priority, PriorityMappings};
+                let priorities = PriorityMappings {
+                    error: Priority::Error,
+                    warn: Priority::Warning,
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    trace: Priority::Debug,
+                };
+                let journal = journal
+                    .with_syslog_identifier("handoffd".into())
+                    .with_field_prefix(Some("HANDOFF".into()))
+                    .with_priority_mappings(priorities);
                 tracing_subscriber::registry().with(filter).with(journal).init();
                 return;
             }
