@@ -244,11 +244,12 @@ impl FreeSwitchDriver {
                 }
             }
             Output::Disconnected { notice, .. } => {
-                let why = notice
-                    .map(|n| n.text().lines().next().unwrap_or("").trim().to_string())
-                    .filter(|t| !t.is_empty())
-                    .unwrap_or_else(|| "FreeSWITCH closed the connection".into());
-                self.lost(format!("FreeSWITCH disconnected: {why}"));
+                let notice =
+                    notice.map(|n| n.text().lines().next().unwrap_or("").trim().to_string()).filter(|t| !t.is_empty());
+                self.lost(match notice {
+                    Some(text) => format!("FreeSWITCH disconnected: {text}"),
+                    None => "FreeSWITCH closed the connection".into(),
+                });
             }
             Output::Skipped(e) => warn!("bad ESL input from {}: {e}", self.esl.address()),
             Output::Replied { .. } | Output::JobAccepted { .. } | Output::Connected { .. } | Output::Log(_) => {}
@@ -868,6 +869,52 @@ mod tests {
         // A ticket is spent when presented: nothing to clear.
         park(&mut d, "u5", "data", "alice-desk");
         assert_eq!(sent(&mut d), "");
+    }
+
+    /// An api response frame, as FreeSWITCH sends it.
+    fn api_response(text: &str) -> Vec<u8> {
+        format!("Content-Type: api/response\nContent-Length: {}\n\n{text}", text.len()).into_bytes()
+    }
+
+    #[test]
+    fn err_replies_and_unknown_calls_change_nothing_and_bad_frames_drop_the_link() {
+        let mut d = ready();
+        park(&mut d, "u1", "data", "alice-app");
+        assign(&mut d, "u1");
+        // The leg hung up between its park and handoffd's transfer: -ERR, noted, nothing else.
+        d.receive(&api_response("-ERR No such channel!\n"), 20);
+        assert_eq!(events(&mut d), vec![]);
+        assert_eq!(sent(&mut d), "");
+        // Events of calls handoffd never saw: no command, only what the session machine ignores.
+        let ev = event(&mut d, &[("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "nobody")]);
+        assert_eq!(ev, vec![]);
+        let ev = event(&mut d, &[("Event-Name", "CHANNEL_ANSWER"), ("Unique-ID", "nobody")]);
+        assert_eq!(ev, vec![]);
+        let ev = event(
+            &mut d,
+            &[("Event-Name", "CHANNEL_HANGUP_COMPLETE"), ("Unique-ID", "nobody"), ("Hangup-Cause", "NORMAL_CLEARING")],
+        );
+        assert!(matches!(&ev[..], [DriverEvent::Input(Input::Hangup { cause: 16, .. })]), "{ev:?}");
+        assert_eq!(sent(&mut d), "");
+        // The link still works: the leg's own hangup reaches the session machine.
+        let ev = event(
+            &mut d,
+            &[("Event-Name", "CHANNEL_HANGUP_COMPLETE"), ("Unique-ID", "u1"), ("Hangup-Cause", "ORIGINATOR_CANCEL")],
+        );
+        assert!(matches!(&ev[..], [DriverEvent::Input(Input::Hangup { cause: 16, .. })]), "{ev:?}");
+
+        // An oversized frame: the link is dropped with a reason naming it (then reconnected).
+        d.receive(b"Content-Type: api/response\nContent-Length: 99999999\n\n", 30);
+        let ev = events(&mut d);
+        let [DriverEvent::Down(LinkError::Lost { why, .. })] = &ev[..] else { panic!("{ev:?}") };
+        assert!(why.contains("Content-Length 99999999 exceeds"), "{why}");
+
+        // A dropped socket.
+        let mut d = ready();
+        d.closed(40);
+        let ev = events(&mut d);
+        let [DriverEvent::Down(LinkError::Lost { why, .. })] = &ev[..] else { panic!("{ev:?}") };
+        assert_eq!(why, "FreeSWITCH closed the connection");
     }
 
     #[test]
