@@ -768,21 +768,20 @@ fn syntax_error(file: &str, message: &str) -> ConfigError {
 }
 
 impl Config {
-    /// The link settings of the PBX handoffd drives (validation made sure its section is there).
+    /// The link settings of the PBX handoffd drives (validation made sure its section is there;
+    /// a config built by hand without it gets the AMI defaults).
     pub fn link(&self) -> LinkSettings {
+        let of = |address, connect_timeout_ms, reconnect_initial_ms, reconnect_max_ms| LinkSettings {
+            address,
+            connect_timeout_ms,
+            reconnect_initial_ms,
+            reconnect_max_ms,
+        };
         match (self.pbx, &self.ami, &self.esl) {
-            (Pbx::Freeswitch, _, Some(e)) => LinkSettings {
-                address: e.address(),
-                connect_timeout_ms: e.connect_timeout_ms,
-                reconnect_initial_ms: e.reconnect_initial_ms,
-                reconnect_max_ms: e.reconnect_max_ms,
-            },
-            (_, Some(a), _) => LinkSettings {
-                address: a.address(),
-                connect_timeout_ms: a.connect_timeout_ms,
-                reconnect_initial_ms: a.reconnect_initial_ms,
-                reconnect_max_ms: a.reconnect_max_ms,
-            },
+            (Pbx::Freeswitch, _, Some(e)) => {
+                of(e.address(), e.connect_timeout_ms, e.reconnect_initial_ms, e.reconnect_max_ms)
+            }
+            (_, Some(a), _) => of(a.address(), a.connect_timeout_ms, a.reconnect_initial_ms, a.reconnect_max_ms),
             _ => LinkSettings {
                 address: join_host_port(&default_host(), default_port()),
                 connect_timeout_ms: default_connect_timeout(),
@@ -792,12 +791,17 @@ impl Config {
         }
     }
 
+    /// The path whose leg feeds the mix when both of a device's legs are healthy.
+    pub fn preferred_path(&self) -> crate::session::Path {
+        crate::session::Path::parse(&self.sessions.preferred_path).unwrap_or(crate::session::Path::Data)
+    }
+
     /// The session core's rules and device registry from this config.
     pub fn session_rules(&self) -> (crate::session::Rules, Vec<crate::session::Device>) {
         let rules = crate::session::Rules {
             bridge_prefix: self.conference.name_prefix.clone(),
             default_caller_id: self.far.caller_id.clone(),
-            preferred: crate::session::Path::parse(&self.sessions.preferred_path).unwrap_or(crate::session::Path::Data),
+            preferred: self.preferred_path(),
             grace_ms: u64::from(self.sessions.grace_s) * 1000,
             leg_dead_after_ms: u64::from(self.sessions.leg_dead_after_s) * 1000,
             pair_window_ms: u64::from(self.sessions.pair_window_s) * 1000,

@@ -8,7 +8,7 @@
 //! Sessions survive a dropped link: media lives in the PBX.
 
 use crate::asterisk::AsteriskDriver;
-use crate::config::{Config, Pbx};
+use crate::config::{Config, LinkSettings, Pbx};
 use crate::freeswitch::FreeSwitchDriver;
 use crate::moves::{Restore, Ticket};
 pub use crate::pbx::LinkError;
@@ -451,7 +451,7 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = link(&mut ctl, driver.as_mut()) => r,
+            r = link(&mut ctl, driver.as_mut(), &settings) => r,
             _ = &mut shutdown => {
                 info!("shutting down; {} session(s) open stay up in {}", ctl.sessions.len(), driver.pbx());
                 return Ok(());
@@ -517,16 +517,15 @@ async fn serve_metrics(listen: String, metrics: std::sync::Arc<crate::metrics::M
 }
 
 /// One connection to the PBX: returns why it ended.
-async fn link(ctl: &mut Controller, driver: &mut dyn Driver) -> LinkError {
-    let addr = ctl.cfg.link().address;
+async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSettings) -> LinkError {
+    let addr = settings.address.clone();
     let unreachable = |why: String| LinkError::Unreachable {
         pbx: driver.endpoint_name(),
         addr: addr.clone(),
         why,
         hint: driver.unreachable_hint(),
     };
-    let connect =
-        tokio::time::timeout(Duration::from_millis(ctl.cfg.link().connect_timeout_ms), TcpStream::connect(&addr));
+    let connect = tokio::time::timeout(Duration::from_millis(settings.connect_timeout_ms), TcpStream::connect(&addr));
     let mut stream = match connect.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return unreachable(e.to_string()),

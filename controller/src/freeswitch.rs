@@ -89,6 +89,8 @@ struct Group {
 pub struct FreeSwitchDriver {
     cfg: Config,
     esl: Esl,
+    /// `sessions.preferred_path`: the leg that feeds when a device has both in the conference.
+    preferred: Path,
     client: Option<Client>,
     phase: Phase,
     /// Events that came while the snapshot was read.
@@ -112,6 +114,7 @@ impl FreeSwitchDriver {
     /// A driver for the event socket `esl`; `cfg` supplies the far gateway and the prefix.
     pub fn new(cfg: Config, esl: Esl) -> Self {
         Self {
+            preferred: cfg.preferred_path(),
             cfg,
             esl,
             client: None,
@@ -482,12 +485,8 @@ impl FreeSwitchDriver {
         let joined: BTreeMap<&String, &MixLeg> =
             self.legs.iter().filter(|(_, l)| l.group == group && l.member.is_some()).collect();
         let current = g.feeder.as_ref().filter(|f| joined.contains_key(f)).cloned();
-        let want = joined
-            .iter()
-            .find(|(_, l)| l.path == g.preferred)
-            .map(|(u, _)| (*u).clone())
-            .or_else(|| current.clone())
-            .or_else(|| joined.keys().next().map(|u| (*u).clone()));
+        let want = choose_feeder(joined.iter().map(|(u, l)| (u.as_str(), l.path)), g.preferred, current.as_deref())
+            .map(str::to_string);
         let Some(want) = want else {
             if let Some(g) = self.groups.get_mut(group) {
                 g.feeder = None;
@@ -525,6 +524,17 @@ impl FreeSwitchDriver {
         let (ext, ctx) = (self.esl.refused_extension.clone(), self.esl.context.clone());
         self.api(format!("uuid_transfer {uuid} {ext} XML {ctx}"), now);
     }
+}
+
+/// The leg that should feed a device's mix, of the legs in the conference (`joined`, with their
+/// paths): the preferred path's, else the one feeding now (`current`), else the first.
+fn choose_feeder<'a>(
+    joined: impl Iterator<Item = (&'a str, Path)> + Clone,
+    preferred: Path,
+    current: Option<&'a str>,
+) -> Option<&'a str> {
+    let first = joined.clone().next().map(|(u, _)| u);
+    joined.into_iter().find(|(_, p)| *p == preferred).map(|(u, _)| u).or(current).or(first)
 }
 
 /// The conference name in `conference` application data (`handoff-x@handoff+flags{mute}`).
@@ -644,7 +654,7 @@ impl Driver for FreeSwitchDriver {
 
     fn adopted(&mut self, found: &Found, now: Millis) {
         let group = format!("{}/{}", found.session, found.device);
-        let preferred = self.cfg.session_rules().0.preferred;
+        let preferred = self.preferred;
         let mut speaking = Vec::new();
         for (uuid, _, path) in &found.legs {
             let member = self.members.get(uuid).copied();
@@ -657,15 +667,8 @@ impl Driver for FreeSwitchDriver {
         }
         // One voice per device: keep the preferred path's leg (or one already speaking) and
         // mute any other leg that speaks.
-        let joined = |l: &&(String, String, Path)| self.members.contains_key(&l.0);
-        let want = found
-            .legs
-            .iter()
-            .filter(joined)
-            .find(|l| l.2 == preferred)
-            .map(|l| l.0.clone())
-            .or_else(|| speaking.first().cloned())
-            .or_else(|| found.legs.iter().find(joined).map(|l| l.0.clone()));
+        let joined = found.legs.iter().filter(|l| self.members.contains_key(&l.0)).map(|(u, _, p)| (u.as_str(), *p));
+        let want = choose_feeder(joined, preferred, speaking.first().map(String::as_str)).map(str::to_string);
         for uuid in speaking.iter().filter(|u| Some(*u) != want.as_ref()) {
             if let Some((m, _)) = self.members.get(uuid).copied() {
                 self.api(format!("conference {} mute {m}", found.bridge), now);
