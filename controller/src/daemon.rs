@@ -433,12 +433,19 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
         let api = crate::api::Api::new(ctl.service.clone(), admin_token, &ctl.cfg.api, tx, ctl.metrics.clone());
         crate::api::serve(ctl.cfg.api.listen.clone(), std::sync::Arc::new(api)).await;
     }
-    // Tickets and bars that ran out while handoffd was down.
-    match ctl.store.purge_expired(UnixMs::now(), 3_600_000) {
-        Ok((t, b)) if t + b > 0 => info!("purged {t} expired ticket(s) and {b} ended bar(s)"),
-        Ok(_) => {}
-        Err(e) => warn!("purging expired tickets: {e}"),
-    }
+    // Tickets, bars and ended sessions that ran out while handoffd was down, then every hour:
+    // a store that runs for months keeps only what a late replay or move needs.
+    housekeeping(&ctl.store);
+    let store = ctl.store.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || housekeeping(&store)).await;
+        }
+    });
     let mut driver: Box<dyn Driver> = match (ctl.cfg.pbx, ctl.cfg.ami.clone(), ctl.cfg.esl.clone()) {
         (Pbx::Freeswitch, _, Some(esl)) => Box::new(FreeSwitchDriver::new(ctl.cfg.clone(), esl)),
         (_, Some(ami), _) => Box::new(AsteriskDriver::new(ctl.cfg.clone(), ami)),
@@ -514,6 +521,27 @@ async fn serve_metrics(listen: String, metrics: std::sync::Arc<crate::metrics::M
             });
         }
     });
+}
+
+/// How often expired tickets, ended bars and old ended sessions are dropped from the store.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How long expired tickets and ended sessions are kept: a replay or a move of an ended call
+/// within this time is refused by name ("ticket already used", "session has ended").
+pub const KEEP_ENDED_MS: u64 = 3_600_000;
+
+fn housekeeping(store: &Store) {
+    let now = UnixMs::now();
+    match store.purge_expired(now, KEEP_ENDED_MS) {
+        Ok((t, b)) if t + b > 0 => info!("purged {t} expired ticket(s) and {b} ended bar(s)"),
+        Ok(_) => {}
+        Err(e) => warn!("purging expired tickets: {e}"),
+    }
+    match store.purge_ended_sessions(now, KEEP_ENDED_MS) {
+        Ok(n) if n > 0 => info!("purged {n} session record(s) ended over an hour ago"),
+        Ok(_) => {}
+        Err(e) => warn!("purging ended sessions: {e}"),
+    }
 }
 
 /// One connection to the PBX: returns why it ended.

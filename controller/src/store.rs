@@ -586,6 +586,20 @@ impl Store {
         Ok((tickets, bars))
     }
 
+    /// Drops the records of sessions that ended more than `keep_ms` before `now` (kept that
+    /// long so that a late move of an ended call is refused as one). Returns how many went.
+    /// Not flushed.
+    pub fn purge_ended_sessions(&self, now: UnixMs, keep_ms: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for s in self.list_sessions()? {
+            if s.state == SessionState::Ended && s.updated.plus_ms(keep_ms) <= now {
+                self.remove_session(&s.id)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
     // ---- bars and lockouts
 
     /// Bars `device` from `session` until `until` (flushed). A later bar replaces an earlier one.
@@ -875,6 +889,29 @@ mod tests {
         // Expired tickets are kept for the replay window, then purged with ended bars.
         assert_eq!(store.purge_expired(UnixMs(31_000), 60_000).unwrap(), (0, 1));
         assert_eq!(store.purge_expired(UnixMs(91_000), 60_000).unwrap(), (1, 0));
+    }
+
+    #[test]
+    fn ended_sessions_are_purged_after_the_keep_time_and_running_ones_never() {
+        let (_dir, store) = fresh();
+        let snapshot = |id: &str, state, updated| SessionSnapshot {
+            id: id.into(),
+            user: "alice".into(),
+            device: "phone".into(),
+            far: None,
+            bridge: format!("handoff-{id}"),
+            legs: Vec::new(),
+            state,
+            updated: UnixMs(updated),
+            far_number: String::new(),
+            barred: Vec::new(),
+        };
+        store.put_session(&snapshot("old", SessionState::Ended, 1_000)).unwrap();
+        store.put_session(&snapshot("new", SessionState::Ended, 50_000)).unwrap();
+        store.put_session(&snapshot("live", SessionState::Connected, 1_000)).unwrap();
+        assert_eq!(store.purge_ended_sessions(UnixMs(61_000), 60_000).unwrap(), 1);
+        let left: Vec<String> = store.list_sessions().unwrap().into_iter().map(|s| s.id).collect();
+        assert_eq!(left, vec!["live".to_string(), "new".to_string()]);
     }
 
     #[test]
