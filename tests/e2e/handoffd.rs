@@ -147,6 +147,34 @@ impl Handoffd {
         text
     }
 
+    /// After a scenario, nothing may be left: no channel or ConfBridge in Asterisk, no leg
+    /// waiting in or watched by `res_handoff.so`, no session open in handoffd
+    /// (`handoff_sessions 0`), and no session record in its store that is not ended or still
+    /// names legs.
+    pub fn assert_nothing_left(&self, ast: &crate::testbed::Asterisk, ami: &crate::ami::AmiClient) {
+        let limit = Duration::from_secs(10);
+        assert!(
+            wait_for(limit, || ami.channels().is_empty().then_some(())).is_some(),
+            "channels left: {:#?}",
+            ami.channels()
+        );
+        assert!(ami.conferences().is_empty(), "conferences left: {:#?}", ami.conferences());
+        let idle = |s: &String| s.contains("Waiting in Handoff(): 0") && s.contains("Watched legs:        0");
+        let status = wait_for(limit, || Some(ast.cli("handoff show status")).filter(idle));
+        assert!(status.is_some(), "the module still holds legs:\n{}", ast.cli("handoff show status"));
+        let closed = wait_for(limit, || self.metrics().contains("\nhandoff_sessions 0\n").then_some(()));
+        assert!(closed.is_some(), "handoffd still holds a session: {:#?}", self.log());
+        let (status, stored) = api("GET", "/v1/admin/sessions", "", Some(&admin_token()));
+        assert_eq!(status, 200, "{stored}");
+        let open: Vec<&serde_json::Value> = stored
+            .as_array()
+            .expect("a list of sessions")
+            .iter()
+            .filter(|s| s["state"] != "ended" || s["legs"].as_array().is_some_and(|l| !l.is_empty()))
+            .collect();
+        assert!(open.is_empty(), "store records of sessions not closed: {open:#?}");
+    }
+
     /// Runs the real `handoffctl` against this handoffd: (exit code, stdout + stderr).
     pub fn ctl(&self, args: &[&str], stdin: &str) -> (i32, String) {
         let bin = target_dir().join("release/handoffctl");

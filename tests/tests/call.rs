@@ -24,22 +24,6 @@ fn ready() -> (Asterisk, AmiClient, Handoffd) {
     (ast, ami, handoffd)
 }
 
-/// After a scenario: nothing may be left in Asterisk, the module or handoffd.
-fn assert_nothing_left(ast: &Asterisk, ami: &AmiClient, handoffd: &Handoffd) {
-    let channels = wait_for(5 * SEC, || {
-        let c = ami.channels();
-        c.is_empty().then_some(c)
-    });
-    assert!(channels.is_some(), "channels left over: {:#?}", ami.channels());
-    assert!(ami.conferences().is_empty(), "conferences left over: {:#?}", ami.conferences());
-    assert!(ast.cli("handoff show status").contains("Waiting in Handoff(): 0"), "{}", ast.cli("handoff show status"));
-    assert!(
-        handoffd.wait_log("0 session(s) open", 5 * SEC).is_some(),
-        "handoffd still holds a session: {:#?}",
-        handoffd.log()
-    );
-}
-
 fn event_named<'a>(name: &'a str) -> impl Fn(&handoff::ami::Event) -> bool + 'a {
     move |e| e.name == name
 }
@@ -91,7 +75,7 @@ fn joined_call_carries_rtp_both_ways_and_the_phone_hangs_up() {
     });
     assert!(hangups.is_some(), "both channels hang up");
     assert!(handoffd.log().iter().any(|l| l.contains("far party answered")), "{:#?}", handoffd.log());
-    assert_nothing_left(&ast, &ami, &handoffd);
+    handoffd.assert_nothing_left(&ast, &ami);
 }
 
 #[test]
@@ -106,5 +90,5 @@ fn far_party_hangup_ends_the_phone_leg() {
     phone.wait(30 * SEC).expect("the phone gets a BYE when the far party hangs up");
     assert!(phone_rec.packets_with_tone(FAR_HZ) >= 50, "media flowed before the hangup");
     assert!(handoffd.log().iter().any(|l| l.contains("far party hung up")), "{:#?}", handoffd.log());
-    assert_nothing_left(&ast, &ami, &handoffd);
+    handoffd.assert_nothing_left(&ast, &ami);
 }

@@ -54,18 +54,6 @@ fn event_after(c: &Call, skip: usize, name: &str, pred: impl Fn(&handoff::ami::E
         .unwrap_or_else(|| panic!("no {name} event; handoffd log:\n{}", c.handoffd.log().join("\n")))
 }
 
-fn assert_nothing_left(c: &Call) {
-    assert!(
-        wait_for(10 * SEC, || c.ami.channels().is_empty().then_some(())).is_some(),
-        "channels left: {:#?}",
-        c.ami.channels()
-    );
-    assert!(c.ami.conferences().is_empty());
-    let status = c.ast.cli("handoff show status");
-    assert!(status.contains("Waiting in Handoff(): 0") && status.contains("Watched legs:        0"), "{status}");
-    assert!(c.handoffd.wait_log("0 session(s) open", 10 * SEC).is_some(), "{:#?}", c.handoffd.log());
-}
-
 #[test]
 fn wifi_cut_mid_call_the_far_party_hears_the_voice_go_on_once() {
     // The user hangs up on the app after 9 s; the carrier leg then gets its BYE from Asterisk.
@@ -140,7 +128,7 @@ fn wifi_cut_mid_call_the_far_party_hears_the_voice_go_on_once() {
     assert!(through.longest_gap_ms <= 120.0, "gap at the far end: {through:?}");
     println!("far end: before the cut {before:?}; through the cut {through:?}");
     assert!(c.handoffd.log().iter().any(|l| l.contains("data leg") && l.contains("stalled")));
-    assert_nothing_left(&c);
+    c.handoffd.assert_nothing_left(&c.ast, &c.ami);
 }
 
 #[test]
@@ -162,5 +150,5 @@ fn a_data_leg_that_stays_cut_is_declared_dead_and_the_call_goes_on_over_the_carr
     let heard = hear(&c.far_rec.packets());
     let all = report(&heard, Instant::now() - 60 * SEC, Instant::now());
     assert!(all.longest_gap_ms <= 120.0, "{all:?}");
-    assert_nothing_left(&c);
+    c.handoffd.assert_nothing_left(&c.ast, &c.ami);
 }

@@ -23,29 +23,21 @@ fn ready() -> (Asterisk, AmiClient, Handoffd) {
     (ast, ami, h)
 }
 
-fn nothing_left(ami: &AmiClient, h: &Handoffd) {
-    assert!(wait_for(10 * SEC, || ami.channels().is_empty().then_some(())).is_some(), "{:#?}", ami.channels());
-    assert!(ami.conferences().is_empty());
-    if h.log().iter().any(|l| l.contains("opened for device")) {
-        assert!(h.wait_log(" 0 session(s) open", 10 * SEC).is_some(), "{:#?}", h.log());
-    }
-}
-
 #[test]
 fn an_unknown_device_is_refused_with_the_reason() {
-    let (_ast, ami, h) = ready();
+    let (ast, ami, h) = ready();
     let mut carol = Sipp::phone_leg("data_leg_uac_refused.xml", "127.0.0.1", 5071, "carol-app", "2000", 40000, 0);
     carol.wait(15 * SEC).expect("carol's leg is refused");
     let refused = ami.wait_event(5 * SEC, |e| e.name == "HandoffLegRefused").expect("AMI event");
     assert_eq!(refused.headers.get("Reason"), Some("unknown device: no registered device has endpoint 'carol-app'"));
     assert!(h.log().iter().any(|l| l.contains("refused data leg") && l.contains("unknown device")));
     assert!(!ami.events().iter().any(|e| e.name == "OriginateResponse"), "no far call for an unknown device");
-    nothing_left(&ami, &h);
+    h.assert_nothing_left(&ast, &ami);
 }
 
 #[test]
 fn a_third_leg_for_a_paired_device_is_refused_and_the_call_goes_on() {
-    let (_ast, ami, h) = ready();
+    let (ast, ami, h) = ready();
     let far_rec = Recorder::bind("127.0.0.3");
     let mut far = Sipp::far_party("far_uas.xml", far_rec.port, None);
     let (r1, r2) = (Recorder::bind("127.0.0.1"), Recorder::bind("127.0.0.2"));
@@ -63,12 +55,12 @@ fn a_third_leg_for_a_paired_device_is_refused_and_the_call_goes_on() {
     data.wait(30 * SEC).expect("the call went on");
     carrier.wait(30 * SEC).expect("carrier leg");
     far.wait(30 * SEC).expect("far party");
-    nothing_left(&ami, &h);
+    h.assert_nothing_left(&ast, &ami);
 }
 
 #[test]
 fn the_same_pairing_token_from_another_device_is_refused() {
-    let (_ast, ami, h) = ready();
+    let (ast, ami, h) = ready();
     let far_rec = Recorder::bind("127.0.0.3");
     let mut far = Sipp::far_party("far_uas.xml", far_rec.port, None);
     let rec = Recorder::bind("127.0.0.1");
@@ -117,12 +109,12 @@ fn the_same_pairing_token_from_another_device_is_refused() {
     assert_eq!(refused.headers.get("Reason"), Some("pairing token already used by device 'alice-phone'"));
     alice.wait(30 * SEC).expect("alice's call went on");
     far.wait(30 * SEC).expect("far party");
-    nothing_left(&ami, &h);
+    h.assert_nothing_left(&ast, &ami);
 }
 
 #[test]
 fn a_busy_far_party_ends_the_phone_leg_with_busy() {
-    let (_ast, ami, h) = ready();
+    let (ast, ami, h) = ready();
     let mut far = Sipp::far_party("far_uas_busy.xml", 40002, None);
     let mut data = Sipp::phone_leg("data_leg_uac_any_end.xml", "127.0.0.1", 5071, "alice-app", "2000", 40003, 0);
     far.wait(15 * SEC).expect("far party says busy");
@@ -138,5 +130,5 @@ fn a_busy_far_party_ends_the_phone_leg_with_busy() {
         "{:#?}",
         h.log()
     );
-    nothing_left(&ami, &h);
+    h.assert_nothing_left(&ast, &ami);
 }

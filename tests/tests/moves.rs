@@ -252,7 +252,7 @@ fn the_tablet_takes_the_call_with_an_api_ticket_and_the_phone_is_barred() {
         403,
         "session_ended",
     );
-    let _ = &c.ast;
+    c.handoffd.assert_nothing_left(&c.ast, &c.ami);
 }
 
 #[test]
@@ -303,5 +303,5 @@ fn the_feature_code_and_pin_pull_the_call_and_an_expired_ticket_is_refused() {
 
     tab.wait(30 * SEC).expect("the tablet's call");
     c.far.wait(20 * SEC).expect("the far party gets its BYE");
-    let _ = (&c.ast, &c.ami);
+    c.handoffd.assert_nothing_left(&c.ast, &c.ami);
 }

@@ -215,4 +215,5 @@ fn a_killed_handoffd_under_50_sessions_drops_no_call_and_keeps_enforcing_tickets
         (audit.matches("session_end").count() >= SESSIONS).then_some(())
     });
     assert!(ended.is_some(), "every session's end is audited");
+    second.assert_nothing_left(&ast, &ami);
 }
