@@ -3,6 +3,8 @@
 //! module's dependency on Debian's asterisk-abi-<sum> must be met), lintian checks them, Asterisk
 //! boots with the installed res_handoff.so, the installed handoffd runs as its system user with
 //! the installed config, a dual-leg call goes through, and `dpkg --purge` leaves nothing behind.
+//! Two builds of the same tree give the same bytes; the unit is enabled on install even where
+//! systemd does not run (an image or chroot) and its enable link goes on purge.
 //!
 //! The systemd side is checked without a running systemd (the root has none as PID 1):
 //! `systemd-analyze verify` on the installed unit, its hardening scored by
@@ -78,8 +80,11 @@ fn wait_journal(ast: &Asterisk, needle: &str, limit: Duration) -> Option<Value> 
 #[test]
 fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     let ast = Asterisk::take_turn();
-    let out = Command::new(repo_root().join("packaging/build-debs")).output().unwrap();
-    assert!(out.status.success(), "build-debs: {}", String::from_utf8_lossy(&out.stderr));
+    // Reproducible: two builds of the same tree give the same bytes (no build time inside).
+    let first = build_debs();
+    std::thread::sleep(Duration::from_millis(1_100));
+    let second = build_debs();
+    assert_eq!(first, second, "two builds of the same tree differ: not reproducible");
     let root = ast.root();
     let staged = root.join("tmp/handoff-debs");
     let _ = std::fs::remove_dir_all(&staged);
@@ -107,6 +112,31 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     assert!(passwd.starts_with("handoff:"), "the system user exists: {passwd}");
     let (_, mode) = ast.in_root(&["stat", "-c", "%U:%G %a", "/etc/handoff/handoffd.yaml"]);
     assert_eq!(mode.trim(), "root:handoff 640", "the config with the AMI secret is not world-readable");
+    // Enabled as debhelper enables units, although no systemd runs in the root (an image install).
+    let wants = root.join("etc/systemd/system/multi-user.target.wants/handoffd.service");
+    assert!(wants.is_symlink(), "the unit is enabled on install without a running systemd");
+    for doc in ["handoff-asterisk", "handoffd"] {
+        assert!(root.join(format!("usr/share/doc/{doc}/README.md")).exists(), "{doc} ships the README");
+    }
+    for binary in ["/usr/bin/handoffd", "/usr/lib/x86_64-linux-gnu/asterisk/modules/res_handoff.so"] {
+        let (ok, sections) = ast.in_root(&["readelf", "-S", "--wide", binary]);
+        assert!(ok && sections.contains(".text"), "readelf {binary}: {sections}");
+        assert!(!sections.contains(".comment"), "{binary} keeps a .comment section");
+    }
+    // A reconfigure keeps the administrator's choice of owner and mode for the config.
+    let (ok, out) = ast.in_root(&["chmod", "0600", "/etc/handoff/handoffd.yaml"]);
+    assert!(ok, "{out}");
+    let (ok, out) = ast.in_root(&["dpkg-reconfigure", "handoffd"]);
+    assert!(ok, "dpkg-reconfigure: {out}");
+    let (_, mode) = ast.in_root(&["stat", "-c", "%a", "/etc/handoff/handoffd.yaml"]);
+    assert_eq!(mode.trim(), "600", "a reconfigure reset the config's mode");
+    let (ok, out) = ast.in_root(&["chmod", "0640", "/etc/handoff/handoffd.yaml"]);
+    assert!(ok, "{out}");
+    let (_, unit_text) = ast.in_root(&["cat", "/usr/lib/systemd/system/handoffd.service"]);
+    assert!(
+        unit_text.contains("StateDirectoryMode=0750"),
+        "the unit's state directory mode matches the postinst's 0750"
+    );
     let unit = "/usr/lib/systemd/system/handoffd.service";
     let (ok, out) = ast.in_root(&["systemd-analyze", "verify", "--man=no", unit]);
     assert!(ok, "systemd-analyze verify {unit}: {out}");
@@ -188,5 +218,23 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     assert!(!moddir.flatten().any(|e| e.file_name() == "res_handoff.so"), "res_handoff.so is left after purge");
     let (_, passwd) = ast.in_root(&["getent", "passwd", "handoff"]);
     assert!(passwd.trim().is_empty(), "the system user is removed on purge");
+    assert!(!wants.is_symlink(), "the unit's enable link is left after purge");
     let _ = std::fs::remove_dir_all(&staged);
+}
+
+/// Runs `packaging/build-debs` and returns the SHA-256 of each package, by file name.
+fn build_debs() -> Vec<(String, String)> {
+    let out = Command::new(repo_root().join("packaging/build-debs")).output().unwrap();
+    assert!(out.status.success(), "build-debs: {}", String::from_utf8_lossy(&out.stderr));
+    let mut sums = Vec::new();
+    for entry in std::fs::read_dir(handoff_tests::target_dir().join("debian")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "deb") {
+            let sum = Command::new("sha256sum").arg(&p).output().unwrap();
+            let sum = String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap_or("").to_string();
+            sums.push((p.file_name().unwrap().to_string_lossy().into_owned(), sum));
+        }
+    }
+    sums.sort();
+    sums
 }
