@@ -262,6 +262,19 @@ pub struct Counters {
     pub refused: AtomicU64,
 }
 
+/// A connection's place: its semaphore permit and its count in [`Counters::open`], both given
+/// back when the connection's task ends, however it ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn held(n: u64) -> String {
     if n == 0 {
         String::new()
@@ -311,7 +324,7 @@ where
                     continue;
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
                 drop(conn);
                 if let Some(n) = over_cap.allow(Instant::now()) {
@@ -323,8 +336,9 @@ where
                 }
                 continue;
             };
-            let (handler, counters, refusals) = (handler.clone(), counters.clone(), refusals.clone());
+            let (handler, refusals) = (handler.clone(), refusals.clone());
             counters.open.fetch_add(1, Ordering::Relaxed);
+            let slot = Slot { _permit: permit, counters: counters.clone() };
             tokio::spawn(async move {
                 let response =
                     match tokio::time::timeout(limits.read_timeout, read_request(&mut conn, limits.max_body)).await {
@@ -346,7 +360,6 @@ where
                     }
                     let _ = tokio::time::timeout(WRITE_TIMEOUT, conn.write_all(&encode(&b.response()))).await;
                 }
-                counters.open.fetch_sub(1, Ordering::Relaxed);
                 drop(slot);
             });
         }
