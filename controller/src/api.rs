@@ -1,5 +1,6 @@
 //! handoffd's HTTP API (loopback by default, `api.listen`): moves for the users' apps and
-//! administration for `handoffctl`. HTTP/1.1, one request per connection, JSON bodies.
+//! administration for `handoffctl`. HTTP/1.1, one request per connection, JSON bodies, served by
+//! [`crate::http`] (connection cap, time limits, strict heads).
 //!
 //! | method | path                          | who            | what |
 //! |--------|-------------------------------|----------------|------|
@@ -12,9 +13,11 @@
 //! | POST   | `/v1/admin/unlock`            | handoffctl     | `{"user"}` |
 //!
 //! Admin requests carry `Authorization: Bearer <api.admin_token_file>`, compared in constant
-//! time. Refusals are JSON `{"error":"<code>","reason":"<one line>"}`: 400 malformed, 401
+//! time. Refusals are JSON `{"error":"<code>","reason":"<one line>"}`: 400 malformed (bad
+//! JSON, a duplicate key, a control character in a name, a duplicate `Content-Length`), 401
 //! wrong PIN or admin token, 403 refused move, 404, 405, 413 body over `api.max_body_bytes`,
-//! 429 too many requests from one address or user locked out. Bodies and PINs are never
+//! 408 request not sent within 5 s, 429 too many requests from one address or user locked
+//! out, 431 head over 8 KiB. Bodies and PINs are never
 //! logged.
 
 use crate::credentials::Passcode;
@@ -27,15 +30,17 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-/// Largest request head (request line and headers).
-pub const MAX_HEAD_BYTES: usize = 8192;
 /// How long a client may take to send its request.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections the API serves at once (fewer if the descriptor limit is low, see
+/// [`crate::http::connection_cap`]); past it, new ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Client addresses the per-minute rate limit remembers; past it, requests from addresses it
+/// does not know yet are answered 429 until the oldest entries are a minute old.
+pub const MAX_RATE_ENTRIES: usize = 10_000;
 
 /// What the API tells the daemon's link loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +59,7 @@ pub struct Api {
     pub notify: tokio::sync::mpsc::UnboundedSender<Notice>,
     pub metrics: Arc<crate::metrics::Metrics>,
     rate: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    rate_log: crate::http::LogLimiter,
 }
 
 /// A response: status and JSON body.
@@ -71,165 +77,37 @@ fn error(status: u16, code: &str, reason: impl std::fmt::Display) -> Reply {
     reply(status, json!({ "error": code, "reason": reason.to_string() }))
 }
 
-/// A parsed request.
-#[derive(Debug)]
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub authorization: Option<String>,
-    pub body: Vec<u8>,
-}
+pub use crate::http::Request;
 
-/// Why a request could not be read: answered with this status, then the connection closes.
-#[derive(Debug, PartialEq)]
-pub struct BadRequest {
-    pub status: u16,
-    pub code: &'static str,
-    pub reason: String,
-}
-
-fn bad(status: u16, code: &'static str, reason: impl Into<String>) -> BadRequest {
-    BadRequest { status, code, reason: reason.into() }
-}
-
-/// Parses a request head (everything before the blank line). Sans-I/O, for tests and fuzzing.
-pub fn parse_head(head: &[u8]) -> Result<(Request, usize), BadRequest> {
-    let text = std::str::from_utf8(head).map_err(|_| bad(400, "malformed", "request head is not UTF-8"))?;
-    let mut lines = text.split("\r\n");
-    let line = lines.next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad(400, "malformed", "request line is not METHOD PATH HTTP/1.x"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad(400, "malformed", format!("unsupported protocol {version:?}")));
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut req = Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        authorization: None,
-        body: Vec::new(),
-    };
-    let mut length = 0usize;
-    for h in lines.filter(|l| !l.is_empty()) {
-        let Some((name, value)) = h.split_once(':') else {
-            return Err(bad(400, "malformed", "header line without a colon"));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse().map_err(|_| bad(400, "malformed", "Content-Length is not a number"))?;
-        } else if name.eq_ignore_ascii_case("authorization") {
-            req.authorization = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(bad(400, "malformed", "chunked bodies are not accepted; send Content-Length"));
-        }
-    }
-    Ok((req, length))
-}
-
-async fn read_request(conn: &mut TcpStream, max_body: usize) -> Result<Request, BadRequest> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Err(bad(431, "head_too_large", format!("request head over {MAX_HEAD_BYTES} bytes")));
-        }
-        match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Err(bad(400, "malformed", "connection closed before the request ended")),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let (mut req, length) = parse_head(&buf[..head_end])?;
-    if length > max_body {
-        return Err(bad(413, "body_too_large", format!("body of {length} bytes is over the limit of {max_body}")));
-    }
-    let mut body = buf.split_off(head_end + 4);
-    while body.len() < length {
-        match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Err(bad(400, "malformed", "connection closed before the body ended")),
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    if body.len() > length {
-        return Err(bad(400, "malformed", "more bytes than Content-Length"));
-    }
-    req.body = body;
-    Ok(req)
-}
-
-fn status_text(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    }
-}
-
-async fn write_reply(conn: &mut TcpStream, r: &Reply) {
-    let body = r.body.to_string();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        r.status,
-        status_text(r.status),
-        body.len()
-    );
-    let _ = conn.write_all(head.as_bytes()).await;
-    let _ = conn.write_all(body.as_bytes()).await;
-}
-
-/// Starts serving on `listen`; a bind failure is logged and handoffd runs on without the API.
+/// Starts serving on `listen` (through [`crate::http::serve`]); a bind failure is logged and
+/// handoffd runs on without the API.
 pub async fn serve(listen: String, api: Arc<Api>) {
-    let listener = match tokio::net::TcpListener::bind(&listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            error!("api: cannot listen on {listen}: {e}; running without the HTTP API (api.listen in handoffd.yaml)");
-            return;
-        }
+    let limits = crate::http::Limits {
+        max_connections: crate::http::connection_cap(MAX_CONNECTIONS, crate::http::open_files_limit(), 2),
+        read_timeout: READ_TIMEOUT,
+        max_body: api.max_body,
     };
-    info!("HTTP API on http://{listen}/v1/");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, peer)) = listener.accept().await else { continue };
-            let api = api.clone();
-            tokio::spawn(async move {
-                let r = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut conn, api.max_body)).await {
-                    Err(_) => error(408, "timeout", "request not received within 5 s"),
-                    Ok(Err(b)) => {
-                        warn!("api: {peer}: refused a request: {}", b.reason);
-                        error(b.status, b.code, b.reason)
-                    }
-                    Ok(Ok(req)) => {
-                        if api.limited(peer.ip()) {
-                            warn!("api: {peer}: over {} requests per minute", api.per_minute);
-                            error(429, "rate_limited", format!("over {} requests per minute", api.per_minute))
-                        } else {
-                            let r = api.handle(&req, &peer.ip().to_string()).await;
-                            info!("api: {peer} {} {} -> {}", req.method, req.path, r.status);
-                            r
-                        }
-                    }
-                };
-                write_reply(&mut conn, &r).await;
-            });
+    let counters = api.metrics.api_http.clone();
+    crate::http::serve("api", &listen, limits, counters, move |req, peer| {
+        let api = api.clone();
+        async move {
+            let r = if api.limited(peer.ip()) {
+                if let Some(n) = api.rate_log.allow(Instant::now()) {
+                    warn!(
+                        "api: {peer}: over {} requests per minute ({n} more refused since the last such line)",
+                        api.per_minute
+                    );
+                }
+                error(429, "rate_limited", format!("over {} requests per minute", api.per_minute))
+            } else {
+                let r = api.handle(&req, &peer.ip().to_string()).await;
+                info!("api: {peer} {} {} -> {}", req.method, req.path, r.status);
+                r
+            };
+            crate::http::Response::json(r.status, &r.body)
         }
-    });
+    })
+    .await;
 }
 
 #[derive(Deserialize)]
@@ -283,6 +161,9 @@ fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, R
             Category::Data if text.starts_with("unknown field") || text.starts_with("missing field") => {
                 text.split(" at line").next().unwrap_or("bad field").to_string()
             }
+            Category::Data if text.starts_with("duplicate field") => {
+                text.split(" at line").next().unwrap_or("").replacen("duplicate field", "duplicate key", 1)
+            }
             Category::Data => "a field has the wrong type (strings expected)".into(),
             Category::Syntax => "not valid JSON".into(),
             Category::Eof => "ends before the JSON does".into(),
@@ -290,6 +171,21 @@ fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, R
         };
         error(400, "malformed", format!("{what} body: {kind} at line {} column {}", e.line(), e.column()))
     })
+}
+
+/// Refuses text fields with control characters (a newline or an escape would forge lines
+/// and terminal output where the value is shown: the audit log, `handoffctl`).
+fn printable(what: &str, fields: &[(&str, Option<&str>)]) -> Result<(), Reply> {
+    for (name, value) in fields {
+        if let Some(c) = value.and_then(|v| v.chars().find(|c| c.is_control())) {
+            return Err(error(
+                400,
+                "malformed",
+                format!("{what} body: field `{name}` contains the control character U+{:04X}", c as u32),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn refusal_reply(r: &Refusal) -> Reply {
@@ -330,6 +226,7 @@ impl Api {
             notify,
             metrics,
             rate: Mutex::new(HashMap::new()),
+            rate_log: crate::http::LogLimiter::default(),
         }
     }
 
@@ -338,6 +235,9 @@ impl Api {
         let mut rate = self.rate.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         rate.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        if rate.len() >= MAX_RATE_ENTRIES && !rate.contains_key(&ip) {
+            return true;
+        }
         let (_, n) = rate.entry(ip).or_insert((now, 0));
         *n += 1;
         *n > self.per_minute
@@ -383,6 +283,11 @@ impl Api {
             Ok(b) => b,
             Err(r) => return r,
         };
+        let fields =
+            [("user", Some(body.user.as_str())), ("device", Some(&body.device)), ("session", body.session.as_deref())];
+        if let Err(r) = printable("move request", &fields) {
+            return r;
+        }
         let actor = format!("api:{peer}:device:{}", body.device);
         let m = &self.metrics;
         let out = self
@@ -467,6 +372,9 @@ impl Api {
                         Ok(b) => b,
                         Err(r) => return r,
                     };
+                    if let Err(r) = printable("user", &[("name", Some(&b.name))]) {
+                        return r;
+                    }
                     match store.add_user(&b.name, now) {
                         Ok(u) => {
                             let _ = audit(AuditAction::UserAdd, format!("user {} added", u.name));
@@ -480,6 +388,16 @@ impl Api {
                         Ok(b) => b,
                         Err(r) => return r,
                     };
+                    let fields = [
+                        ("id", Some(b.id.as_str())),
+                        ("user", Some(&b.user)),
+                        ("name", b.name.as_deref()),
+                        ("endpoint", b.endpoint.as_deref()),
+                        ("number", b.number.as_deref()),
+                    ];
+                    if let Err(r) = printable("device", &fields) {
+                        return r;
+                    }
                     let d = Device {
                         name: b.name.unwrap_or_else(|| b.id.clone()),
                         id: b.id,
@@ -511,6 +429,9 @@ impl Api {
                         Ok(b) => b,
                         Err(r) => return r,
                     };
+                    if let Err(r) = printable("credential", &[("user", Some(&b.user))]) {
+                        return r;
+                    }
                     let code = match Passcode::parse(&b.pin) {
                         Ok(c) => c,
                         Err(e) => return error(400, "weak_pin", e),
@@ -532,6 +453,9 @@ impl Api {
                         Ok(b) => b,
                         Err(r) => return r,
                     };
+                    if let Err(r) = printable("unlock", &[("user", Some(&b.user))]) {
+                        return r;
+                    }
                     match store.clear_failures(&b.user) {
                         Ok(had) => {
                             let _ = audit(AuditAction::Unlock, format!("failures of {} cleared", b.user));
@@ -557,27 +481,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn heads_parse_or_say_what_is_wrong() {
-        let (r, len) =
-            parse_head(b"POST /v1/moves?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nAuthorization: Bearer t")
-                .unwrap();
-        assert_eq!((r.method.as_str(), r.path.as_str(), r.query.as_str(), len), ("POST", "/v1/moves", "x=1", 12));
-        assert_eq!(r.authorization.as_deref(), Some("Bearer t"));
-        for (head, why) in [
-            (&b"GARBAGE"[..], "request line"),
-            (b"GET / SPDY/3", "unsupported protocol"),
-            (b"GET / HTTP/1.1\r\nNoColon", "without a colon"),
-            (b"GET / HTTP/1.1\r\nContent-Length: lots", "not a number"),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked", "chunked"),
-            (b"\xff\xfe", "UTF-8"),
-        ] {
-            let e = parse_head(head).unwrap_err();
-            assert_eq!(e.status, 400);
-            assert!(e.reason.contains(why), "{:?}: {}", String::from_utf8_lossy(head), e.reason);
-        }
-    }
-
-    #[test]
     fn refusals_map_to_statuses() {
         assert_eq!(refusal_reply(&Refusal::Refused(Reason::WrongCredential)).status, 401);
         assert_eq!(refusal_reply(&Refusal::Refused(Reason::LockedOut { until: UnixMs(1) })).status, 429);
@@ -599,5 +502,23 @@ mod tests {
         let e = parse_body::<MoveBody>(br#"{"user":"a","device":"b","pin":98765}"#, "move request").err().unwrap();
         assert!(!e.body.to_string().contains("98765"), "{}", e.body);
         assert!(parse_body::<MoveBody>(b"not json", "move request").is_err());
+        let e =
+            parse_body::<MoveBody>(br#"{"user":"a","user":"b","device":"b","pin":"1"}"#, "move request").err().unwrap();
+        let reason = e.body["reason"].as_str().unwrap();
+        assert!(reason.starts_with("move request body: duplicate key `user` at line 1"), "{reason}");
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused_naming_the_field() {
+        let forged = "x\n2026-12-02T10:00:00Z handoffd ticket_redeem granted\x1b[2J";
+        let r = printable("move request", &[("user", Some("alice")), ("device", Some(forged))]).unwrap_err();
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.body["reason"].as_str(),
+            Some("move request body: field `device` contains the control character U+000A")
+        );
+        let r = printable("device", &[("id", Some("a")), ("name", None), ("endpoint", Some("e\u{9b}"))]).unwrap_err();
+        assert!(r.body["reason"].as_str().unwrap().contains("`endpoint` contains the control character U+009B"));
+        assert!(printable("move request", &[("user", Some("Zoë Ünal")), ("session", None)]).is_ok());
     }
 }

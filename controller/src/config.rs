@@ -523,7 +523,14 @@ impl Config {
 
     /// Parses and validates YAML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| syntax_error(origin, &e.to_string()))?;
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| {
+            let at = e.location().map(|l| (l.line(), l.column()));
+            let mut err = syntax_error(origin, &e.to_string());
+            if let Some(key) = at.and_then(|(line, col)| key_path_at(text, line, col)) {
+                err.key = key;
+            }
+            err
+        })?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -754,7 +761,13 @@ impl Esl {
 
 /// Folds a serde-saphyr error (which may carry a source snippet) into one line.
 fn syntax_error(file: &str, message: &str) -> ConfigError {
-    let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid YAML").to_string();
+    let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid YAML");
+    // "error: line L column C: what" → "what" (the place goes in front).
+    let first = match first.strip_prefix("error: line ").and_then(|r| r.split_once(": ")) {
+        Some((place, what)) if place.contains(" column ") => what,
+        _ => first,
+    }
+    .to_string();
     // "... at line L column C" → "file:L:C"
     let loc = message.split("line ").nth(1).and_then(|rest| {
         let line: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -765,6 +778,124 @@ fn syntax_error(file: &str, message: &str) -> ConfigError {
         Some(l) => ConfigError { file: format!("{file}:{l}"), key: String::new(), problem: first },
         None => ConfigError { file: file.into(), key: String::new(), problem: first },
     }
+}
+
+/// A YAML node with the places of its keys and values, for naming the key path of a type error.
+enum Node {
+    Map(Vec<(serde_saphyr::Spanned<KeyText>, serde_saphyr::Spanned<Node>)>),
+    Seq(Vec<serde_saphyr::Spanned<Node>>),
+    Scalar,
+}
+
+/// A mapping key as text (any scalar).
+struct KeyText(String);
+
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a scalar key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<KeyText, E> {
+                Ok(KeyText("~".into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML node")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(n) = a.next_element()? {
+                    items.push(n);
+                }
+                Ok(Node::Seq(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = a.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Node::Map(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The key path (`sessions.grace_s`, `devices[0].user`) of the key or value that starts at
+/// `line`:`column` of `text`, for errors serde reports with a place but no key.
+fn key_path_at(text: &str, line: u64, column: u64) -> Option<String> {
+    fn at(l: &serde_saphyr::Location, line: u64, column: u64) -> bool {
+        l.line() == line && l.column() == column
+    }
+    fn walk(node: &Node, path: &str, line: u64, column: u64) -> Option<String> {
+        match node {
+            Node::Scalar => None,
+            Node::Seq(items) => items.iter().enumerate().find_map(|(i, n)| {
+                let p = format!("{path}[{i}]");
+                if at(&n.referenced, line, column) && !matches!(n.value, Node::Map(_) | Node::Seq(_)) {
+                    return Some(p);
+                }
+                walk(&n.value, &p, line, column).or_else(|| at(&n.referenced, line, column).then_some(p))
+            }),
+            Node::Map(entries) => entries.iter().find_map(|(k, v)| {
+                let p = if path.is_empty() { k.value.0.clone() } else { format!("{path}.{}", k.value.0) };
+                if at(&k.referenced, line, column) {
+                    return Some(p);
+                }
+                walk(&v.value, &p, line, column).or_else(|| at(&v.referenced, line, column).then_some(p))
+            }),
+        }
+    }
+    let root: Node = serde_saphyr::from_str(text).ok()?;
+    walk(&root, "", line, column).filter(|p| !p.is_empty())
 }
 
 impl Config {
@@ -897,6 +1028,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("zzz"));
+    }
+
+    #[test]
+    fn type_errors_name_the_key_path() {
+        let base = "ami:\n  username: h\n  secret: s\n";
+        let cases = [
+            (format!("{base}sessions:\n  grace_s: [1]\n"), "t.yaml:5:12: sessions.grace_s: "),
+            (format!("{base}devices:\n  - {{id: a, user: [x], endpoint: e}}\n"), "t.yaml:5:19: devices[0].user: "),
+            (format!("{base}  prot: 1\n"), "t.yaml:4:3: ami.prot: unknown field `prot`"),
+            ("ami:\n  username: h\n  secret: s\n  port: x\n".to_string(), "t.yaml:4:9: ami.port: "),
+            (
+                format!("{base}devices:\n  - id: a\n    user: b\n    endpoint: {{x: 1}}\n"),
+                "t.yaml:7:15: devices[0].endpoint: ",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(&text, "t.yaml").unwrap_err().to_string();
+            assert!(e.starts_with(want) && !e.contains('\n'), "{text:?}: got {e:?}, want {want:?}...");
+        }
     }
 
     #[test]

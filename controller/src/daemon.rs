@@ -484,43 +484,30 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
     }
 }
 
-/// Serves `GET /metrics` (Prometheus text) on `listen`; a bind failure is logged and handoffd
-/// runs on without metrics.
+/// Connections the metrics listener serves at once (a scraper needs one).
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// Serves `GET /metrics` (Prometheus text) on `listen` through [`crate::http::serve`]; a bind
+/// failure is logged and handoffd runs on without metrics.
 async fn serve_metrics(listen: String, metrics: std::sync::Arc<crate::metrics::Metrics>) {
-    let listener = match tokio::net::TcpListener::bind(&listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            error!(
-                "metrics: cannot listen on {listen}: {e}; running without metrics (metrics.listen in handoffd.yaml)"
-            );
-            return;
-        }
+    use crate::http::{connection_cap, open_files_limit, Limits, Response};
+    let limits = Limits {
+        max_connections: connection_cap(METRICS_MAX_CONNECTIONS, open_files_limit(), 2),
+        read_timeout: Duration::from_secs(2),
+        max_body: 0,
     };
-    info!("metrics on http://{listen}/metrics");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else { continue };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = match tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let response = if request.starts_with("GET /metrics ") {
-                    let body = metrics.render();
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-                };
-                let _ = conn.write_all(response.as_bytes()).await;
-            });
+    let counters = metrics.metrics_http.clone();
+    crate::http::serve("metrics", &listen, limits, counters, move |req, _| {
+        let metrics = metrics.clone();
+        async move {
+            if (req.method.as_str(), req.path.as_str()) == ("GET", "/metrics") {
+                Response { status: 200, content_type: "text/plain; version=0.0.4", body: metrics.render() }
+            } else {
+                Response { status: 404, content_type: "text/plain", body: String::new() }
+            }
         }
-    });
+    })
+    .await;
 }
 
 /// How often expired tickets, ended bars and old ended sessions are dropped from the store.

@@ -38,6 +38,10 @@ use crate::session::{Command, Found, Input, LegArrival, Millis, Path};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::{debug, warn};
 
+/// The most events held while the snapshot is read; past it the link is dropped and the
+/// snapshot read again after the reconnect (a peer flooding events cannot grow handoffd).
+pub const MAX_HELD_DURING_SNAPSHOT: usize = 100_000;
+
 /// How long events are held to be released in `Event-Sequence` order (the wire order is not
 /// the sequence order; see `crate::esl::client`).
 pub const REORDER_WINDOW_MS: u64 = 20;
@@ -242,6 +246,11 @@ impl FreeSwitchDriver {
                 }
                 if matches!(self.phase, Phase::Ready) && !self.release_at_resynced {
                     self.on_event(&event, now);
+                } else if self.held.len() >= MAX_HELD_DURING_SNAPSHOT {
+                    self.held = Vec::new();
+                    self.lost(format!(
+                        "over {MAX_HELD_DURING_SNAPSHOT} events came while the channel snapshot was read; reconnecting to read it again"
+                    ));
                 } else {
                     self.held.push(event);
                 }
@@ -918,6 +927,33 @@ mod tests {
         let ev = events(&mut d);
         let [DriverEvent::Down(LinkError::Lost { why, .. })] = &ev[..] else { panic!("{ev:?}") };
         assert_eq!(why, "FreeSWITCH closed the connection");
+    }
+
+    #[test]
+    fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
+        let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
+        let esl = cfg.esl.clone().unwrap();
+        let mut d = FreeSwitchDriver::new(cfg, esl);
+        d.connected(0);
+        d.receive(b"Content-Type: auth/request\n\n", 1);
+        d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
+        d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
+        let _ = events(&mut d);
+        // The snapshot (`show channels`) is pending: a flood of events, never its answer.
+        let mut down = Vec::new();
+        for n in 1..=MAX_HELD_DURING_SNAPSHOT + 10 {
+            let body = format!("{{\"Event-Name\":\"HEARTBEAT\",\"Event-Sequence\":\"{n}\"}}");
+            let frame = format!("Content-Length: {}\nContent-Type: text/event-json\n\n{body}", body.len());
+            d.receive(frame.as_bytes(), 4 + n as u64 * REORDER_WINDOW_MS);
+            assert!(d.held.len() <= MAX_HELD_DURING_SNAPSHOT);
+            down.extend(events(&mut d));
+            if !down.is_empty() {
+                break;
+            }
+        }
+        let [DriverEvent::Down(LinkError::Lost { why, .. })] = &down[..] else { panic!("{down:?}") };
+        assert!(why.contains("while the channel snapshot was read"), "{why}");
+        assert_eq!(d.held.capacity(), 0, "the held events are freed");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Prometheus metrics of handoffd: counters fed by the daemon from what the session core and
-//! the module report, rendered in the Prometheus text format (version 0.0.4). The HTTP side is
-//! in [`crate::daemon`]; it listens on loopback by default (`metrics.listen`).
+//! the module report, rendered in the Prometheus text format (version 0.0.4). It is served by
+//! [`crate::http`] (started in [`crate::daemon`]), on loopback by default (`metrics.listen`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,10 @@ pub struct Metrics {
     pub moves_refused: AtomicU64,
     /// Calls moved to another device.
     pub moves_done: AtomicU64,
+    /// The API listener's connections.
+    pub api_http: std::sync::Arc<crate::http::Counters>,
+    /// The metrics listener's connections.
+    pub metrics_http: std::sync::Arc<crate::http::Counters>,
     gap_buckets: [AtomicU64; GAP_BUCKETS_MS.len()],
     gap_count: AtomicU64,
     gap_sum_ms: AtomicU64,
@@ -118,6 +122,22 @@ impl Metrics {
                 ("{outcome=\"refused\"}".into(), get(&self.moves_refused)),
             ],
         );
+        let http = [("api", &self.api_http), ("metrics", &self.metrics_http)];
+        let by_listener = |f: fn(&crate::http::Counters) -> &AtomicU64| {
+            http.iter().map(|(l, c)| (format!("{{listener=\"{l}\"}}"), get(f(c)))).collect::<Vec<_>>()
+        };
+        counter(
+            "handoff_http_connections",
+            "HTTP connections being served now, by listener.",
+            "gauge",
+            &by_listener(|c| &c.open),
+        );
+        counter(
+            "handoff_http_connections_refused_total",
+            "HTTP connections closed at once because the listener was at its connection cap.",
+            "counter",
+            &by_listener(|c| &c.refused),
+        );
         let _ = writeln!(
             out,
             "# HELP handoff_failover_gap_ms How long the mix had no frame when a leg took over.\n# TYPE handoff_failover_gap_ms histogram"
@@ -152,5 +172,7 @@ mod tests {
         assert!(text.contains("handoff_failover_gap_ms_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("handoff_failover_gap_ms_sum 342\n"));
         assert!(text.contains("# TYPE handoff_sessions gauge\n"));
+        m.api_http.refused.fetch_add(3, Ordering::Relaxed);
+        assert!(m.render().contains("handoff_http_connections_refused_total{listener=\"api\"} 3\n"));
     }
 }

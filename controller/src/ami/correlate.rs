@@ -3,10 +3,18 @@
 //! An action whose response says `EventList: start` (CoreShowChannels, ConfbridgeList, ...)
 //! collects the events carrying its ActionID until the one with `EventList: Complete`.
 //! Everything that belongs to no pending action is handed back as `Unsolicited`.
+//!
+//! A list holds at most [`MAX_LIST_EVENTS`] events: past it the action is forgotten (its
+//! further events come back as `Unsolicited`) and never completes, so that its caller's timeout
+//! (the login snapshot's deadline, [`ActionTracker::expire`]) reconnects and starts over.
 
 use super::codec::{Action, AmiMessage, Event, Response, ResponseStatus};
 use std::collections::HashMap;
 use std::fmt;
+
+/// The most events one event list may collect (a PBX with this many channels or conference
+/// members is far beyond what handoff drives); past it the action is given up.
+pub const MAX_LIST_EVENTS: usize = 50_000;
 
 /// The ActionID the tracker gave an action.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -106,6 +114,11 @@ impl ActionTracker {
                     return Tracked::Completed(ActionId(id), Outcome { response, events: p.events });
                 }
                 if let Some(p) = self.pending.get_mut(&id) {
+                    if p.events.len() >= MAX_LIST_EVENTS {
+                        // Given up: it never completes, its caller times out and starts over.
+                        self.pending.remove(&id);
+                        return Tracked::Unsolicited(AmiMessage::Event(e));
+                    }
                     p.events.push(e);
                 }
                 Tracked::Pending
@@ -194,6 +207,30 @@ Event: CoreShowChannelsComplete\r\nActionID: h-1\r\nEventList: Complete\r\nListI
         assert_eq!(id, list);
         assert_eq!(o.events.iter().map(|e| e.get("Channel").unwrap()).collect::<Vec<_>>(), vec!["A", "B"]);
         assert_eq!(unsolicited, 2);
+    }
+
+    #[test]
+    fn a_list_flooded_past_its_bound_is_given_up() {
+        let mut t = ActionTracker::new("h");
+        t.start(Action::new("CoreShowChannels"), 0);
+        let m = msgs(b"Response: Success\r\nActionID: h-1\r\nEventList: start\r\n\r\n");
+        assert_eq!(t.on_message(m.into_iter().next().unwrap()), Tracked::Pending);
+        let ev = |n: usize| {
+            let raw = format!("Event: CoreShowChannel\r\nActionID: h-1\r\nUniqueid: {n}\r\n\r\n");
+            msgs(raw.as_bytes()).into_iter().next().unwrap()
+        };
+        let mut unsolicited = 0;
+        for n in 0..MAX_LIST_EVENTS + 1000 {
+            match t.on_message(ev(n)) {
+                Tracked::Pending => {}
+                Tracked::Unsolicited(_) => unsolicited += 1,
+                Tracked::Completed(..) => panic!("a flooded list must not complete"),
+            }
+        }
+        assert_eq!(unsolicited, 1000);
+        assert_eq!(t.pending(), 0, "the flooded action and its events are dropped");
+        let end = msgs(b"Event: CoreShowChannelsComplete\r\nActionID: h-1\r\nEventList: Complete\r\n\r\n");
+        assert!(matches!(t.on_message(end.into_iter().next().unwrap()), Tracked::Unsolicited(_)));
     }
 
     #[test]

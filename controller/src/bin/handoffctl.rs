@@ -166,14 +166,31 @@ fn audit_line(r: &Value) -> String {
     format!("{:>6}  {}", r["seq"], r["line"].as_str().unwrap_or(""))
 }
 
+/// `s` with every control character escaped (`\n`, `\u{1b}`): what handoffd sends is shown
+/// as one line of plain text, whatever a record holds (records stored before handoffd refused
+/// control characters, or a store edited by hand), so a value can neither forge a line nor
+/// drive the terminal.
+fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn show(v: Value) -> Result<(), Failure> {
+    // JSON text escapes control characters itself.
     println!("{v}");
     Ok(())
 }
 
 fn list(v: Value, line: impl Fn(&Value) -> String) -> Result<(), Failure> {
     for item in v.as_array().into_iter().flatten() {
-        println!("{}", line(item));
+        println!("{}", escaped(&line(item)));
     }
     Ok(())
 }
@@ -240,7 +257,23 @@ fn admin(cfg: &Config, method: &str, path: &str, body: Option<Value>) -> Result<
     if (200..300).contains(&status) {
         Ok(value)
     } else {
-        let reason = value["reason"].as_str().unwrap_or("no reason given");
+        let reason = escaped(value["reason"].as_str().unwrap_or("no reason given"));
         Err(Failure::Refused(format!("{method} {path}: {status} {reason}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_lines_print_control_characters_escaped() {
+        let forged = "2026-12-02T10:00:00Z api:127.0.0.1:device:x move_request refused user evil\n     7  2026-12-02T10:00:01Z handoffd ticket_redeem granted\u{1b}[2J\u{9b}31m";
+        let record = json!({ "seq": 6, "line": forged });
+        let shown = escaped(&audit_line(&record));
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains(r"evil\n     7") && shown.contains(r"\u{1b}[2J\u{9b}31m"), "{shown}");
+        assert_eq!(escaped("tab\there Zoë"), r"tab\there Zoë");
     }
 }
