@@ -14,6 +14,7 @@ use nom::bytes::complete::{tag, take_till, take_while};
 use nom::character::complete::space0;
 use nom::combinator::opt;
 use nom::sequence::terminated;
+use nom::FindSubstring;
 use nom::IResult;
 use nom::Parser;
 use std::fmt;
@@ -41,32 +42,69 @@ pub enum AmiError {
 }
 
 /// The headers of a message, in order, keys as received (lookups ignore case).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+///
+/// A decoded message keeps its frame's text once and each header as byte ranges into it: one
+/// allocation per message instead of two per header.
+#[derive(Clone, Default)]
+pub struct Headers {
+    text: String,
+    /// Key start, key end, value start, value end (byte offsets into `text`).
+    spans: Vec<[usize; 4]>,
+}
 
 impl Headers {
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
+    }
+    fn key(&self, s: &[usize; 4]) -> &str {
+        self.text.get(s[0]..s[1]).unwrap_or("")
+    }
+    fn value(&self, s: &[usize; 4]) -> &str {
+        self.text.get(s[2]..s[3]).unwrap_or("")
     }
     /// The first value of `key` (case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.spans.iter().find(|s| self.key(s).eq_ignore_ascii_case(key)).map(|s| self.value(s))
     }
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.spans.iter().filter(move |s| self.key(s).eq_ignore_ascii_case(key)).map(|s| self.value(s))
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.spans.iter().map(|s| (self.key(s), self.value(s)))
     }
     pub fn push(&mut self, k: impl Into<String>, v: impl Into<String>) {
-        self.0.push((k.into(), v.into()));
+        let (k, v) = (k.into(), v.into());
+        let ks = self.text.len();
+        self.text.push_str(&k);
+        let vs = self.text.len();
+        self.text.push_str(&v);
+        self.spans.push([ks, vs, vs, self.text.len()]);
     }
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.spans.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
+    }
+    /// The first header, if any.
+    fn first(&self) -> Option<(&str, &str)> {
+        self.spans.first().map(|s| (self.key(s), self.value(s)))
+    }
+}
+
+/// Equal when they hold the same headers in the same order, however they were built.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Headers").field(&self.iter().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -119,26 +157,30 @@ pub enum AmiMessage {
 /// The stream decoder (one per connection).
 #[derive(Debug, Default)]
 pub struct AmiDecoder {
+    /// Bytes read; `buf[start..]` is not decoded yet (the rest is dropped on the next feed).
     buf: Vec<u8>,
-    /// Stream offset of `buf[0]`.
+    start: usize,
+    /// `buf[start..scanned]` holds no message boundary (the search resumes there).
+    scanned: usize,
+    /// Stream offset of `buf[start]`.
     offset: u64,
     banner_seen: bool,
     /// Dropping an oversized message: discard until the next blank line.
     skipping: bool,
 }
 
-/// Finds the end of the header block: the index just past the blank line, if complete.
-fn frame_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+/// Finds the end of the header block: the index just past the blank line, if complete. No
+/// blank line ends before `from` (a previous search got that far).
+fn frame_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.min(buf.len());
+    while let Some(p) = (&buf[i..]).find_substring(&b"\n"[..]) {
         let nl = i + p;
         // a line that is empty, or only "\r", right after a newline (or at the start) ends it
         let next = nl + 1;
-        if buf.get(next) == Some(&b'\n') {
-            return Some(next + 1);
-        }
-        if buf.get(next) == Some(&b'\r') && buf.get(next + 1) == Some(&b'\n') {
-            return Some(next + 2);
+        match (buf.get(next), buf.get(next + 1)) {
+            (Some(b'\n'), _) => return Some(next + 1),
+            (Some(b'\r'), Some(b'\n')) => return Some(next + 2),
+            _ => {}
         }
         i = next;
     }
@@ -154,31 +196,48 @@ fn header_line(line: &str) -> IResult<&str, (&str, &str)> {
     Ok((rest, (key, value)))
 }
 
-fn parse_frame(text: &str, offset: u64) -> Result<Option<AmiMessage>, AmiError> {
-    let mut headers = Headers::new();
+/// Byte offset of `part` (a slice of `whole`) in `whole`.
+fn offset_in(whole: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
+
+fn parse_frame(frame: &[u8], offset: u64) -> Result<Option<AmiMessage>, AmiError> {
+    let text = match std::str::from_utf8(frame) {
+        Ok(t) => t.to_owned(),
+        Err(_) => String::from_utf8_lossy(frame).into_owned(),
+    };
+    let mut spans = Vec::with_capacity(16);
     for (n, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if line.is_empty() {
             continue;
         }
         match header_line(line) {
-            Ok((_, (k, v))) if !k.is_empty() && !k.contains(' ') => headers.push(k.trim(), v.trim_end()),
+            Ok((_, (k, v))) if !k.is_empty() && !k.contains(' ') => {
+                let (k, v) = (k.trim(), v.trim_end());
+                let (ks, vs) = (offset_in(&text, k), offset_in(&text, v));
+                spans.push([ks, ks + k.len(), vs, vs + v.len()]);
+            }
             _ => {
                 return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
             }
         }
     }
-    if headers.is_empty() {
+    let headers = Headers { text, spans };
+    let Some((first, value)) = headers.first() else {
         return Ok(None); // stray blank lines
-    }
-    let first = headers.0[0].0.to_ascii_lowercase();
-    Ok(Some(if first == "response" {
-        let status = match headers.0[0].1.to_ascii_lowercase().as_str() {
-            "success" => ResponseStatus::Success,
-            "error" => ResponseStatus::Error,
-            "follows" => ResponseStatus::Follows,
-            "goodbye" => ResponseStatus::Goodbye,
-            _ => ResponseStatus::Other(headers.0[0].1.clone()),
+    };
+    Ok(Some(if first.eq_ignore_ascii_case("response") {
+        let status = if value.eq_ignore_ascii_case("success") {
+            ResponseStatus::Success
+        } else if value.eq_ignore_ascii_case("error") {
+            ResponseStatus::Error
+        } else if value.eq_ignore_ascii_case("follows") {
+            ResponseStatus::Follows
+        } else if value.eq_ignore_ascii_case("goodbye") {
+            ResponseStatus::Goodbye
+        } else {
+            ResponseStatus::Other(value.to_string())
         };
         Response {
             status,
@@ -187,8 +246,8 @@ fn parse_frame(text: &str, offset: u64) -> Result<Option<AmiMessage>, AmiError> 
             headers,
         }
         .into()
-    } else if first == "event" {
-        AmiMessage::Event(Event { name: headers.0[0].1.clone(), headers })
+    } else if first.eq_ignore_ascii_case("event") {
+        AmiMessage::Event(Event { name: value.to_string(), headers })
     } else {
         AmiMessage::Unknown(headers)
     }))
@@ -213,27 +272,53 @@ impl AmiDecoder {
 
     /// Adds bytes read from the connection.
     pub fn feed(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            // decoded bytes go now, in one move per read rather than one per message
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
     fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.start += n;
         self.offset += n as u64;
+        self.scanned = self.scanned.max(self.start);
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            (self.start, self.scanned) = (0, 0);
+        }
+    }
+
+    /// The end of the next frame in the pending bytes, resuming the last search.
+    fn next_frame_end(&mut self) -> Option<usize> {
+        // the last two bytes searched may start a blank line that the next read completes
+        let from = self.scanned.saturating_sub(2).max(self.start) - self.start;
+        let end = frame_end(self.pending(), from);
+        if end.is_none() {
+            self.scanned = self.buf.len();
+        }
+        end
     }
 
     /// The next complete message; `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<AmiMessage>, AmiError> {
         loop {
             if !self.banner_seen {
-                let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-                    if self.buf.len() > MAX_BANNER_BYTES {
-                        let text = String::from_utf8_lossy(&self.buf[..64]).into_owned();
+                let Some(nl) = self.pending().iter().position(|&b| b == b'\n') else {
+                    if self.buffered() > MAX_BANNER_BYTES {
+                        let text = String::from_utf8_lossy(&self.pending()[..64]).into_owned();
                         self.banner_seen = true;
                         return Err(AmiError::NotAmi { text });
                     }
                     return Ok(None);
                 };
-                let line = String::from_utf8_lossy(&self.buf[..nl]).trim_end_matches('\r').to_string();
+                let line = String::from_utf8_lossy(&self.pending()[..nl]).trim_end_matches('\r').to_string();
                 self.consume(nl + 1);
                 self.banner_seen = true;
                 if line.contains("Call Manager") {
@@ -242,23 +327,23 @@ impl AmiDecoder {
                 return Err(AmiError::NotAmi { text: line.chars().take(80).collect() });
             }
             if self.skipping {
-                match frame_end(&self.buf) {
+                match self.next_frame_end() {
                     Some(end) => {
                         self.consume(end);
                         self.skipping = false;
                     }
                     None => {
                         // keep a possible partial "\r\n\r" at the end for the next read
-                        let keep = self.buf.len().min(3);
-                        let n = self.buf.len() - keep;
+                        let keep = self.buffered().min(3);
+                        let n = self.buffered() - keep;
                         self.consume(n);
                         return Ok(None);
                     }
                 }
                 continue;
             }
-            let Some(end) = frame_end(&self.buf) else {
-                if self.buf.len() > MAX_MESSAGE_BYTES {
+            let Some(end) = self.next_frame_end() else {
+                if self.buffered() > MAX_MESSAGE_BYTES {
                     let offset = self.offset;
                     self.skipping = true;
                     return Err(AmiError::Oversized { offset });
@@ -270,9 +355,9 @@ impl AmiDecoder {
                 self.consume(end);
                 return Err(AmiError::Oversized { offset });
             }
-            let text = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+            let parsed = parse_frame(&self.pending()[..end], offset);
             self.consume(end);
-            match parse_frame(&text, offset)? {
+            match parsed? {
                 Some(m) => return Ok(Some(m)),
                 None => continue,
             }
@@ -281,7 +366,7 @@ impl AmiDecoder {
 
     /// Bytes buffered and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 }
 
