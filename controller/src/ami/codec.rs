@@ -10,11 +10,9 @@
 //! and skipped up to the next blank line, so the stream resynchronises and nothing after it is
 //! lost. The buffer never grows beyond the cap plus one read.
 
-use nom::bytes::complete::{tag, take_till, take_while};
+use nom::bytes::complete::{tag, take_till};
 use nom::character::complete::space0;
-use nom::combinator::opt;
 use nom::sequence::terminated;
-use nom::FindSubstring;
 use nom::IResult;
 use nom::Parser;
 use std::fmt;
@@ -162,6 +160,9 @@ pub struct AmiDecoder {
     start: usize,
     /// `buf[start..scanned]` holds no message boundary (the search resumes there).
     scanned: usize,
+    /// Where the line ends (`\n`) of the pending message are, relative to `start`: found
+    /// while framing, used by the parser.
+    lines: Vec<usize>,
     /// Stream offset of `buf[start]`.
     offset: u64,
     banner_seen: bool,
@@ -169,17 +170,46 @@ pub struct AmiDecoder {
     skipping: bool,
 }
 
+/// Index of the first `\n` in `b`, eight bytes at a time (a line is a few dozen bytes).
+fn find_newline(b: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(w);
+        let x = u64::from_le_bytes(bytes) ^ NL;
+        // the lowest flagged byte is the first zero byte of x, i.e. the first '\n'
+        let zero = x.wrapping_sub(LO) & !x & HI;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&c| c == b'\n').map(|p| at + p)
+}
+
 /// Finds the end of the header block: the index just past the blank line, if complete. No
-/// blank line ends before `from` (a previous search got that far).
-fn frame_end(buf: &[u8], from: usize) -> Option<usize> {
+/// blank line ends before `from` (a previous search got that far). Every line end seen is
+/// appended to `lines`.
+fn frame_end(buf: &[u8], from: usize, lines: &mut Vec<usize>) -> Option<usize> {
     let mut i = from.min(buf.len());
-    while let Some(p) = (&buf[i..]).find_substring(&b"\n"[..]) {
+    while let Some(p) = find_newline(&buf[i..]) {
         let nl = i + p;
+        lines.push(nl);
         // a line that is empty, or only "\r", right after a newline (or at the start) ends it
         let next = nl + 1;
         match (buf.get(next), buf.get(next + 1)) {
-            (Some(b'\n'), _) => return Some(next + 1),
-            (Some(b'\r'), Some(b'\n')) => return Some(next + 2),
+            (Some(b'\n'), _) => {
+                lines.push(next);
+                return Some(next + 1);
+            }
+            (Some(b'\r'), Some(b'\n')) => {
+                lines.push(next + 1);
+                return Some(next + 2);
+            }
             _ => {}
         }
         i = next;
@@ -187,38 +217,69 @@ fn frame_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// One `Key: Value` line (complete input).
-fn header_line(line: &str) -> IResult<&str, (&str, &str)> {
-    let (rest, key) = terminated(take_till(|c| c == ':'), tag(":")).parse(line)?;
-    let (rest, _) = space0(rest)?;
-    let (rest, value) = take_while(|_| true)(rest)?;
-    let (rest, _) = opt(tag("\r")).parse(rest)?;
-    Ok((rest, (key, value)))
+/// One `Key: Value` line (complete input, line end removed): the key and the value (spaces
+/// after the colon skipped).
+fn header_line(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
+    let (rest, key) = terminated(take_till(|b| b == b':'), tag(&b":"[..])).parse(line)?;
+    let (value, _) = space0(rest)?;
+    Ok((&[], (key, value)))
 }
 
-/// Byte offset of `part` (a slice of `whole`) in `whole`.
-fn offset_in(whole: &str, part: &str) -> usize {
-    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+/// `text[s..e]` without surrounding (or, if `!both`, trailing) whitespace, as a range.
+fn trimmed(text: &str, s: usize, e: usize, both: bool) -> (usize, usize) {
+    let b = text.as_bytes();
+    // printable ASCII is never whitespace: the common case needs no char decoding
+    let plain = |i: usize| b.get(i).is_some_and(|&c| c > b' ' && c < 0x80);
+    if s == e || (plain(e - 1) && (!both || plain(s))) {
+        return (s, e);
+    }
+    let part = text.get(s..e).unwrap_or("");
+    let t = if both { part.trim() } else { part.trim_end() };
+    let ts = s + (t.as_ptr() as usize - part.as_ptr() as usize);
+    (ts, ts + t.len())
 }
 
-fn parse_frame(frame: &[u8], offset: u64) -> Result<Option<AmiMessage>, AmiError> {
-    let text = match std::str::from_utf8(frame) {
-        Ok(t) => t.to_owned(),
-        Err(_) => String::from_utf8_lossy(frame).into_owned(),
+/// Parses a whole frame; `lines` are its line ends, as found by [`frame_end`].
+fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiMessage>, AmiError> {
+    let (text, exact) = match std::str::from_utf8(frame) {
+        Ok(t) => (t.to_owned(), true),
+        Err(_) => (String::from_utf8_lossy(frame).into_owned(), false),
     };
-    let mut spans = Vec::with_capacity(16);
-    for (n, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
+    let bytes = text.as_bytes();
+    // Invalid UTF-8 was replaced (the text is longer): find its line ends again.
+    let found;
+    let lines = if exact && lines.last() == Some(&frame.len().wrapping_sub(1)) {
+        lines
+    } else {
+        let mut v = Vec::new();
+        let mut i = 0;
+        while let Some(p) = find_newline(&bytes[i..]) {
+            v.push(i + p);
+            i += p + 1;
+        }
+        found = v;
+        &found
+    };
+    // Cut points are ASCII (':', ' ', '\t', '\r', '\n'), so every range is on a char boundary.
+    let mut spans = Vec::with_capacity(lines.len());
+    let mut at = 0;
+    for (n, &nl) in lines.iter().enumerate() {
+        let raw = bytes.get(at..nl).unwrap_or(&[]);
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line_at = at;
+        at = nl + 1;
         if line.is_empty() {
             continue;
         }
         match header_line(line) {
-            Ok((_, (k, v))) if !k.is_empty() && !k.contains(' ') => {
-                let (k, v) = (k.trim(), v.trim_end());
-                let (ks, vs) = (offset_in(&text, k), offset_in(&text, v));
-                spans.push([ks, ks + k.len(), vs, vs + v.len()]);
+            Ok((_, (k, v))) if !k.is_empty() && !k.iter().any(|&b| b == b' ') => {
+                let (ks, ke) = trimmed(&text, line_at, line_at + k.len(), true);
+                let vs = line_at + (line.len() - v.len());
+                let (vs, ve) = trimmed(&text, vs, line_at + line.len(), false);
+                spans.push([ks, ke, vs, ve]);
             }
             _ => {
+                let line = String::from_utf8_lossy(line);
                 return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
             }
         }
@@ -275,7 +336,7 @@ impl AmiDecoder {
         if self.start > 0 {
             // decoded bytes go now, in one move per read rather than one per message
             self.buf.drain(..self.start);
-            self.scanned -= self.start;
+            self.scanned -= self.start; // `lines` are relative to `start`: unchanged
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
@@ -286,6 +347,7 @@ impl AmiDecoder {
     }
 
     fn consume(&mut self, n: usize) {
+        self.lines.clear();
         self.start += n;
         self.offset += n as u64;
         self.scanned = self.scanned.max(self.start);
@@ -299,7 +361,10 @@ impl AmiDecoder {
     fn next_frame_end(&mut self) -> Option<usize> {
         // the last two bytes searched may start a blank line that the next read completes
         let from = self.scanned.saturating_sub(2).max(self.start) - self.start;
-        let end = frame_end(self.pending(), from);
+        while self.lines.last().is_some_and(|&l| l >= from) {
+            self.lines.pop(); // found again
+        }
+        let end = frame_end(&self.buf[self.start..], from, &mut self.lines);
         if end.is_none() {
             self.scanned = self.buf.len();
         }
@@ -355,7 +420,7 @@ impl AmiDecoder {
                 self.consume(end);
                 return Err(AmiError::Oversized { offset });
             }
-            let parsed = parse_frame(&self.pending()[..end], offset);
+            let parsed = parse_frame(&self.pending()[..end], &self.lines, offset);
             self.consume(end);
             match parsed? {
                 Some(m) => return Ok(Some(m)),

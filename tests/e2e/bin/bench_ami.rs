@@ -593,6 +593,17 @@ fn main() -> ExitCode {
         load_average()
     );
     let run_thread = |f: Box<dyn FnOnce() -> Run + Send>| std::thread::spawn(f).join().expect("consumer thread");
+    // For profiling one consumer alone (perf, callgrind): BENCH_AMI_ONLY=memory|codec|path.
+    if let Ok(only) = std::env::var("BENCH_AMI_ONLY") {
+        let t = template.clone();
+        let r = match only.as_str() {
+            "memory" => run_thread(Box::new(move || codec_memory_run(&t, calls))),
+            "codec" => run_thread(Box::new(move || codec_run(&t, calls))),
+            _ => run_thread(Box::new(move || path_run(&t, calls))),
+        };
+        println!("{}: {} events, {:.0} events/s, {:.0} events per CPU-second", r.name, r.events, r.per_s(), r.per_cpu_s());
+        return ExitCode::SUCCESS;
+    }
     let (t1, t2, t3) = (template.clone(), template.clone(), template.clone());
     let memory = run_thread(Box::new(move || codec_memory_run(&t1, calls)));
     let codec = run_thread(Box::new(move || codec_run(&t2, calls)));
