@@ -57,16 +57,21 @@ impl Headers {
     fn key(&self, s: &[usize; 4]) -> &str {
         self.text.get(s[0]..s[1]).unwrap_or("")
     }
+    /// Whether header `s` is named `key` (ASCII case ignored); bytes only, no char checks.
+    fn is(&self, s: &[usize; 4], key: &str) -> bool {
+        s[1] - s[0] == key.len()
+            && self.text.as_bytes().get(s[0]..s[1]).is_some_and(|k| k.eq_ignore_ascii_case(key.as_bytes()))
+    }
     fn value(&self, s: &[usize; 4]) -> &str {
         self.text.get(s[2]..s[3]).unwrap_or("")
     }
     /// The first value of `key` (case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.spans.iter().find(|s| self.key(s).eq_ignore_ascii_case(key)).map(|s| self.value(s))
+        self.spans.iter().find(|s| self.is(s, key)).map(|s| self.value(s))
     }
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.spans.iter().filter(move |s| self.key(s).eq_ignore_ascii_case(key)).map(|s| self.value(s))
+        self.spans.iter().filter(move |s| self.is(s, key)).map(|s| self.value(s))
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.spans.iter().map(|s| (self.key(s), self.value(s)))
@@ -220,7 +225,8 @@ fn frame_end(buf: &[u8], from: usize, lines: &mut Vec<usize>) -> Option<usize> {
 /// One `Key: Value` line (complete input, line end removed): the key and the value (spaces
 /// after the colon skipped).
 fn header_line(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
-    let (rest, key) = terminated(take_till(|b| b == b':'), tag(&b":"[..])).parse(line)?;
+    // a key holds no space: stopping at one makes the colon tag fail (a bad line)
+    let (rest, key) = terminated(take_till(|b| b == b':' || b == b' '), tag(&b":"[..])).parse(line)?;
     let (value, _) = space0(rest)?;
     Ok((&[], (key, value)))
 }
@@ -272,7 +278,7 @@ fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiM
             continue;
         }
         match header_line(line) {
-            Ok((_, (k, v))) if !k.is_empty() && !k.iter().any(|&b| b == b' ') => {
+            Ok((_, (k, v))) if !k.is_empty() => {
                 let (ks, ke) = trimmed(&text, line_at, line_at + k.len(), true);
                 let vs = line_at + (line.len() - v.len());
                 let (vs, ve) = trimmed(&text, vs, line_at + line.len(), false);
@@ -469,26 +475,37 @@ impl Action {
 
     /// The wire form; refuses line breaks anywhere (header injection).
     pub fn encode(&self) -> Result<Vec<u8>, AmiError> {
-        let bad_value = |v: &str| v.contains('\r') || v.contains('\n');
-        let bad_key = |k: &str| k.is_empty() || bad_value(k) || k.contains(':');
+        let bad_value = |v: &str| v.bytes().any(|b| b == b'\r' || b == b'\n');
+        let bad_key = |k: &str| k.is_empty() || k.bytes().any(|b| b == b'\r' || b == b'\n' || b == b':');
         if bad_value(&self.name) || self.name.is_empty() {
             return Err(AmiError::Injection { action: self.name.escape_debug().to_string(), header: "Action".into() });
         }
-        let mut out = format!("Action: {}\r\n", self.name);
+        let size = self.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()
+            + self.name.len()
+            + self.action_id.as_ref().map_or(0, |id| id.len() + 12)
+            + 12;
+        let mut out = Vec::with_capacity(size);
+        let mut line = |k: &str, v: &str| {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        line("Action", &self.name);
         if let Some(id) = &self.action_id {
             if bad_value(id) {
                 return Err(AmiError::Injection { action: self.name.clone(), header: "ActionID".into() });
             }
-            out.push_str(&format!("ActionID: {id}\r\n"));
+            line("ActionID", id);
         }
         for (k, v) in &self.headers {
             if bad_key(k) || bad_value(v) {
                 return Err(AmiError::Injection { action: self.name.clone(), header: k.escape_debug().to_string() });
             }
-            out.push_str(&format!("{k}: {v}\r\n"));
+            line(k, v);
         }
-        out.push_str("\r\n");
-        Ok(out.into_bytes())
+        out.extend_from_slice(b"\r\n");
+        Ok(out)
     }
 }
 

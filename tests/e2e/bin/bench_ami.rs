@@ -601,7 +601,13 @@ fn main() -> ExitCode {
             "codec" => run_thread(Box::new(move || codec_run(&t, calls))),
             _ => run_thread(Box::new(move || path_run(&t, calls))),
         };
-        println!("{}: {} events, {:.0} events/s, {:.0} events per CPU-second", r.name, r.events, r.per_s(), r.per_cpu_s());
+        println!(
+            "{}: {} events, {:.0} events/s, {:.0} events per CPU-second",
+            r.name,
+            r.events,
+            r.per_s(),
+            r.per_cpu_s()
+        );
         return ExitCode::SUCCESS;
     }
     let (t1, t2, t3) = (template.clone(), template.clone(), template.clone());
