@@ -10,7 +10,7 @@
 //! and skipped up to the next blank line, so the stream resynchronises and nothing after it is
 //! lost. The buffer never grows beyond the cap plus one read.
 
-use nom::bytes::complete::{tag, take_till};
+use nom::bytes::complete::tag;
 use nom::character::complete::space0;
 use nom::sequence::terminated;
 use nom::IResult;
@@ -175,25 +175,38 @@ pub struct AmiDecoder {
     skipping: bool,
 }
 
-/// Index of the first `\n` in `b`, eight bytes at a time (a line is a few dozen bytes).
-fn find_newline(b: &[u8]) -> Option<usize> {
+/// Index of the first byte of `b` that is `x` or `y`, eight bytes at a time (lines and keys
+/// are a few dozen bytes: a word loop beats both a byte loop and a memchr call per line).
+fn find2(b: &[u8], x: u8, y: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = LO * b'\n' as u64;
+    let (xs, ys) = (LO * u64::from(x), LO * u64::from(y));
+    // flags the zero bytes of w; the lowest flag is exact (false flags only sit above a zero)
+    let zeros = |w: u64| w.wrapping_sub(LO) & !w & HI;
     let mut words = b.chunks_exact(8);
     let mut at = 0;
     for w in &mut words {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(w);
-        let x = u64::from_le_bytes(bytes) ^ NL;
-        // the lowest flagged byte is the first zero byte of x, i.e. the first '\n'
-        let zero = x.wrapping_sub(LO) & !x & HI;
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        let w = u64::from_le_bytes(bytes);
+        let hit = zeros(w ^ xs) | zeros(w ^ ys);
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    words.remainder().iter().position(|&c| c == b'\n').map(|p| at + p)
+    words.remainder().iter().position(|&c| c == x || c == y).map(|p| at + p)
+}
+
+fn find_newline(b: &[u8]) -> Option<usize> {
+    find2(b, b'\n', b'\n')
+}
+
+/// A header name: everything up to the colon; stopping at a space (a key holds none) makes
+/// the colon tag after it fail, i.e. the line is not a header.
+fn key(line: &[u8]) -> IResult<&[u8], &[u8]> {
+    let n = find2(line, b':', b' ').unwrap_or(line.len());
+    Ok((&line[n..], &line[..n]))
 }
 
 /// Finds the end of the header block: the index just past the blank line, if complete. No
@@ -225,8 +238,7 @@ fn frame_end(buf: &[u8], from: usize, lines: &mut Vec<usize>) -> Option<usize> {
 /// One `Key: Value` line (complete input, line end removed): the key and the value (spaces
 /// after the colon skipped).
 fn header_line(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
-    // a key holds no space: stopping at one makes the colon tag fail (a bad line)
-    let (rest, key) = terminated(take_till(|b| b == b':' || b == b' '), tag(&b":"[..])).parse(line)?;
+    let (rest, key) = terminated(key, tag(&b":"[..])).parse(line)?;
     let (value, _) = space0(rest)?;
     Ok((&[], (key, value)))
 }
