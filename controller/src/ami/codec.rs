@@ -614,6 +614,32 @@ mod tests {
         assert_eq!(ok.encode().unwrap(), b"Action: Ping\r\nActionID: 7\r\nVariable: A=1\r\nVariable: B=2\r\n\r\n");
     }
 
+    /// The line ends found while framing are the ones the parser uses: mixed line ends, stray
+    /// blank lines, tabs, trailing spaces, non-ASCII and invalid UTF-8 (the lossy text is
+    /// longer than the frame), fed whole and one byte at a time.
+    #[test]
+    fn parsed_headers_match_their_lines_in_any_framing() {
+        let stream: &[u8] = b"\r\n\nEvent: A\nK:\tv1 \r\nKey2:  v\xc3\xa9 \xc2\xa0\r\n\r\n\
+Event: B\r\nBad: x\xff\xfey\r\nLast: \r\n\n";
+        let want = |msgs: &[Result<AmiMessage, AmiError>]| {
+            let [Ok(AmiMessage::Event(a)), Ok(AmiMessage::Event(b))] = msgs else { panic!("{msgs:?}") };
+            assert_eq!(a.headers.iter().collect::<Vec<_>>(), vec![("Event", "A"), ("K", "v1"), ("Key2", "v\u{e9}")]);
+            assert_eq!(b.get("Bad"), Some("x\u{fffd}\u{fffd}y"));
+            assert_eq!((b.get("last"), b.headers.len()), (Some(""), 3));
+        };
+        let mut d = AmiDecoder::without_banner();
+        d.feed(stream);
+        want(&all(&mut d));
+        let mut d = AmiDecoder::without_banner();
+        let mut got = Vec::new();
+        for b in stream {
+            d.feed(std::slice::from_ref(b));
+            got.extend(all(&mut d));
+        }
+        want(&got);
+        assert_eq!(d.buffered(), 0);
+    }
+
     #[test]
     fn bare_newlines_and_a_non_ami_peer() {
         let mut d = AmiDecoder::new();
