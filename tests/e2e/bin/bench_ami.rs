@@ -474,6 +474,8 @@ fn path_run(template: &std::sync::Arc<Template>, calls: u64) -> Run {
         } else {
             driver.receive(&buf[..n], now());
         }
+        // what the daemon's loop asks before every wait
+        std::hint::black_box([driver.poll_timeout(), sessions.next_timeout()]);
         if driver.poll_timeout().is_some_and(|t| t <= now()) {
             driver.timeout(now());
         }
