@@ -10,9 +10,8 @@
 //! and skipped up to the next blank line, so the stream resynchronises and nothing after it is
 //! lost. The buffer never grows beyond the cap plus one read.
 
-use nom::bytes::complete::{tag, take_till, take_while};
+use nom::bytes::complete::tag;
 use nom::character::complete::space0;
-use nom::combinator::opt;
 use nom::sequence::terminated;
 use nom::IResult;
 use nom::Parser;
@@ -41,32 +40,74 @@ pub enum AmiError {
 }
 
 /// The headers of a message, in order, keys as received (lookups ignore case).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+///
+/// A decoded message keeps its frame's text once and each header as byte ranges into it: one
+/// allocation per message instead of two per header.
+#[derive(Clone, Default)]
+pub struct Headers {
+    text: String,
+    /// Key start, key end, value start, value end (byte offsets into `text`).
+    spans: Vec<[usize; 4]>,
+}
 
 impl Headers {
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
+    }
+    fn key(&self, s: &[usize; 4]) -> &str {
+        self.text.get(s[0]..s[1]).unwrap_or("")
+    }
+    /// Whether header `s` is named `key` (ASCII case ignored); bytes only, no char checks.
+    fn is(&self, s: &[usize; 4], key: &str) -> bool {
+        s[1] - s[0] == key.len()
+            && self.text.as_bytes().get(s[0]..s[1]).is_some_and(|k| k.eq_ignore_ascii_case(key.as_bytes()))
+    }
+    fn value(&self, s: &[usize; 4]) -> &str {
+        self.text.get(s[2]..s[3]).unwrap_or("")
     }
     /// The first value of `key` (case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.spans.iter().find(|s| self.is(s, key)).map(|s| self.value(s))
     }
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.spans.iter().filter(move |s| self.is(s, key)).map(|s| self.value(s))
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.spans.iter().map(|s| (self.key(s), self.value(s)))
     }
     pub fn push(&mut self, k: impl Into<String>, v: impl Into<String>) {
-        self.0.push((k.into(), v.into()));
+        let (k, v) = (k.into(), v.into());
+        let ks = self.text.len();
+        self.text.push_str(&k);
+        let vs = self.text.len();
+        self.text.push_str(&v);
+        self.spans.push([ks, vs, vs, self.text.len()]);
     }
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.spans.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
+    }
+    /// The first header, if any.
+    fn first(&self) -> Option<(&str, &str)> {
+        self.spans.first().map(|s| (self.key(s), self.value(s)))
+    }
+}
+
+/// Equal when they hold the same headers in the same order, however they were built.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Headers").field(&self.iter().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -119,66 +160,163 @@ pub enum AmiMessage {
 /// The stream decoder (one per connection).
 #[derive(Debug, Default)]
 pub struct AmiDecoder {
+    /// Bytes read; `buf[start..]` is not decoded yet (the rest is dropped on the next feed).
     buf: Vec<u8>,
-    /// Stream offset of `buf[0]`.
+    start: usize,
+    /// `buf[start..scanned]` holds no message boundary (the search resumes there).
+    scanned: usize,
+    /// Where the line ends (`\n`) of the pending message are, relative to `start`: found
+    /// while framing, used by the parser.
+    lines: Vec<usize>,
+    /// Stream offset of `buf[start]`.
     offset: u64,
     banner_seen: bool,
     /// Dropping an oversized message: discard until the next blank line.
     skipping: bool,
 }
 
-/// Finds the end of the header block: the index just past the blank line, if complete.
-fn frame_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+/// Index of the first byte of `b` that is `x` or `y`, eight bytes at a time (lines and keys
+/// are a few dozen bytes: a word loop beats both a byte loop and a memchr call per line).
+fn find2(b: &[u8], x: u8, y: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let (xs, ys) = (LO * u64::from(x), LO * u64::from(y));
+    // flags the zero bytes of w; the lowest flag is exact (false flags only sit above a zero)
+    let zeros = |w: u64| w.wrapping_sub(LO) & !w & HI;
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(w);
+        let w = u64::from_le_bytes(bytes);
+        let hit = zeros(w ^ xs) | zeros(w ^ ys);
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&c| c == x || c == y).map(|p| at + p)
+}
+
+fn find_newline(b: &[u8]) -> Option<usize> {
+    find2(b, b'\n', b'\n')
+}
+
+/// A header name: everything up to the colon; stopping at a space (a key holds none) makes
+/// the colon tag after it fail, i.e. the line is not a header.
+fn key(line: &[u8]) -> IResult<&[u8], &[u8]> {
+    let n = find2(line, b':', b' ').unwrap_or(line.len());
+    Ok((&line[n..], &line[..n]))
+}
+
+/// Finds the end of the header block: the index just past the blank line, if complete. No
+/// blank line ends before `from` (a previous search got that far). Every line end seen is
+/// appended to `lines`.
+fn frame_end(buf: &[u8], from: usize, lines: &mut Vec<usize>) -> Option<usize> {
+    let mut i = from.min(buf.len());
+    while let Some(p) = find_newline(&buf[i..]) {
         let nl = i + p;
+        lines.push(nl);
         // a line that is empty, or only "\r", right after a newline (or at the start) ends it
         let next = nl + 1;
-        if buf.get(next) == Some(&b'\n') {
-            return Some(next + 1);
-        }
-        if buf.get(next) == Some(&b'\r') && buf.get(next + 1) == Some(&b'\n') {
-            return Some(next + 2);
+        match (buf.get(next), buf.get(next + 1)) {
+            (Some(b'\n'), _) => {
+                lines.push(next);
+                return Some(next + 1);
+            }
+            (Some(b'\r'), Some(b'\n')) => {
+                lines.push(next + 1);
+                return Some(next + 2);
+            }
+            _ => {}
         }
         i = next;
     }
     None
 }
 
-/// One `Key: Value` line (complete input).
-fn header_line(line: &str) -> IResult<&str, (&str, &str)> {
-    let (rest, key) = terminated(take_till(|c| c == ':'), tag(":")).parse(line)?;
-    let (rest, _) = space0(rest)?;
-    let (rest, value) = take_while(|_| true)(rest)?;
-    let (rest, _) = opt(tag("\r")).parse(rest)?;
-    Ok((rest, (key, value)))
+/// One `Key: Value` line (complete input, line end removed): the key and the value (spaces
+/// after the colon skipped).
+fn header_line(line: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
+    let (rest, key) = terminated(key, tag(&b":"[..])).parse(line)?;
+    let (value, _) = space0(rest)?;
+    Ok((&[], (key, value)))
 }
 
-fn parse_frame(text: &str, offset: u64) -> Result<Option<AmiMessage>, AmiError> {
-    let mut headers = Headers::new();
-    for (n, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
+/// `text[s..e]` without surrounding (or, if `!both`, trailing) whitespace, as a range.
+fn trimmed(text: &str, s: usize, e: usize, both: bool) -> (usize, usize) {
+    let b = text.as_bytes();
+    // printable ASCII is never whitespace: the common case needs no char decoding
+    let plain = |i: usize| b.get(i).is_some_and(|&c| c > b' ' && c < 0x80);
+    if s == e || (plain(e - 1) && (!both || plain(s))) {
+        return (s, e);
+    }
+    let part = text.get(s..e).unwrap_or("");
+    let t = if both { part.trim() } else { part.trim_end() };
+    let ts = s + (t.as_ptr() as usize - part.as_ptr() as usize);
+    (ts, ts + t.len())
+}
+
+/// Parses a whole frame; `lines` are its line ends, as found by [`frame_end`].
+fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiMessage>, AmiError> {
+    let (text, exact) = match std::str::from_utf8(frame) {
+        Ok(t) => (t.to_owned(), true),
+        Err(_) => (String::from_utf8_lossy(frame).into_owned(), false),
+    };
+    let bytes = text.as_bytes();
+    // Invalid UTF-8 was replaced (the text is longer): find its line ends again.
+    let found;
+    let lines = if exact && lines.last() == Some(&frame.len().wrapping_sub(1)) {
+        lines
+    } else {
+        let mut v = Vec::new();
+        let mut i = 0;
+        while let Some(p) = find_newline(&bytes[i..]) {
+            v.push(i + p);
+            i += p + 1;
+        }
+        found = v;
+        &found
+    };
+    // Cut points are ASCII (':', ' ', '\t', '\r', '\n'), so every range is on a char boundary.
+    let mut spans = Vec::with_capacity(lines.len());
+    let mut at = 0;
+    for (n, &nl) in lines.iter().enumerate() {
+        let raw = bytes.get(at..nl).unwrap_or(&[]);
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line_at = at;
+        at = nl + 1;
         if line.is_empty() {
             continue;
         }
         match header_line(line) {
-            Ok((_, (k, v))) if !k.is_empty() && !k.contains(' ') => headers.push(k.trim(), v.trim_end()),
+            Ok((_, (k, v))) if !k.is_empty() => {
+                let (ks, ke) = trimmed(&text, line_at, line_at + k.len(), true);
+                let vs = line_at + (line.len() - v.len());
+                let (vs, ve) = trimmed(&text, vs, line_at + line.len(), false);
+                spans.push([ks, ke, vs, ve]);
+            }
             _ => {
+                let line = String::from_utf8_lossy(line);
                 return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
             }
         }
     }
-    if headers.is_empty() {
+    let headers = Headers { text, spans };
+    let Some((first, value)) = headers.first() else {
         return Ok(None); // stray blank lines
-    }
-    let first = headers.0[0].0.to_ascii_lowercase();
-    Ok(Some(if first == "response" {
-        let status = match headers.0[0].1.to_ascii_lowercase().as_str() {
-            "success" => ResponseStatus::Success,
-            "error" => ResponseStatus::Error,
-            "follows" => ResponseStatus::Follows,
-            "goodbye" => ResponseStatus::Goodbye,
-            _ => ResponseStatus::Other(headers.0[0].1.clone()),
+    };
+    Ok(Some(if first.eq_ignore_ascii_case("response") {
+        let status = if value.eq_ignore_ascii_case("success") {
+            ResponseStatus::Success
+        } else if value.eq_ignore_ascii_case("error") {
+            ResponseStatus::Error
+        } else if value.eq_ignore_ascii_case("follows") {
+            ResponseStatus::Follows
+        } else if value.eq_ignore_ascii_case("goodbye") {
+            ResponseStatus::Goodbye
+        } else {
+            ResponseStatus::Other(value.to_string())
         };
         Response {
             status,
@@ -187,8 +325,8 @@ fn parse_frame(text: &str, offset: u64) -> Result<Option<AmiMessage>, AmiError> 
             headers,
         }
         .into()
-    } else if first == "event" {
-        AmiMessage::Event(Event { name: headers.0[0].1.clone(), headers })
+    } else if first.eq_ignore_ascii_case("event") {
+        AmiMessage::Event(Event { name: value.to_string(), headers })
     } else {
         AmiMessage::Unknown(headers)
     }))
@@ -213,27 +351,57 @@ impl AmiDecoder {
 
     /// Adds bytes read from the connection.
     pub fn feed(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            // decoded bytes go now, in one move per read rather than one per message
+            self.buf.drain(..self.start);
+            self.scanned -= self.start; // `lines` are relative to `start`: unchanged
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
     fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.lines.clear();
+        self.start += n;
         self.offset += n as u64;
+        self.scanned = self.scanned.max(self.start);
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            (self.start, self.scanned) = (0, 0);
+        }
+    }
+
+    /// The end of the next frame in the pending bytes, resuming the last search.
+    fn next_frame_end(&mut self) -> Option<usize> {
+        // the last two bytes searched may start a blank line that the next read completes
+        let from = self.scanned.saturating_sub(2).max(self.start) - self.start;
+        while self.lines.last().is_some_and(|&l| l >= from) {
+            self.lines.pop(); // found again
+        }
+        let end = frame_end(&self.buf[self.start..], from, &mut self.lines);
+        if end.is_none() {
+            self.scanned = self.buf.len();
+        }
+        end
     }
 
     /// The next complete message; `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<AmiMessage>, AmiError> {
         loop {
             if !self.banner_seen {
-                let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-                    if self.buf.len() > MAX_BANNER_BYTES {
-                        let text = String::from_utf8_lossy(&self.buf[..64]).into_owned();
+                let Some(nl) = self.pending().iter().position(|&b| b == b'\n') else {
+                    if self.buffered() > MAX_BANNER_BYTES {
+                        let text = String::from_utf8_lossy(&self.pending()[..64]).into_owned();
                         self.banner_seen = true;
                         return Err(AmiError::NotAmi { text });
                     }
                     return Ok(None);
                 };
-                let line = String::from_utf8_lossy(&self.buf[..nl]).trim_end_matches('\r').to_string();
+                let line = String::from_utf8_lossy(&self.pending()[..nl]).trim_end_matches('\r').to_string();
                 self.consume(nl + 1);
                 self.banner_seen = true;
                 if line.contains("Call Manager") {
@@ -242,23 +410,23 @@ impl AmiDecoder {
                 return Err(AmiError::NotAmi { text: line.chars().take(80).collect() });
             }
             if self.skipping {
-                match frame_end(&self.buf) {
+                match self.next_frame_end() {
                     Some(end) => {
                         self.consume(end);
                         self.skipping = false;
                     }
                     None => {
                         // keep a possible partial "\r\n\r" at the end for the next read
-                        let keep = self.buf.len().min(3);
-                        let n = self.buf.len() - keep;
+                        let keep = self.buffered().min(3);
+                        let n = self.buffered() - keep;
                         self.consume(n);
                         return Ok(None);
                     }
                 }
                 continue;
             }
-            let Some(end) = frame_end(&self.buf) else {
-                if self.buf.len() > MAX_MESSAGE_BYTES {
+            let Some(end) = self.next_frame_end() else {
+                if self.buffered() > MAX_MESSAGE_BYTES {
                     let offset = self.offset;
                     self.skipping = true;
                     return Err(AmiError::Oversized { offset });
@@ -270,9 +438,9 @@ impl AmiDecoder {
                 self.consume(end);
                 return Err(AmiError::Oversized { offset });
             }
-            let text = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+            let parsed = parse_frame(&self.pending()[..end], &self.lines, offset);
             self.consume(end);
-            match parse_frame(&text, offset)? {
+            match parsed? {
                 Some(m) => return Ok(Some(m)),
                 None => continue,
             }
@@ -281,7 +449,7 @@ impl AmiDecoder {
 
     /// Bytes buffered and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 }
 
@@ -319,26 +487,37 @@ impl Action {
 
     /// The wire form; refuses line breaks anywhere (header injection).
     pub fn encode(&self) -> Result<Vec<u8>, AmiError> {
-        let bad_value = |v: &str| v.contains('\r') || v.contains('\n');
-        let bad_key = |k: &str| k.is_empty() || bad_value(k) || k.contains(':');
+        let bad_value = |v: &str| v.bytes().any(|b| b == b'\r' || b == b'\n');
+        let bad_key = |k: &str| k.is_empty() || k.bytes().any(|b| b == b'\r' || b == b'\n' || b == b':');
         if bad_value(&self.name) || self.name.is_empty() {
             return Err(AmiError::Injection { action: self.name.escape_debug().to_string(), header: "Action".into() });
         }
-        let mut out = format!("Action: {}\r\n", self.name);
+        let size = self.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()
+            + self.name.len()
+            + self.action_id.as_ref().map_or(0, |id| id.len() + 12)
+            + 12;
+        let mut out = Vec::with_capacity(size);
+        let mut line = |k: &str, v: &str| {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        line("Action", &self.name);
         if let Some(id) = &self.action_id {
             if bad_value(id) {
                 return Err(AmiError::Injection { action: self.name.clone(), header: "ActionID".into() });
             }
-            out.push_str(&format!("ActionID: {id}\r\n"));
+            line("ActionID", id);
         }
         for (k, v) in &self.headers {
             if bad_key(k) || bad_value(v) {
                 return Err(AmiError::Injection { action: self.name.clone(), header: k.escape_debug().to_string() });
             }
-            out.push_str(&format!("{k}: {v}\r\n"));
+            line(k, v);
         }
-        out.push_str("\r\n");
-        Ok(out.into_bytes())
+        out.extend_from_slice(b"\r\n");
+        Ok(out)
     }
 }
 
@@ -433,6 +612,32 @@ mod tests {
         assert!(matches!(a.encode(), Err(AmiError::Injection { header, .. }) if header == "Channel"));
         let ok = Action::new("Ping").with_action_id("7").header("Variable", "A=1").header("Variable", "B=2");
         assert_eq!(ok.encode().unwrap(), b"Action: Ping\r\nActionID: 7\r\nVariable: A=1\r\nVariable: B=2\r\n\r\n");
+    }
+
+    /// The line ends found while framing are the ones the parser uses: mixed line ends, stray
+    /// blank lines, tabs, trailing spaces, non-ASCII and invalid UTF-8 (the lossy text is
+    /// longer than the frame), fed whole and one byte at a time.
+    #[test]
+    fn parsed_headers_match_their_lines_in_any_framing() {
+        let stream: &[u8] = b"\r\n\nEvent: A\nK:\tv1 \r\nKey2:  v\xc3\xa9 \xc2\xa0\r\n\r\n\
+Event: B\r\nBad: x\xff\xfey\r\nLast: \r\n\n";
+        let want = |msgs: &[Result<AmiMessage, AmiError>]| {
+            let [Ok(AmiMessage::Event(a)), Ok(AmiMessage::Event(b))] = msgs else { panic!("{msgs:?}") };
+            assert_eq!(a.headers.iter().collect::<Vec<_>>(), vec![("Event", "A"), ("K", "v1"), ("Key2", "v\u{e9}")]);
+            assert_eq!(b.get("Bad"), Some("x\u{fffd}\u{fffd}y"));
+            assert_eq!((b.get("last"), b.headers.len()), (Some(""), 3));
+        };
+        let mut d = AmiDecoder::without_banner();
+        d.feed(stream);
+        want(&all(&mut d));
+        let mut d = AmiDecoder::without_banner();
+        let mut got = Vec::new();
+        for b in stream {
+            d.feed(std::slice::from_ref(b));
+            got.extend(all(&mut d));
+        }
+        want(&got);
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

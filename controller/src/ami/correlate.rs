@@ -9,7 +9,7 @@
 //! (the login snapshot's deadline, [`ActionTracker::expire`]) reconnects and starts over.
 
 use super::codec::{Action, AmiMessage, Event, Response, ResponseStatus};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 /// The most events one event list may collect (a PBX with this many channels or conference
@@ -48,6 +48,7 @@ pub enum Tracked {
 #[derive(Debug)]
 struct Pending {
     started_ms: u64,
+    seq: u64,
     response: Option<Response>,
     events: Vec<Event>,
 }
@@ -58,6 +59,9 @@ pub struct ActionTracker {
     prefix: String,
     next: u64,
     pending: HashMap<String, Pending>,
+    /// (started, sequence number) of every pending action, oldest first: the next timeout
+    /// without a walk over all of them (the daemon asks after every read).
+    by_age: BTreeSet<(u64, u64)>,
 }
 
 fn is_list_start(r: &Response) -> bool {
@@ -70,14 +74,19 @@ fn is_list_end(e: &Event) -> bool {
 
 impl ActionTracker {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_string(), next: 1, pending: HashMap::new() }
+        Self { prefix: prefix.to_string(), next: 1, pending: HashMap::new(), by_age: BTreeSet::new() }
     }
 
     /// Gives `action` a fresh ActionID and starts waiting for its response.
     pub fn start(&mut self, action: Action, now_ms: u64) -> (ActionId, Action) {
-        let id = format!("{}-{}", self.prefix, self.next);
+        let (id, seq) = (format!("{}-{}", self.prefix, self.next), self.next);
         self.next += 1;
-        self.pending.insert(id.clone(), Pending { started_ms: now_ms, response: None, events: Vec::new() });
+        self.by_age.insert((now_ms, seq));
+        if let Some(old) =
+            self.pending.insert(id.clone(), Pending { started_ms: now_ms, seq, response: None, events: Vec::new() })
+        {
+            self.by_age.remove(&(old.started_ms, old.seq));
+        }
         (ActionId(id.clone()), action.with_action_id(id))
     }
 
@@ -97,7 +106,7 @@ impl ActionTracker {
                     p.response = Some(r);
                     return Tracked::Pending;
                 }
-                self.pending.remove(&id);
+                self.take(&id);
                 Tracked::Completed(ActionId(id), Outcome { response: r, events: Vec::new() })
             }
             AmiMessage::Event(e) => {
@@ -109,7 +118,7 @@ impl ActionTracker {
                     return Tracked::Unsolicited(AmiMessage::Event(e));
                 }
                 if is_list_end(&e) {
-                    let Some(p) = self.pending.remove(&id) else { return Tracked::Pending };
+                    let Some(p) = self.take(&id) else { return Tracked::Pending };
                     let Some(response) = p.response else { return Tracked::Pending };
                     return Tracked::Completed(ActionId(id), Outcome { response, events: p.events });
                 }
@@ -136,19 +145,27 @@ impl ActionTracker {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
-            self.pending.remove(id);
+            self.take(id);
         }
         expired.into_iter().map(ActionId).collect()
     }
 
     /// When the oldest pending action started (its timeout runs from there).
     pub fn next_timeout(&self) -> Option<u64> {
-        self.pending.values().map(|p| p.started_ms).min()
+        self.by_age.first().map(|&(started, _)| started)
     }
 
     /// The link dropped: every pending action failed.
     pub fn fail_all(&mut self) -> Vec<ActionId> {
+        self.by_age.clear();
         self.pending.drain().map(|(id, _)| ActionId(id)).collect()
+    }
+
+    /// Forgets a pending action.
+    fn take(&mut self, id: &str) -> Option<Pending> {
+        let p = self.pending.remove(id)?;
+        self.by_age.remove(&(p.started_ms, p.seq));
+        Some(p)
     }
 }
 
