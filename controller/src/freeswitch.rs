@@ -22,21 +22,35 @@
 //!            ─▶ Ready (Snapshot out, events held meanwhile released in Event-Sequence order)
 //! ```
 //!
+//! Hang-ups are classified by [`crate::hangup_cause`] (by cause *name*: FreeSWITCH reports its
+//! own causes, `MEDIA_TIMEOUT` among them, as Q.850 16) before the session machine hears of
+//! them, and already at `CHANNEL_HANGUP`: a feeding leg that the user hung up hands the mix to
+//! no one (the call ends), a lost one hands it to the device's other leg. Legs handoffd is
+//! hanging up itself are never unmuted. Two legs of one device do not hear each other:
+//! `conference <bridge> relate <a> <b> nohear` both ways when the second one joins.
+//!
 //! Commands: `Assign` → `uuid_transfer <uuid> answer,conference:<bridge>@<profile>+flags{mute}
 //! inline`; `Refuse` → `uuid_setvar <uuid> handoff_reason ...` then `uuid_transfer` to
 //! `esl.refused_extension`; `OriginateFar` → `bgapi originate {origination_uuid=<session>-far,
 //! ...}sofia/gateway/<far.endpoint>/<number> &conference(<bridge>@<profile>)`; `Hangup` →
-//! `uuid_kill <uuid> <CAUSE>`.
+//! `uuid_kill <uuid> <CAUSE>` (names FreeSWITCH knows: [`crate::hangup_cause::freeswitch_kill_cause`]).
+//! On shutdown the driver says `exit` and reads FreeSWITCH's goodbye ([`Driver::goodbye`]).
 
 use crate::config::{Config, Esl};
 use crate::esl::{
     parse_conference_json_list, parse_show_channels_json, ChannelRow, Client, ClientConfig, ClientError, CommandId,
     Event, EventFormat, Failure, Output, ReplyStatus,
 };
-use crate::pbx::{cause_code, cause_name, Driver, DriverEvent, LinkError, PbxChannel};
+use crate::hangup_cause::{classify, freeswitch_kill_cause, LegEnd, Overrides, Pbx as CausePbx};
+use crate::pbx::{cause_code, Driver, DriverEvent, LinkError, PbxChannel};
 use crate::session::{Command, Found, Input, LegArrival, Millis, Path};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::{debug, warn};
+
+mod gap;
+mod pin;
+
+pub use pin::{EMPTY_PIN_REASON, PIN_PROMPT};
 
 /// How long events are held to be released in `Event-Sequence` order (the wire order is not
 /// the sequence order; see `crate::esl::client`).
@@ -107,6 +121,16 @@ pub struct FreeSwitchDriver {
     far_pending: HashMap<String, bool>,
     /// The snapshot is out; held events go once the daemon has adopted what it found.
     release_at_resynced: bool,
+    /// `sessions.normal_clearing_is_lost`.
+    overrides: Overrides,
+    /// Client legs handoffd is hanging up: never unmuted, their leaving switches nothing.
+    going: BTreeSet<String>,
+    /// Paths of client legs that hung up, until their CHANNEL_HANGUP_COMPLETE.
+    gone_paths: HashMap<String, Path>,
+    /// Failovers whose gap is being measured.
+    gaps: gap::GapMeter,
+    /// `nohear` relations sent: (conference, member, member it does not hear).
+    related: BTreeSet<(String, u64, u64)>,
     events: std::collections::VecDeque<DriverEvent>,
 }
 
@@ -115,6 +139,7 @@ impl FreeSwitchDriver {
     pub fn new(cfg: Config, esl: Esl) -> Self {
         Self {
             preferred: cfg.preferred_path(),
+            overrides: cfg.hangup_overrides(),
             cfg,
             esl,
             client: None,
@@ -127,6 +152,10 @@ impl FreeSwitchDriver {
             far_jobs: HashMap::new(),
             far_pending: HashMap::new(),
             release_at_resynced: false,
+            going: BTreeSet::new(),
+            gone_paths: HashMap::new(),
+            gaps: gap::GapMeter::default(),
+            related: BTreeSet::new(),
             events: Default::default(),
         }
     }
@@ -225,6 +254,9 @@ impl FreeSwitchDriver {
                         return;
                     }
                     return self.lost(format!("resynchronising: {command} failed: {failure}"));
+                }
+                if self.gaps.failed(id) {
+                    self.events.push_back(DriverEvent::Failover { gap_ms: None });
                 }
                 warn!("FreeSWITCH: {command} failed: {failure}");
             }
@@ -369,9 +401,13 @@ impl FreeSwitchDriver {
             "CHANNEL_ANSWER" => self.far_answered(uuid),
             // CHANNEL_HANGUP comes first: the mix moves on at once. CHANNEL_HANGUP_COMPLETE
             // carries the Q.850 cause: the session machine hears of the hangup then.
+            // A lost feeding leg hands the mix over here; a leg the user hung up does not (the
+            // call ends: never unmute a leg about to be hung up).
             "CHANNEL_HANGUP" => {
                 let cause_txt = e.header("Hangup-Cause").unwrap_or("");
-                self.leg_gone(&uuid, cause_txt, now);
+                let path = self.legs.get(&uuid).map(|l| l.path);
+                let end = classify(CausePbx::FreeSwitch, cause_txt, cause_code(cause_txt), path, &self.overrides);
+                self.leg_gone(&uuid, cause_txt, end == LegEnd::Lost, gap::silence_start(e), now);
             }
             "CHANNEL_HANGUP_COMPLETE" if !uuid.is_empty() => {
                 let cause_txt = e.header("Hangup-Cause").unwrap_or("").to_string();
@@ -379,10 +415,14 @@ impl FreeSwitchDriver {
                     .header("variable_hangup_cause_q850")
                     .and_then(|c| c.parse().ok())
                     .unwrap_or_else(|| cause_code(&cause_txt));
-                self.arrivals.remove(&uuid);
+                let path = self.legs.get(&uuid).map(|l| l.path).or_else(|| self.gone_paths.remove(&uuid));
+                let path = path.or_else(|| self.arrivals.remove(&uuid));
                 self.far_pending.remove(&uuid);
-                self.leg_gone(&uuid, &cause_txt, now);
-                self.input(Input::Hangup { uniqueid: uuid, cause, cause_txt });
+                let end = classify(CausePbx::FreeSwitch, &cause_txt, cause, path, &self.overrides);
+                self.leg_gone(&uuid, &cause_txt, end == LegEnd::Lost, None, now);
+                self.gone_paths.remove(&uuid);
+                self.going.remove(&uuid);
+                self.input(Input::LegEnded { uniqueid: uuid, cause, cause_txt, end });
             }
             "CUSTOM" if e.header("Event-Subclass") == Some("conference::maintenance") => {
                 match e.header("Action").unwrap_or("") {
@@ -394,7 +434,8 @@ impl FreeSwitchDriver {
                             let leg = leg.clone();
                             let why = format!("the {} leg joined", leg.path.as_str());
                             self.input(Input::LegJoined { uniqueid: uuid.clone() });
-                            self.mix(&group, &why, false, now);
+                            self.mix(&group, &why, false, None, now);
+                            self.relate(&uuid, now);
                         } else if !uuid.is_empty() {
                             self.input(Input::LegJoined { uniqueid: uuid });
                         }
@@ -404,16 +445,42 @@ impl FreeSwitchDriver {
                             leg.member = None;
                             let group = leg.group.clone();
                             let leg = leg.clone();
-                            if self.groups.get(&group).is_some_and(|g| g.feeder.as_deref() == Some(&uuid)) {
+                            let feeding = self.groups.get(&group).is_some_and(|g| g.feeder.as_deref() == Some(&uuid));
+                            if feeding && !self.going.contains(&uuid) {
                                 let why = format!("the {} leg left the conference", leg.path.as_str());
-                                self.mix(&group, &why, true, now);
+                                self.mix(&group, &why, true, None, now);
                             }
+                        }
+                    }
+                    "unmute-member" => {
+                        if let Some(gap_ms) = self.gaps.unmuted(e) {
+                            self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap_ms) });
                         }
                     }
                     _ => {}
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The two legs of a device must not hear each other (the standby leg would hear the
+    /// phone's own voice): `relate <a> <b> nohear` both ways once both are members.
+    fn relate(&mut self, uuid: &str, now: Millis) {
+        let Some(leg) = self.legs.get(uuid).cloned() else { return };
+        let Some(m) = leg.member else { return };
+        let mates: Vec<u64> = self
+            .legs
+            .iter()
+            .filter(|(u, l)| u.as_str() != uuid && l.group == leg.group && !self.going.contains(*u))
+            .filter_map(|(_, l)| l.member)
+            .collect();
+        for other in mates {
+            for (a, b) in [(m, other), (other, m)] {
+                if self.related.insert((leg.bridge.clone(), a, b)) {
+                    self.api(format!("conference {} relate {a} {b} nohear", leg.bridge), now);
+                }
+            }
         }
     }
 
@@ -442,6 +509,13 @@ impl FreeSwitchDriver {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(80)
             .collect();
+        if pin::is_empty_pin(&token) {
+            // No PIN at all (the prompt returned no digits): refused here, never checked, so
+            // it does not count towards the lockout.
+            warn!("{}", pin::empty_pin_log(&uuid, e));
+            self.api(format!("uuid_setvar {uuid} handoff_token"), now);
+            return self.refuse(&uuid, EMPTY_PIN_REASON, now);
+        }
         if token.starts_with("pin-") {
             // A PIN keyed in for a move: read once, then gone from the channel's variables.
             self.api(format!("uuid_setvar {uuid} handoff_token"), now);
@@ -458,9 +532,15 @@ impl FreeSwitchDriver {
         }));
     }
 
-    /// A client leg hung up or left: if it fed its group, the next leg takes over.
-    fn leg_gone(&mut self, uuid: &str, cause: &str, now: Millis) {
+    /// A client leg hung up: if it fed its group and was lost (`switch`), the next leg takes
+    /// over; `silence`: when its silence began (a media timeout), to measure the gap.
+    fn leg_gone(&mut self, uuid: &str, cause: &str, switch: bool, silence: Option<(u64, u64)>, now: Millis) {
         let Some(leg) = self.legs.remove(uuid) else { return };
+        self.gone_paths.insert(uuid.to_string(), leg.path);
+        if let Some(m) = leg.member {
+            self.related.retain(|(c, a, b)| !(c == &leg.bridge && (*a == m || *b == m)));
+        }
+        let going = self.going.contains(uuid);
         let was_feeding = match self.groups.get_mut(&leg.group) {
             Some(g) if g.feeder.as_deref() == Some(uuid) => {
                 g.feeder = None;
@@ -468,9 +548,9 @@ impl FreeSwitchDriver {
             }
             _ => false,
         };
-        if was_feeding {
+        if was_feeding && switch && !going {
             let why = format!("the {} leg hung up ({cause})", leg.path.as_str());
-            self.mix(&leg.group, &why, true, now);
+            self.mix(&leg.group, &why, true, silence, now);
         }
         if !self.legs.values().any(|l| l.group == leg.group) {
             self.groups.remove(&leg.group);
@@ -479,11 +559,15 @@ impl FreeSwitchDriver {
 
     /// Makes the right leg of `group` feed the conference: the preferred path's leg if it is in
     /// the conference, else the leg already feeding, else any leg in the conference. `failed`:
-    /// the feeding leg went (a failover), rather than a leg joining.
-    fn mix(&mut self, group: &str, why: &str, failed: bool, now: Millis) {
+    /// the feeding leg went (a failover), rather than a leg joining; `silence`: see
+    /// [`gap::silence_start`]. Legs being hung up by handoffd are never chosen.
+    fn mix(&mut self, group: &str, why: &str, failed: bool, silence: Option<(u64, u64)>, now: Millis) {
         let Some(g) = self.groups.get(group).cloned() else { return };
-        let joined: BTreeMap<&String, &MixLeg> =
-            self.legs.iter().filter(|(_, l)| l.group == group && l.member.is_some()).collect();
+        let joined: BTreeMap<&String, &MixLeg> = self
+            .legs
+            .iter()
+            .filter(|(u, l)| l.group == group && l.member.is_some() && !self.going.contains(*u))
+            .collect();
         let current = g.feeder.as_ref().filter(|f| joined.contains_key(f)).cloned();
         let want = choose_feeder(joined.iter().map(|(u, l)| (u.as_str(), l.path)), g.preferred, current.as_deref())
             .map(str::to_string);
@@ -503,14 +587,20 @@ impl FreeSwitchDriver {
                 self.api(format!("conference {} mute {m}", old.bridge), now);
             }
         }
+        let mut measured = false;
         if let Some(m) = to.member {
-            self.api(format!("conference {} unmute {m}", to.bridge), now);
+            let id = self.api(format!("conference {} unmute {m}", to.bridge), now);
+            if let (true, Some(start)) = (failed, silence) {
+                self.gaps.started(&to.bridge, m, id, start);
+                measured = true;
+            }
         }
         if let Some(g) = self.groups.get_mut(group) {
             g.feeder = Some(want.clone());
         }
-        // The first leg to feed is no switch; every later change is.
-        if failed {
+        // The first leg to feed is no switch; every later change is. A measured failover is
+        // reported with its gap when mod_conference confirms the unmute.
+        if failed && !measured {
             self.events.push_back(DriverEvent::Failover { gap_ms: None });
         }
         if current.is_some() || failed {
@@ -582,6 +672,7 @@ impl Driver for FreeSwitchDriver {
         self.held.clear();
         self.members.clear();
         self.far_jobs.clear();
+        self.gaps.clear();
         self.events.clear();
     }
 
@@ -647,7 +738,10 @@ impl Driver for FreeSwitchDriver {
                 }
             }
             Command::Hangup { uniqueid, cause } => {
-                self.api(format!("uuid_kill {uniqueid} {}", cause_name(*cause)), now);
+                if self.legs.contains_key(uniqueid) {
+                    self.going.insert(uniqueid.clone());
+                }
+                self.api(format!("uuid_kill {uniqueid} {}", freeswitch_kill_cause(*cause)), now);
             }
         }
     }
@@ -713,6 +807,10 @@ impl Driver for FreeSwitchDriver {
 
     fn poll_event(&mut self) -> Option<DriverEvent> {
         self.events.pop_front()
+    }
+
+    fn goodbye(&mut self, now: Millis) -> bool {
+        matches!(self.phase, Phase::Ready) && self.send(crate::esl::Command::Exit, now).is_some()
     }
 }
 
@@ -815,11 +913,15 @@ mod tests {
         // The first leg in feeds the mix: no switch to report.
         assert_eq!(join(&mut d, "u1", "5"), vec![DriverEvent::Input(Input::LegJoined { uniqueid: "u1".into() })]);
         assert_eq!(sent(&mut d), "api conference handoff-s unmute 5\n\n");
-        // The carrier leg stays muted while the preferred data leg feeds.
+        // The carrier leg stays muted while the preferred data leg feeds, and the two legs of
+        // the device do not hear each other.
         park(&mut d, "u2", "carrier", "carrier");
         assign(&mut d, "u2");
         join(&mut d, "u2", "6");
-        assert_eq!(sent(&mut d), "");
+        assert_eq!(
+            sent(&mut d),
+            "api conference handoff-s relate 6 5 nohear\n\napi conference handoff-s relate 5 6 nohear\n\n"
+        );
         // Wi-Fi gone: FreeSWITCH's media timeout hangs the data leg up; the carrier leg is
         // unmuted on that event.
         let ev =
@@ -840,7 +942,11 @@ mod tests {
         park(&mut d, "u3", "data", "alice-app");
         assign(&mut d, "u3");
         let ev = join(&mut d, "u3", "7");
-        assert_eq!(sent(&mut d), "api conference handoff-s mute 6\n\napi conference handoff-s unmute 7\n\n");
+        assert_eq!(
+            sent(&mut d),
+            "api conference handoff-s mute 6\n\napi conference handoff-s unmute 7\n\n\
+             api conference handoff-s relate 7 6 nohear\n\napi conference handoff-s relate 6 7 nohear\n\n"
+        );
         assert_eq!(
             ev[1],
             DriverEvent::Input(Input::LegSwitched {
@@ -897,14 +1003,14 @@ mod tests {
             &mut d,
             &[("Event-Name", "CHANNEL_HANGUP_COMPLETE"), ("Unique-ID", "nobody"), ("Hangup-Cause", "NORMAL_CLEARING")],
         );
-        assert!(matches!(&ev[..], [DriverEvent::Input(Input::Hangup { cause: 16, .. })]), "{ev:?}");
+        assert!(matches!(&ev[..], [DriverEvent::Input(Input::LegEnded { cause: 16, .. })]), "{ev:?}");
         assert_eq!(sent(&mut d), "");
         // The link still works: the leg's own hangup reaches the session machine.
         let ev = event(
             &mut d,
             &[("Event-Name", "CHANNEL_HANGUP_COMPLETE"), ("Unique-ID", "u1"), ("Hangup-Cause", "ORIGINATOR_CANCEL")],
         );
-        assert!(matches!(&ev[..], [DriverEvent::Input(Input::Hangup { cause: 16, .. })]), "{ev:?}");
+        assert!(matches!(&ev[..], [DriverEvent::Input(Input::LegEnded { cause: 16, .. })]), "{ev:?}");
 
         // An oversized frame: the link is dropped with a reason naming it (then reconnected).
         d.receive(b"Content-Type: api/response\nContent-Length: 99999999\n\n", 30);

@@ -17,6 +17,7 @@
 //!   to AMI actions (no I/O).
 //! - [`daemon`]: the tokio side: the PBX link with reconnect, the store, the API.
 //! - [`fuzzing`]: the parsers under arbitrary input, for cargo-fuzz and the corpus replay test.
+//! - [`hangup_cause`]: the one table deciding "user hung up" vs "leg lost" per PBX.
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 
 pub mod ami;
@@ -28,6 +29,7 @@ pub mod daemon;
 pub mod esl;
 pub mod freeswitch;
 pub mod fuzzing;
+pub mod hangup_cause;
 pub mod metrics;
 pub mod moves;
 pub mod pbx;
