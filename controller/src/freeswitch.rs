@@ -959,6 +959,39 @@ mod tests {
     }
 
     #[test]
+    fn legs_being_hung_up_are_never_unmuted() {
+        // A two-leg device moved away: handoffd kills both legs (MANAGER_REQUEST, which
+        // FreeSWITCH reports back as the cause: a lost leg, not the user). The feeding data
+        // leg's hang-up must not hand the mix to the carrier leg, which is going too.
+        let mut d = ready();
+        park(&mut d, "u1", "data", "alice-app");
+        assign(&mut d, "u1");
+        join(&mut d, "u1", "5");
+        park(&mut d, "u2", "carrier", "carrier");
+        assign(&mut d, "u2");
+        join(&mut d, "u2", "6");
+        let _ = sent(&mut d);
+        let _ = events(&mut d);
+        d.command(&Command::Hangup { uniqueid: "u1".into(), cause: 26 }, 10);
+        d.command(&Command::Hangup { uniqueid: "u2".into(), cause: 26 }, 10);
+        assert_eq!(sent(&mut d), "api uuid_kill u1 MANAGER_REQUEST\n\napi uuid_kill u2 MANAGER_REQUEST\n\n");
+        let ev = event(
+            &mut d,
+            &[("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "u1"), ("Hangup-Cause", "MANAGER_REQUEST")],
+        );
+        assert_eq!(ev, vec![]);
+        assert_eq!(sent(&mut d), "", "no unmute of a leg being hung up");
+        let ev = event(
+            &mut d,
+            &[("Event-Name", "CHANNEL_HANGUP_COMPLETE"), ("Unique-ID", "u1"), ("Hangup-Cause", "MANAGER_REQUEST")],
+        );
+        assert!(
+            matches!(&ev[..], [DriverEvent::Input(Input::LegEnded { end: LegEnd::Lost, cause: 16, .. })]),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
     fn a_pin_keyed_in_for_a_move_is_read_once_and_cleared_from_the_channel() {
         let mut d = ready();
         let ev = event(
