@@ -391,3 +391,29 @@ impl Live {
         cfg.session_rules().1
     }
 }
+
+/// The dial plan catches an empty `*86` PIN itself (27's case: nothing keyed in, or the prompt
+/// missing): both `*86` extensions go through `handoff-pin-check`, which parks only a PIN of
+/// digits, and refuses anything else without handing it to handoffd, naming the prompt.
+#[test]
+fn the_dial_plan_refuses_an_empty_pin_before_handoffd_sees_it() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../dialplans/freeswitch/handoff.xml");
+    let xml = std::fs::read_to_string(path).expect("handoff.xml");
+    let ext = |name: &str| -> String {
+        let start = xml.find(&format!("<extension name=\"{name}\">")).unwrap_or_else(|| panic!("{name}"));
+        let end = start + xml[start..].find("</extension>").expect("end");
+        xml[start..end].to_string()
+    };
+    for feature in ["handoff-move-pin", "handoff-carrier-move-pin"] {
+        let e = ext(feature);
+        assert!(e.contains("data=\"handoff-pin-check XML handoff-data\""), "{feature}");
+        assert!(!e.contains("handoff_token"), "{feature} must not hand over an unchecked PIN");
+    }
+    let check = ext("handoff-pin-check");
+    assert!(check.contains("<condition field=\"${handoff_pin}\" expression=\"^[0-9]+$\">"), "{check}");
+    let (parks, refuses) = check.split_once("<anti-action").expect("anti-actions");
+    assert!(parks.contains("handoff_token=pin-${handoff_pin}") && parks.contains("application=\"park\""));
+    assert!(refuses.contains("handoff-refused XML handoff") && !refuses.contains("\"park\""));
+    assert!(refuses.contains("ivr/ivr-please_enter_pin_followed_by_pound.wav"), "the log names the prompt");
+    assert!(refuses.contains("not counted"));
+}
