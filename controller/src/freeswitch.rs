@@ -666,6 +666,7 @@ impl Driver for FreeSwitchDriver {
             api_timeout_ms: self.esl.command_timeout_ms,
             job_timeout_ms: Some(u64::from(self.cfg.far.answer_timeout_s) * 1000 + self.esl.command_timeout_ms),
             reorder_window_ms: REORDER_WINDOW_MS,
+            urgent: Some(gap::is_media_timeout),
         };
         self.client = Some(Client::inbound(self.esl.password.expose(), config, now));
         self.phase = Phase::Handshake;

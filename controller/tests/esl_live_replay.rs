@@ -78,8 +78,9 @@ struct Live {
     sessions: Sessions,
     desk: Device,
     now: u64,
-    /// Every command the driver wrote, in order.
+    /// Every command the driver wrote, in order, and when.
     sent: Vec<String>,
+    sent_at: Vec<u64>,
     inputs: Vec<Input>,
     other: Vec<DriverEvent>,
     /// A recorded `+OK` reply of this connection, for commands the recording lacks.
@@ -113,6 +114,7 @@ impl Live {
             desk,
             now: 0,
             sent: Vec::new(),
+            sent_at: Vec::new(),
             inputs: Vec::new(),
             other: Vec::new(),
             ok_reply,
@@ -134,6 +136,7 @@ impl Live {
                 let text = String::from_utf8(b).expect("commands are text");
                 for c in text.split("\n\n").filter(|c| !c.is_empty()) {
                     self.sent.push(c.to_string());
+                    self.sent_at.push(self.now);
                     if c.contains(" relate ") {
                         // Not in the recording: answered with a recorded +OK.
                         let ok = self.ok_reply.clone();
@@ -275,6 +278,12 @@ fn the_failover_replays_whole_and_its_gap_is_measured_from_event_timestamps() {
         relate,
         vec!["api conference handoff-tpfcfi-1 relate 8 6 nohear", "api conference handoff-tpfcfi-1 relate 6 8 nohear"]
     );
+    // The failover's unmute is written when the MEDIA_TIMEOUT read arrives (5.025 s), not after
+    // the 20 ms reorder window (the recorded handoffd wrote it at 5.046 s): cut (4.671 s) →
+    // unmute 354 ms instead of 375 ms.
+    let unmute = live.sent.iter().position(|c| c == "api conference handoff-tpfcfi-1 unmute 8").unwrap();
+    let timeout_read = f[frame_with(&f, "\"Event-Name\":\"CHANNEL_HANGUP\"")].t_ms;
+    assert_eq!((timeout_read, live.sent_at[unmute]), (5_024, 5_024), "t = 5.0249 s, in whole ms");
     // media_timeout 300 + (unmute-member 1796225459464058 − CHANNEL_HANGUP 1796225459444052 µs)
     // on FreeSWITCH's clock (the lower bound: the cut was 354 ms before the hang-up).
     assert_eq!(live.gaps(), vec![Some(320)]);
