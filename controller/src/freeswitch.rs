@@ -674,6 +674,8 @@ impl Driver for FreeSwitchDriver {
         self.members.clear();
         self.far_jobs.clear();
         self.gaps.clear();
+        self.gone_paths.clear();
+        self.going.clear();
         self.events.clear();
     }
 

@@ -1,7 +1,8 @@
 //! Real FreeSWITCH 1.11.2 event-socket traffic (tests/data/freeswitch-esl/, 29 connections
-//! recorded byte for byte; 22–28 are handoffd's own) through the ESL codec: every server stream decoded whole, in the
-//! chunks `recv()` returned, one byte at a time and split in two at many offsets, always to
-//! the same messages; then the content checked against what the README says FreeSWITCH did.
+//! recorded byte for byte; 22–28 are handoffd's own) through the ESL codec: every server
+//! stream decoded whole, in the chunks `recv()` returned, one byte at a time and split in two
+//! at many offsets, always to the same messages; then the content checked against what the
+//! README says FreeSWITCH did.
 
 mod esl_support;
 
