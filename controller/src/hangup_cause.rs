@@ -24,7 +24,7 @@
 //! | FreeSWITCH | `RECOVERY_ON_TIMER_EXPIRE` 102, `NETWORK_OUT_OF_ORDER` 38, `DESTINATION_OUT_OF_ORDER` 27, `NORMAL_TEMPORARY_FAILURE` 41, `SRTP_READ_ERROR`, `GATEWAY_DOWN`, `CRASH`, `SYSTEM_SHUTDOWN` | lost |
 //! | FreeSWITCH | any other name: by its Q.850 number as on Asterisk     |               |
 //! | Asterisk   | 16 Normal Clearing (the phone's BYE)                   | user hung up  |
-//! | Asterisk   | 44 Requested channel not available: chan_pjsip's `rtp_timeout` (`Disconnecting channel ... for lack of audio RTP activity`) | lost |
+//! | Asterisk   | 44 Requested channel not available: what recent chan_pjsip sets on `rtp_timeout` (`Disconnecting channel ... for lack of RTP activity`; older versions set none: 0) — from Asterisk's source, not measured here | lost |
 //! | Asterisk   | 102 Recovery on timer expiry (SIP transaction or session timer), 38, 27, 41, 0 (no cause) | lost |
 //! | Asterisk   | any other number                                       | lost          |
 //!
@@ -54,7 +54,7 @@ pub mod q850 {
     pub const NETWORK_OUT_OF_ORDER: u32 = 38;
     pub const NORMAL_TEMPORARY_FAILURE: u32 = 41;
     pub const SWITCH_CONGESTION: u32 = 42;
-    /// chan_pjsip's `rtp_timeout`/`rtp_timeout_hold` hang-up.
+    /// chan_pjsip's `rtp_timeout`/`rtp_timeout_hold` hang-up in recent Asterisk (older: none).
     pub const REQUESTED_CHAN_UNAVAIL: u32 = 44;
     pub const RECOVERY_ON_TIMER_EXPIRE: u32 = 102;
 }
