@@ -199,6 +199,9 @@ pub struct AsteriskDriver {
     module_missing_reported: bool,
     /// Originate ActionID → the far channel's uniqueid.
     originates: HashMap<String, String>,
+    /// Client legs' paths (from `HandoffLegArrived`), to read their hang-up causes.
+    paths: HashMap<String, Path>,
+    overrides: crate::hangup_cause::Overrides,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<DriverEvent>,
 }
@@ -207,6 +210,7 @@ impl AsteriskDriver {
     /// A driver for the AMI account `ami`; `cfg` supplies the far trunk and conference profiles.
     pub fn new(cfg: Config, ami: crate::config::Ami) -> Self {
         Self {
+            overrides: cfg.hangup_overrides(),
             cfg,
             ami,
             decoder: AmiDecoder::new(),
@@ -217,6 +221,7 @@ impl AsteriskDriver {
             hello: None,
             module_missing_reported: false,
             originates: HashMap::new(),
+            paths: HashMap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -360,6 +365,27 @@ impl AsteriskDriver {
                 }
             }
         };
+        // A hang-up is read here, by the one table (crate::hangup_cause), with the leg's path.
+        let input = match input {
+            Some(Input::LegArrived(leg)) => {
+                if self.paths.len() < 10_000 {
+                    self.paths.insert(leg.uniqueid.clone(), leg.path);
+                }
+                Some(Input::LegArrived(leg))
+            }
+            Some(Input::Hangup { uniqueid, cause, cause_txt }) => {
+                let path = self.paths.remove(&uniqueid);
+                let end = crate::hangup_cause::classify(
+                    crate::hangup_cause::Pbx::Asterisk,
+                    &cause_txt,
+                    cause,
+                    path,
+                    &self.overrides,
+                );
+                Some(Input::LegEnded { uniqueid, cause, cause_txt, end })
+            }
+            other => other,
+        };
         if let Some(input) = input {
             self.events.push_back(DriverEvent::Input(input));
         }
@@ -375,6 +401,12 @@ impl Driver for AsteriskDriver {
     }
     fn unreachable_hint(&self) -> &'static str {
         "is Asterisk running, and manager.conf enabled = yes with this port?"
+    }
+
+    fn adopted(&mut self, found: &crate::session::Found, _now: Millis) {
+        for (uuid, _, path) in &found.legs {
+            self.paths.insert(uuid.clone(), *path);
+        }
     }
 
     fn connected(&mut self, now: Millis) {
@@ -523,7 +555,7 @@ mod tests {
         );
         let ev = events(&mut d);
         assert!(matches!(&ev[0], DriverEvent::Snapshot(c) if c.len() == 1 && c[0].uniqueid == "1.1"), "{ev:?}");
-        assert!(matches!(&ev[1], DriverEvent::Input(Input::Hangup { uniqueid, cause: 16, .. }) if uniqueid == "9.9"));
+        assert!(matches!(&ev[1], DriverEvent::Input(Input::LegEnded { uniqueid, cause: 16, .. }) if uniqueid == "9.9"));
         assert!(sent(&mut d).contains("Action: HandoffHello\r\n"), "hello once ready");
         assert_eq!(d.poll_timeout(), Some(3 + HELLO_INTERVAL_MS));
     }

@@ -207,6 +207,11 @@ pub struct SessionRules {
     /// A leg of a device whose session ended less than this ago is refused, not a new call.
     #[serde(default = "default_pair_window")]
     pub pair_window_s: u32,
+    /// Paths (data, carrier) whose normal clearing (Q.850 16) means a dropped leg, not the
+    /// user hanging up: for carriers that clear a call they dropped normally (see
+    /// `crate::hangup_cause`).
+    #[serde(default)]
+    pub normal_clearing_is_lost: Vec<String>,
 }
 
 impl Default for SessionRules {
@@ -216,6 +221,7 @@ impl Default for SessionRules {
             grace_s: default_grace(),
             leg_dead_after_s: default_dead_after(),
             pair_window_s: default_pair_window(),
+            normal_clearing_is_lost: Vec::new(),
         }
     }
 }
@@ -575,6 +581,10 @@ impl Config {
                 format!("'{}' must be data or carrier", self.sessions.preferred_path),
             );
         }
+        if let Some(p) = self.sessions.normal_clearing_is_lost.iter().find(|p| crate::session::Path::parse(p).is_none())
+        {
+            return err("sessions.normal_clearing_is_lost", format!("'{p}' must be data or carrier"));
+        }
         if self.sessions.leg_dead_after_s == 0 {
             return err("sessions.leg_dead_after_s", "must be greater than 0".into());
         }
@@ -925,6 +935,13 @@ impl Config {
     /// The path whose leg feeds the mix when both of a device's legs are healthy.
     pub fn preferred_path(&self) -> crate::session::Path {
         crate::session::Path::parse(&self.sessions.preferred_path).unwrap_or(crate::session::Path::Data)
+    }
+
+    /// How hang-ups are read per path (`sessions.normal_clearing_is_lost`).
+    pub fn hangup_overrides(&self) -> crate::hangup_cause::Overrides {
+        let paths: Vec<crate::session::Path> =
+            self.sessions.normal_clearing_is_lost.iter().filter_map(|p| crate::session::Path::parse(p)).collect();
+        crate::hangup_cause::Overrides::from_paths(&paths)
     }
 
     /// The session core's rules and device registry from this config.

@@ -457,12 +457,9 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
     let max_backoff = Duration::from_millis(settings.reconnect_max_ms);
     loop {
         let started = Instant::now();
-        let result = tokio::select! {
-            r = link(&mut ctl, driver.as_mut(), &settings) => r,
-            _ = &mut shutdown => {
-                info!("shutting down; {} session(s) open stay up in {}", ctl.sessions.len(), driver.pbx());
-                return Ok(());
-            }
+        let Some(result) = link(&mut ctl, driver.as_mut(), &settings, shutdown.as_mut()).await else {
+            info!("shutting down; {} session(s) open stay up in {}", ctl.sessions.len(), driver.pbx());
+            return Ok(());
         };
         if result.is_fatal() {
             error!("{result}");
@@ -532,7 +529,46 @@ fn housekeeping(store: &Store) {
 }
 
 /// One connection to the PBX: returns why it ended.
-async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSettings) -> LinkError {
+/// How long handoffd waits for the PBX's answer to its goodbye when stopping.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+
+/// handoffd is stopping: the driver's goodbye (ESL `exit`) is sent and the PBX's answer (its
+/// disconnect notice) read, for at most [`GOODBYE_WAIT`].
+async fn goodbye(ctl: &Controller, driver: &mut dyn Driver, stream: &mut TcpStream) {
+    if !driver.goodbye(ctl.now()) {
+        return;
+    }
+    while let Some(bytes) = driver.poll_transmit() {
+        if stream.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let deadline = Instant::now() + GOODBYE_WAIT;
+    let mut buf = vec![0u8; 16384];
+    loop {
+        while let Some(event) = driver.poll_event() {
+            if let DriverEvent::Down(e) = event {
+                info!("said goodbye to {}: {e}", driver.pbx());
+                return;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => driver.receive(&buf[..n], ctl.now()),
+            Ok(Ok(_)) => return driver.closed(ctl.now()),
+            _ => return,
+        }
+    }
+}
+
+/// One connection to the PBX, until it fails (`Some`) or `shutdown` completes (`None`: the
+/// driver's goodbye is said first).
+async fn link(
+    ctl: &mut Controller,
+    driver: &mut dyn Driver,
+    settings: &LinkSettings,
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<LinkError> {
     let addr = settings.address.clone();
     let unreachable = |why: String| LinkError::Unreachable {
         pbx: driver.endpoint_name(),
@@ -541,10 +577,14 @@ async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSett
         hint: driver.unreachable_hint(),
     };
     let connect = tokio::time::timeout(Duration::from_millis(settings.connect_timeout_ms), TcpStream::connect(&addr));
-    let mut stream = match connect.await {
+    let connected = tokio::select! {
+        c = connect => c,
+        _ = shutdown.as_mut() => return None,
+    };
+    let mut stream = match connected {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return unreachable(e.to_string()),
-        Err(_) => return unreachable("connect timed out".into()),
+        Ok(Err(e)) => return Some(unreachable(e.to_string())),
+        Err(_) => return Some(unreachable("connect timed out".into())),
     };
     let _ = stream.set_nodelay(true);
     let link_name = driver.endpoint_name();
@@ -559,7 +599,7 @@ async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSett
             while let Some(bytes) = driver.poll_transmit() {
                 idle = false;
                 if let Err(e) = stream.write_all(&bytes).await {
-                    return lost(e.to_string());
+                    return Some(lost(e.to_string()));
                 }
             }
             while let Some(event) = driver.poll_event() {
@@ -567,7 +607,7 @@ async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSett
                 match event {
                     DriverEvent::Up { detail } => {
                         info!("{detail}");
-                        ctl.metrics.count(&ctl.metrics.ami_connects);
+                        ctl.metrics.pbx_connected(driver.pbx());
                     }
                     DriverEvent::Snapshot(channels) => {
                         resync(ctl, driver, &channels);
@@ -581,7 +621,7 @@ async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSett
                         Some(gap) => ctl.metrics.observe_failover(gap),
                         None => ctl.metrics.count(&ctl.metrics.failovers),
                     },
-                    DriverEvent::Down(e) => return e,
+                    DriverEvent::Down(e) => return Some(e),
                 }
             }
             if idle {
@@ -612,8 +652,12 @@ async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSett
                 Err(_) => {}
                 Ok(Ok(0)) => driver.closed(ctl.now()),
                 Ok(Ok(n)) => driver.receive(&buf[..n], ctl.now()),
-                Ok(Err(e)) => return lost(e.to_string()),
+                Ok(Err(e)) => return Some(lost(e.to_string())),
             },
+            _ = shutdown.as_mut() => {
+                goodbye(ctl, driver, &mut stream).await;
+                return None;
+            }
             Some(note) = ctl.inbox.recv(), if synced => {
                 let commands = match note {
                     Inbox::MoveChecked(m) => ctl.finish_move(m.leg, m.device, m.result, m.since),

@@ -22,25 +22,39 @@
 //!            ─▶ Ready (Snapshot out, events held meanwhile released in Event-Sequence order)
 //! ```
 //!
+//! Hang-ups are classified by [`crate::hangup_cause`] (by cause *name*: FreeSWITCH reports its
+//! own causes, `MEDIA_TIMEOUT` among them, as Q.850 16) before the session machine hears of
+//! them, and already at `CHANNEL_HANGUP`: a feeding leg that the user hung up hands the mix to
+//! no one (the call ends), a lost one hands it to the device's other leg. Legs handoffd is
+//! hanging up itself are never unmuted. Two legs of one device do not hear each other:
+//! `conference <bridge> relate <a> <b> nohear` both ways when the second one joins.
+//!
 //! Commands: `Assign` → `uuid_transfer <uuid> answer,conference:<bridge>@<profile>+flags{mute}
 //! inline`; `Refuse` → `uuid_setvar <uuid> handoff_reason ...` then `uuid_transfer` to
 //! `esl.refused_extension`; `OriginateFar` → `bgapi originate {origination_uuid=<session>-far,
 //! ...}sofia/gateway/<far.endpoint>/<number> &conference(<bridge>@<profile>)`; `Hangup` →
-//! `uuid_kill <uuid> <CAUSE>`.
+//! `uuid_kill <uuid> <CAUSE>` (names FreeSWITCH knows: [`crate::hangup_cause::freeswitch_kill_cause`]).
+//! On shutdown the driver says `exit` and reads FreeSWITCH's goodbye ([`Driver::goodbye`]).
 
 use crate::config::{Config, Esl};
 use crate::esl::{
     parse_conference_json_list, parse_show_channels_json, ChannelRow, Client, ClientConfig, ClientError, CommandId,
     Event, EventFormat, Failure, Output, ReplyStatus,
 };
-use crate::pbx::{cause_code, cause_name, Driver, DriverEvent, LinkError, PbxChannel};
+use crate::hangup_cause::{classify, freeswitch_kill_cause, LegEnd, Overrides, Pbx as CausePbx};
+use crate::pbx::{cause_code, Driver, DriverEvent, LinkError, PbxChannel};
 use crate::session::{Command, Found, Input, LegArrival, Millis, Path};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::{debug, warn};
 
+mod gap;
+mod pin;
+
 /// The most events held while the snapshot is read; past it the link is dropped and the
 /// snapshot read again after the reconnect (a peer flooding events cannot grow handoffd).
 pub const MAX_HELD_DURING_SNAPSHOT: usize = 100_000;
+
+pub use pin::{EMPTY_PIN_REASON, PIN_PROMPT};
 
 /// How long events are held to be released in `Event-Sequence` order (the wire order is not
 /// the sequence order; see `crate::esl::client`).
@@ -111,6 +125,16 @@ pub struct FreeSwitchDriver {
     far_pending: HashMap<String, bool>,
     /// The snapshot is out; held events go once the daemon has adopted what it found.
     release_at_resynced: bool,
+    /// `sessions.normal_clearing_is_lost`.
+    overrides: Overrides,
+    /// Client legs handoffd is hanging up: never unmuted, their leaving switches nothing.
+    going: BTreeSet<String>,
+    /// Paths of client legs that hung up, until their CHANNEL_HANGUP_COMPLETE.
+    gone_paths: HashMap<String, Path>,
+    /// Failovers whose gap is being measured.
+    gaps: gap::GapMeter,
+    /// `nohear` relations sent: (conference, member, member it does not hear).
+    related: BTreeSet<(String, u64, u64)>,
     events: std::collections::VecDeque<DriverEvent>,
 }
 
@@ -119,6 +143,7 @@ impl FreeSwitchDriver {
     pub fn new(cfg: Config, esl: Esl) -> Self {
         Self {
             preferred: cfg.preferred_path(),
+            overrides: cfg.hangup_overrides(),
             cfg,
             esl,
             client: None,
@@ -131,6 +156,10 @@ impl FreeSwitchDriver {
             far_jobs: HashMap::new(),
             far_pending: HashMap::new(),
             release_at_resynced: false,
+            going: BTreeSet::new(),
+            gone_paths: HashMap::new(),
+            gaps: gap::GapMeter::default(),
+            related: BTreeSet::new(),
             events: Default::default(),
         }
     }
@@ -229,6 +258,9 @@ impl FreeSwitchDriver {
                         return;
                     }
                     return self.lost(format!("resynchronising: {command} failed: {failure}"));
+                }
+                if self.gaps.failed(id) {
+                    self.events.push_back(DriverEvent::Failover { gap_ms: None });
                 }
                 warn!("FreeSWITCH: {command} failed: {failure}");
             }
@@ -378,9 +410,13 @@ impl FreeSwitchDriver {
             "CHANNEL_ANSWER" => self.far_answered(uuid),
             // CHANNEL_HANGUP comes first: the mix moves on at once. CHANNEL_HANGUP_COMPLETE
             // carries the Q.850 cause: the session machine hears of the hangup then.
+            // A lost feeding leg hands the mix over here; a leg the user hung up does not (the
+            // call ends: never unmute a leg about to be hung up).
             "CHANNEL_HANGUP" => {
                 let cause_txt = e.header("Hangup-Cause").unwrap_or("");
-                self.leg_gone(&uuid, cause_txt, now);
+                let path = self.legs.get(&uuid).map(|l| l.path);
+                let end = classify(CausePbx::FreeSwitch, cause_txt, cause_code(cause_txt), path, &self.overrides);
+                self.leg_gone(&uuid, cause_txt, end == LegEnd::Lost, gap::silence_start(e), now);
             }
             "CHANNEL_HANGUP_COMPLETE" if !uuid.is_empty() => {
                 let cause_txt = e.header("Hangup-Cause").unwrap_or("").to_string();
@@ -388,10 +424,14 @@ impl FreeSwitchDriver {
                     .header("variable_hangup_cause_q850")
                     .and_then(|c| c.parse().ok())
                     .unwrap_or_else(|| cause_code(&cause_txt));
-                self.arrivals.remove(&uuid);
+                let path = self.legs.get(&uuid).map(|l| l.path).or_else(|| self.gone_paths.remove(&uuid));
+                let path = path.or_else(|| self.arrivals.remove(&uuid));
                 self.far_pending.remove(&uuid);
-                self.leg_gone(&uuid, &cause_txt, now);
-                self.input(Input::Hangup { uniqueid: uuid, cause, cause_txt });
+                let end = classify(CausePbx::FreeSwitch, &cause_txt, cause, path, &self.overrides);
+                self.leg_gone(&uuid, &cause_txt, end == LegEnd::Lost, None, now);
+                self.gone_paths.remove(&uuid);
+                self.going.remove(&uuid);
+                self.input(Input::LegEnded { uniqueid: uuid, cause, cause_txt, end });
             }
             "CUSTOM" if e.header("Event-Subclass") == Some("conference::maintenance") => {
                 match e.header("Action").unwrap_or("") {
@@ -403,7 +443,8 @@ impl FreeSwitchDriver {
                             let leg = leg.clone();
                             let why = format!("the {} leg joined", leg.path.as_str());
                             self.input(Input::LegJoined { uniqueid: uuid.clone() });
-                            self.mix(&group, &why, false, now);
+                            self.mix(&group, &why, false, None, now);
+                            self.relate(&uuid, now);
                         } else if !uuid.is_empty() {
                             self.input(Input::LegJoined { uniqueid: uuid });
                         }
@@ -413,16 +454,42 @@ impl FreeSwitchDriver {
                             leg.member = None;
                             let group = leg.group.clone();
                             let leg = leg.clone();
-                            if self.groups.get(&group).is_some_and(|g| g.feeder.as_deref() == Some(&uuid)) {
+                            let feeding = self.groups.get(&group).is_some_and(|g| g.feeder.as_deref() == Some(&uuid));
+                            if feeding && !self.going.contains(&uuid) {
                                 let why = format!("the {} leg left the conference", leg.path.as_str());
-                                self.mix(&group, &why, true, now);
+                                self.mix(&group, &why, true, None, now);
                             }
+                        }
+                    }
+                    "unmute-member" => {
+                        if let Some(gap_ms) = self.gaps.unmuted(e) {
+                            self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap_ms) });
                         }
                     }
                     _ => {}
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The two legs of a device must not hear each other (the standby leg would hear the
+    /// phone's own voice): `relate <a> <b> nohear` both ways once both are members.
+    fn relate(&mut self, uuid: &str, now: Millis) {
+        let Some(leg) = self.legs.get(uuid).cloned() else { return };
+        let Some(m) = leg.member else { return };
+        let mates: Vec<u64> = self
+            .legs
+            .iter()
+            .filter(|(u, l)| u.as_str() != uuid && l.group == leg.group && !self.going.contains(*u))
+            .filter_map(|(_, l)| l.member)
+            .collect();
+        for other in mates {
+            for (a, b) in [(m, other), (other, m)] {
+                if self.related.insert((leg.bridge.clone(), a, b)) {
+                    self.api(format!("conference {} relate {a} {b} nohear", leg.bridge), now);
+                }
+            }
         }
     }
 
@@ -451,6 +518,13 @@ impl FreeSwitchDriver {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(80)
             .collect();
+        if pin::is_empty_pin(&token) {
+            // No PIN at all (the prompt returned no digits): refused here, never checked, so
+            // it does not count towards the lockout.
+            warn!("{}", pin::empty_pin_log(&uuid, e));
+            self.api(format!("uuid_setvar {uuid} handoff_token"), now);
+            return self.refuse(&uuid, EMPTY_PIN_REASON, now);
+        }
         if token.starts_with("pin-") {
             // A PIN keyed in for a move: read once, then gone from the channel's variables.
             self.api(format!("uuid_setvar {uuid} handoff_token"), now);
@@ -467,9 +541,15 @@ impl FreeSwitchDriver {
         }));
     }
 
-    /// A client leg hung up or left: if it fed its group, the next leg takes over.
-    fn leg_gone(&mut self, uuid: &str, cause: &str, now: Millis) {
+    /// A client leg hung up: if it fed its group and was lost (`switch`), the next leg takes
+    /// over; `silence`: when its silence began (a media timeout), to measure the gap.
+    fn leg_gone(&mut self, uuid: &str, cause: &str, switch: bool, silence: Option<(u64, u64)>, now: Millis) {
         let Some(leg) = self.legs.remove(uuid) else { return };
+        self.gone_paths.insert(uuid.to_string(), leg.path);
+        if let Some(m) = leg.member {
+            self.related.retain(|(c, a, b)| !(c == &leg.bridge && (*a == m || *b == m)));
+        }
+        let going = self.going.contains(uuid);
         let was_feeding = match self.groups.get_mut(&leg.group) {
             Some(g) if g.feeder.as_deref() == Some(uuid) => {
                 g.feeder = None;
@@ -477,9 +557,9 @@ impl FreeSwitchDriver {
             }
             _ => false,
         };
-        if was_feeding {
+        if was_feeding && switch && !going {
             let why = format!("the {} leg hung up ({cause})", leg.path.as_str());
-            self.mix(&leg.group, &why, true, now);
+            self.mix(&leg.group, &why, true, silence, now);
         }
         if !self.legs.values().any(|l| l.group == leg.group) {
             self.groups.remove(&leg.group);
@@ -488,11 +568,15 @@ impl FreeSwitchDriver {
 
     /// Makes the right leg of `group` feed the conference: the preferred path's leg if it is in
     /// the conference, else the leg already feeding, else any leg in the conference. `failed`:
-    /// the feeding leg went (a failover), rather than a leg joining.
-    fn mix(&mut self, group: &str, why: &str, failed: bool, now: Millis) {
+    /// the feeding leg went (a failover), rather than a leg joining; `silence`: see
+    /// [`gap::silence_start`]. Legs being hung up by handoffd are never chosen.
+    fn mix(&mut self, group: &str, why: &str, failed: bool, silence: Option<(u64, u64)>, now: Millis) {
         let Some(g) = self.groups.get(group).cloned() else { return };
-        let joined: BTreeMap<&String, &MixLeg> =
-            self.legs.iter().filter(|(_, l)| l.group == group && l.member.is_some()).collect();
+        let joined: BTreeMap<&String, &MixLeg> = self
+            .legs
+            .iter()
+            .filter(|(u, l)| l.group == group && l.member.is_some() && !self.going.contains(*u))
+            .collect();
         let current = g.feeder.as_ref().filter(|f| joined.contains_key(f)).cloned();
         let want = choose_feeder(joined.iter().map(|(u, l)| (u.as_str(), l.path)), g.preferred, current.as_deref())
             .map(str::to_string);
@@ -512,14 +596,20 @@ impl FreeSwitchDriver {
                 self.api(format!("conference {} mute {m}", old.bridge), now);
             }
         }
+        let mut measured = false;
         if let Some(m) = to.member {
-            self.api(format!("conference {} unmute {m}", to.bridge), now);
+            let id = self.api(format!("conference {} unmute {m}", to.bridge), now);
+            if let (true, Some(start)) = (failed, silence) {
+                self.gaps.started(&to.bridge, m, id, start);
+                measured = true;
+            }
         }
         if let Some(g) = self.groups.get_mut(group) {
             g.feeder = Some(want.clone());
         }
-        // The first leg to feed is no switch; every later change is.
-        if failed {
+        // The first leg to feed is no switch; every later change is. A measured failover is
+        // reported with its gap when mod_conference confirms the unmute.
+        if failed && !measured {
             self.events.push_back(DriverEvent::Failover { gap_ms: None });
         }
         if current.is_some() || failed {
@@ -585,12 +675,16 @@ impl Driver for FreeSwitchDriver {
             api_timeout_ms: self.esl.command_timeout_ms,
             job_timeout_ms: Some(u64::from(self.cfg.far.answer_timeout_s) * 1000 + self.esl.command_timeout_ms),
             reorder_window_ms: REORDER_WINDOW_MS,
+            urgent: Some(gap::is_media_timeout),
         };
         self.client = Some(Client::inbound(self.esl.password.expose(), config, now));
         self.phase = Phase::Handshake;
         self.held.clear();
         self.members.clear();
         self.far_jobs.clear();
+        self.gaps.clear();
+        self.gone_paths.clear();
+        self.going.clear();
         self.events.clear();
     }
 
@@ -656,7 +750,10 @@ impl Driver for FreeSwitchDriver {
                 }
             }
             Command::Hangup { uniqueid, cause } => {
-                self.api(format!("uuid_kill {uniqueid} {}", cause_name(*cause)), now);
+                if self.legs.contains_key(uniqueid) {
+                    self.going.insert(uniqueid.clone());
+                }
+                self.api(format!("uuid_kill {uniqueid} {}", freeswitch_kill_cause(*cause)), now);
             }
         }
     }
@@ -723,265 +820,11 @@ impl Driver for FreeSwitchDriver {
     fn poll_event(&mut self) -> Option<DriverEvent> {
         self.events.pop_front()
     }
+
+    fn goodbye(&mut self, now: Millis) -> bool {
+        matches!(self.phase, Phase::Ready) && self.send(crate::esl::Command::Exit, now).is_some()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_read_from_channel_names_and_application_data() {
-        assert_eq!(user_of("sofia/internal/alice-app@10.0.0.1:5060"), "alice-app");
-        assert_eq!(user_of("loopback/parkme-a"), "loopback/parkme-a");
-        assert_eq!(conference_of("handoff-s-1@handoff+flags{mute}"), "handoff-s-1");
-        assert_eq!(conference_of("test@default"), "test");
-        assert!(dialable("+15550002") && !dialable("1}sofia/x") && !dialable(""));
-        assert_eq!(clean("a\nb\rc"), "a b c");
-    }
-
-    fn ready() -> FreeSwitchDriver {
-        let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
-        let esl = cfg.esl.clone().unwrap();
-        let mut d = FreeSwitchDriver::new(cfg, esl);
-        d.connected(0);
-        d.receive(b"Content-Type: auth/request\n\n", 1);
-        d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
-        d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
-        d.receive(b"Content-Type: api/response\nContent-Length: 16\n\n{\"row_count\": 0}", 4);
-        d.resynced(5);
-        let _ = sent(&mut d);
-        let ev = events(&mut d);
-        assert!(matches!(&ev[..], [DriverEvent::Up { .. }, DriverEvent::Snapshot(c)] if c.is_empty()), "{ev:?}");
-        d
-    }
-
-    fn sent(d: &mut FreeSwitchDriver) -> String {
-        std::iter::from_fn(|| d.poll_transmit()).map(|b| String::from_utf8(b).unwrap()).collect()
-    }
-
-    fn events(d: &mut FreeSwitchDriver) -> Vec<DriverEvent> {
-        std::iter::from_fn(|| d.poll_event()).collect()
-    }
-
-    fn event(d: &mut FreeSwitchDriver, headers: &[(&str, &str)]) -> Vec<DriverEvent> {
-        let text: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
-        let e = crate::esl::parse_plain(text.as_bytes()).unwrap();
-        d.on_event(&e, 10);
-        events(d)
-    }
-
-    fn park(d: &mut FreeSwitchDriver, uuid: &str, path: &str, user: &str) -> Vec<DriverEvent> {
-        event(
-            d,
-            &[
-                ("Event-Name", "CHANNEL_PARK"),
-                ("Unique-ID", uuid),
-                ("Channel-Name", &format!("sofia/internal/{user}@10.0.0.1")),
-                ("Caller-Caller-ID-Number", "+15550001"),
-                ("variable_handoff_far", "15550002"),
-                ("variable_handoff_path", path),
-                ("variable_handoff_token", "ab-12%0A%7D"),
-            ],
-        )
-    }
-
-    fn join(d: &mut FreeSwitchDriver, uuid: &str, member: &str) -> Vec<DriverEvent> {
-        event(
-            d,
-            &[
-                ("Event-Name", "CUSTOM"),
-                ("Event-Subclass", "conference::maintenance"),
-                ("Action", "add-member"),
-                ("Unique-ID", uuid),
-                ("Member-ID", member),
-            ],
-        )
-    }
-
-    fn assign(d: &mut FreeSwitchDriver, uuid: &str) -> String {
-        let cmd = Command::Assign {
-            uniqueid: uuid.into(),
-            session: crate::session::SessionId("s".into()),
-            bridge: "handoff-s".into(),
-            group: "s/phone".into(),
-            preferred: Path::Data,
-        };
-        d.command(&cmd, 10);
-        sent(d)
-    }
-
-    #[test]
-    fn a_parked_leg_arrives_joins_muted_and_one_leg_feeds_the_mix() {
-        let mut d = ready();
-        let ev = park(&mut d, "u1", "data", "alice-app");
-        let [DriverEvent::Input(Input::LegArrived(leg))] = &ev[..] else { panic!("{ev:?}") };
-        assert_eq!((leg.endpoint.as_str(), leg.path, leg.far.as_str()), ("alice-app", Path::Data, "15550002"));
-        assert_eq!(leg.token, "ab-12", "only letters, digits and - pass");
-        assert_eq!(
-            assign(&mut d, "u1"),
-            "api uuid_transfer u1 answer,conference:handoff-s@handoff+flags{mute} inline\n\n"
-        );
-        // The first leg in feeds the mix: no switch to report.
-        assert_eq!(join(&mut d, "u1", "5"), vec![DriverEvent::Input(Input::LegJoined { uniqueid: "u1".into() })]);
-        assert_eq!(sent(&mut d), "api conference handoff-s unmute 5\n\n");
-        // The carrier leg stays muted while the preferred data leg feeds.
-        park(&mut d, "u2", "carrier", "carrier");
-        assign(&mut d, "u2");
-        join(&mut d, "u2", "6");
-        assert_eq!(sent(&mut d), "");
-        // Wi-Fi gone: FreeSWITCH's media timeout hangs the data leg up; the carrier leg is
-        // unmuted on that event.
-        let ev =
-            event(&mut d, &[("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "u1"), ("Hangup-Cause", "MEDIA_TIMEOUT")]);
-        assert_eq!(sent(&mut d), "api conference handoff-s unmute 6\n\n");
-        assert_eq!(
-            ev,
-            vec![
-                DriverEvent::Failover { gap_ms: None },
-                DriverEvent::Input(Input::LegSwitched {
-                    uniqueid: "u2".into(),
-                    to: Path::Carrier,
-                    reason: "the data leg hung up (MEDIA_TIMEOUT)".into()
-                })
-            ]
-        );
-        // The app calls back in: the preferred path takes the mix back, muting first.
-        park(&mut d, "u3", "data", "alice-app");
-        assign(&mut d, "u3");
-        let ev = join(&mut d, "u3", "7");
-        assert_eq!(sent(&mut d), "api conference handoff-s mute 6\n\napi conference handoff-s unmute 7\n\n");
-        assert_eq!(
-            ev[1],
-            DriverEvent::Input(Input::LegSwitched {
-                uniqueid: "u3".into(),
-                to: Path::Data,
-                reason: "the data leg joined".into()
-            })
-        );
-        assert_eq!(ev.len(), 2, "a leg joining is no failover");
-    }
-
-    #[test]
-    fn a_pin_keyed_in_for_a_move_is_read_once_and_cleared_from_the_channel() {
-        let mut d = ready();
-        let ev = event(
-            &mut d,
-            &[
-                ("Event-Name", "CHANNEL_PARK"),
-                ("Unique-ID", "u4"),
-                ("Channel-Name", "sofia/internal/alice-desk@10.0.0.2"),
-                ("variable_handoff_far", "move"),
-                ("variable_handoff_path", "data"),
-                ("variable_handoff_token", "pin-2468"),
-            ],
-        );
-        let [DriverEvent::Input(Input::LegArrived(leg))] = &ev[..] else { panic!("{ev:?}") };
-        assert_eq!((leg.endpoint.as_str(), leg.far.as_str(), leg.token.as_str()), ("alice-desk", "move", "pin-2468"));
-        assert_eq!(sent(&mut d), "api uuid_setvar u4 handoff_token\n\n");
-        // A ticket is spent when presented: nothing to clear.
-        park(&mut d, "u5", "data", "alice-desk");
-        assert_eq!(sent(&mut d), "");
-    }
-
-    /// An api response frame, as FreeSWITCH sends it.
-    fn api_response(text: &str) -> Vec<u8> {
-        format!("Content-Type: api/response\nContent-Length: {}\n\n{text}", text.len()).into_bytes()
-    }
-
-    #[test]
-    fn err_replies_and_unknown_calls_change_nothing_and_bad_frames_drop_the_link() {
-        let mut d = ready();
-        park(&mut d, "u1", "data", "alice-app");
-        assign(&mut d, "u1");
-        // The leg hung up between its park and handoffd's transfer: -ERR, noted, nothing else.
-        d.receive(&api_response("-ERR No such channel!\n"), 20);
-        assert_eq!(events(&mut d), vec![]);
-        assert_eq!(sent(&mut d), "");
-        // Events of calls handoffd never saw: no command, only what the session machine ignores.
-        let ev = event(&mut d, &[("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", "nobody")]);
-        assert_eq!(ev, vec![]);
-        let ev = event(&mut d, &[("Event-Name", "CHANNEL_ANSWER"), ("Unique-ID", "nobody")]);
-        assert_eq!(ev, vec![]);
-        let ev = event(
-            &mut d,
-            &[("Event-Name", "CHANNEL_HANGUP_COMPLETE"), ("Unique-ID", "nobody"), ("Hangup-Cause", "NORMAL_CLEARING")],
-        );
-        assert!(matches!(&ev[..], [DriverEvent::Input(Input::Hangup { cause: 16, .. })]), "{ev:?}");
-        assert_eq!(sent(&mut d), "");
-        // The link still works: the leg's own hangup reaches the session machine.
-        let ev = event(
-            &mut d,
-            &[("Event-Name", "CHANNEL_HANGUP_COMPLETE"), ("Unique-ID", "u1"), ("Hangup-Cause", "ORIGINATOR_CANCEL")],
-        );
-        assert!(matches!(&ev[..], [DriverEvent::Input(Input::Hangup { cause: 16, .. })]), "{ev:?}");
-
-        // An oversized frame: the link is dropped with a reason naming it (then reconnected).
-        d.receive(b"Content-Type: api/response\nContent-Length: 99999999\n\n", 30);
-        let ev = events(&mut d);
-        let [DriverEvent::Down(LinkError::Lost { why, .. })] = &ev[..] else { panic!("{ev:?}") };
-        assert!(why.contains("Content-Length 99999999 exceeds"), "{why}");
-
-        // A dropped socket.
-        let mut d = ready();
-        d.closed(40);
-        let ev = events(&mut d);
-        let [DriverEvent::Down(LinkError::Lost { why, .. })] = &ev[..] else { panic!("{ev:?}") };
-        assert_eq!(why, "FreeSWITCH closed the connection");
-    }
-
-    #[test]
-    fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
-        let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
-        let esl = cfg.esl.clone().unwrap();
-        let mut d = FreeSwitchDriver::new(cfg, esl);
-        d.connected(0);
-        d.receive(b"Content-Type: auth/request\n\n", 1);
-        d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
-        d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
-        let _ = events(&mut d);
-        // The snapshot (`show channels`) is pending: a flood of events, never its answer.
-        let mut down = Vec::new();
-        for n in 1..=MAX_HELD_DURING_SNAPSHOT + 10 {
-            let body = format!("{{\"Event-Name\":\"HEARTBEAT\",\"Event-Sequence\":\"{n}\"}}");
-            let frame = format!("Content-Length: {}\nContent-Type: text/event-json\n\n{body}", body.len());
-            d.receive(frame.as_bytes(), 4 + n as u64 * REORDER_WINDOW_MS);
-            assert!(d.held.len() <= MAX_HELD_DURING_SNAPSHOT);
-            down.extend(events(&mut d));
-            if !down.is_empty() {
-                break;
-            }
-        }
-        let [DriverEvent::Down(LinkError::Lost { why, .. })] = &down[..] else { panic!("{down:?}") };
-        assert!(why.contains("while the channel snapshot was read"), "{why}");
-        assert_eq!(d.held.capacity(), 0, "the held events are freed");
-    }
-
-    #[test]
-    fn bad_dial_plan_values_are_refused_on_the_call_not_dropped() {
-        let mut d = ready();
-        assert!(park(&mut d, "u9", "wifi", "alice-app").is_empty());
-        assert_eq!(
-            sent(&mut d),
-            "api uuid_setvar u9 handoff_reason the dial plan set handoff_path to 'wifi': must be data or carrier\n\n\
-             api uuid_setvar u9 handoff_status REFUSED\n\n\
-             api uuid_transfer u9 handoff-refused XML handoff\n\n"
-        );
-        let far = Command::OriginateFar {
-            session: crate::session::SessionId("s".into()),
-            uniqueid: "s-far".into(),
-            number: "1}sofia/gateway/evil/2".into(),
-            bridge: "handoff-s".into(),
-            caller_id: String::new(),
-        };
-        d.command(&far, 10);
-        assert_eq!(sent(&mut d), "");
-        let ev = events(&mut d);
-        assert!(
-            matches!(&ev[..], [DriverEvent::Input(Input::FarFailed { no_channel: true, reason, .. })] if reason.contains("cannot carry")),
-            "{ev:?}"
-        );
-        // A refusal's reason is one line even if a caller ID smuggled a line break in.
-        d.command(&Command::Refuse { uniqueid: "u8".into(), reason: "unknown caller ID 'x\r\ny'".into() }, 11);
-        assert!(sent(&mut d).starts_with("api uuid_setvar u8 handoff_reason unknown caller ID 'x  y'\n\n"));
-    }
-}
+mod tests;

@@ -17,6 +17,7 @@
 //!   to AMI actions (no I/O).
 //! - [`daemon`]: the tokio side: the PBX link with reconnect, the store, the API.
 //! - [`fuzzing`]: the parsers under arbitrary input, for cargo-fuzz and the corpus replay test.
+//! - [`hangup_cause`]: the one table deciding "user hung up" vs "leg lost" per PBX.
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 
@@ -29,6 +30,7 @@ pub mod daemon;
 pub mod esl;
 pub mod freeswitch;
 pub mod fuzzing;
+pub mod hangup_cause;
 pub mod http;
 pub mod metrics;
 pub mod moves;

@@ -18,7 +18,11 @@ pub struct Metrics {
     pub legs_refused: AtomicU64,
     pub failovers: AtomicU64,
     pub far_failures: AtomicU64,
+    /// Successful AMI logins (`handoff_ami_connects_total`, kept for one release: use
+    /// `handoff_pbx_connects_total{pbx="asterisk"}`).
     pub ami_connects: AtomicU64,
+    /// Successful FreeSWITCH event-socket logins.
+    pub esl_connects: AtomicU64,
     /// Move requests granted a ticket (API).
     pub moves_granted: AtomicU64,
     /// Move requests and ticket presentations refused.
@@ -57,6 +61,11 @@ impl Metrics {
 
     pub fn count(&self, c: &AtomicU64) {
         inc(c);
+    }
+
+    /// A successful login to the PBX named `pbx` (a driver's [`crate::pbx::Driver::pbx`]).
+    pub fn pbx_connected(&self, pbx: &str) {
+        inc(if pbx == "FreeSWITCH" { &self.esl_connects } else { &self.ami_connects });
     }
 
     /// The Prometheus text exposition.
@@ -107,8 +116,17 @@ impl Metrics {
             &[(String::new(), get(&self.far_failures))],
         );
         counter(
+            "handoff_pbx_connects_total",
+            "Successful logins to the PBX, by PBX.",
+            "counter",
+            &[
+                ("{pbx=\"asterisk\"}".into(), get(&self.ami_connects)),
+                ("{pbx=\"freeswitch\"}".into(), get(&self.esl_connects)),
+            ],
+        );
+        counter(
             "handoff_ami_connects_total",
-            "Successful AMI logins.",
+            "Successful AMI logins (deprecated: handoff_pbx_connects_total{pbx=\"asterisk\"}; removed in the next release).",
             "counter",
             &[(String::new(), get(&self.ami_connects))],
         );
@@ -174,5 +192,17 @@ mod tests {
         assert!(text.contains("# TYPE handoff_sessions gauge\n"));
         m.api_http.refused.fetch_add(3, Ordering::Relaxed);
         assert!(m.render().contains("handoff_http_connections_refused_total{listener=\"api\"} 3\n"));
+    }
+
+    #[test]
+    fn pbx_logins_are_counted_per_pbx_and_the_ami_alias_counts_asterisk_only() {
+        let m = Metrics::new();
+        m.pbx_connected("FreeSWITCH");
+        m.pbx_connected("FreeSWITCH");
+        m.pbx_connected("Asterisk");
+        let text = m.render();
+        assert!(text.contains("handoff_pbx_connects_total{pbx=\"freeswitch\"} 2\n"), "{text}");
+        assert!(text.contains("handoff_pbx_connects_total{pbx=\"asterisk\"} 1\n"));
+        assert!(text.contains("handoff_ami_connects_total 1\n"));
     }
 }

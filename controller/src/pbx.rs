@@ -101,6 +101,12 @@ pub trait Driver: Send {
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
     /// The next thing that happened.
     fn poll_event(&mut self) -> Option<DriverEvent>;
+    /// handoffd is stopping: queue the protocol's goodbye (ESL `exit`). True when one was
+    /// queued and its answer (the PBX's disconnect notice, then a [`DriverEvent::Down`]) is worth
+    /// reading before the socket is closed.
+    fn goodbye(&mut self, _now: Millis) -> bool {
+        false
+    }
 }
 
 /// Reads the sessions still running in the PBX from its channels: every channel in a
@@ -131,7 +137,8 @@ pub fn found_sessions(channels: &[PbxChannel], sessions: &Sessions, prefix: &str
     by_bridge.into_values().filter(|f| !f.device.is_empty() || f.far.is_some()).collect()
 }
 
-/// The Q.850 cause codes handoffd sends, with FreeSWITCH's names for them.
+/// The Q.850 cause codes handoffd sends, with FreeSWITCH's names for them. FreeSWITCH has no
+/// name for 26 (NON_SELECTED_USER_CLEARING): see [`crate::hangup_cause::freeswitch_kill_cause`].
 pub const CAUSES: &[(u32, &str)] = &[
     (1, "UNALLOCATED_NUMBER"),
     (3, "NO_ROUTE_DESTINATION"),
@@ -141,7 +148,6 @@ pub const CAUSES: &[(u32, &str)] = &[
     (19, "NO_ANSWER"),
     (20, "SUBSCRIBER_ABSENT"),
     (21, "CALL_REJECTED"),
-    (26, "NON_SELECTED_USER_CLEARING"),
     (27, "DESTINATION_OUT_OF_ORDER"),
     (28, "INVALID_NUMBER_FORMAT"),
     (31, "NORMAL_UNSPECIFIED"),
@@ -222,7 +228,7 @@ mod tests {
     #[test]
     fn causes_map_both_ways() {
         assert_eq!(cause_name(16), "NORMAL_CLEARING");
-        assert_eq!(cause_name(26), "NON_SELECTED_USER_CLEARING");
+        assert_eq!(cause_name(26), "NORMAL_CLEARING", "FreeSWITCH has no name for 26");
         assert_eq!(cause_name(999), "NORMAL_CLEARING");
         assert_eq!(cause_code("user_busy"), 17);
         assert_eq!(cause_code("ORIGINATOR_CANCEL"), 16);

@@ -7,9 +7,10 @@
 //! inside Asterisk (res_handoff.so); the core decides in seconds: which legs belong together,
 //! when a stalled leg is dead, how long the far party is held when every client leg is gone.
 //!
-//! A client leg that the phone clears normally (Q.850 cause 16) is the user hanging up: the
-//! call ends. A leg that ends any other way (network failure, RTP timeout, declared dead by
-//! handoffd) is a lost leg: the call goes on over the other leg, or holds the far party.
+//! A client leg that the user clears (the phone's BYE: Q.850 16 on Asterisk, NORMAL_CLEARING
+//! on FreeSWITCH; the table is `crate::hangup_cause`) is the user hanging up: the call ends. A
+//! leg that ends any other way (RTP timeout, network failure, declared dead by handoffd) is a
+//! lost leg: the call goes on over the other leg, or holds the far party.
 //!
 //! It takes typed inputs with the time they happened and returns typed outputs: commands for
 //! the PBX driver and timeline records. It owns no socket, clock or store.
@@ -171,8 +172,12 @@ pub enum Input {
     /// The far call could not be placed (busy, no answer, congestion, unknown endpoint);
     /// `no_channel` when no far channel was ever created (so no Hangup event will follow).
     FarFailed { uniqueid: String, reason: String, no_channel: bool },
-    /// A channel hung up.
+    /// A channel hung up; a client leg's end is read from the Q.850 number alone
+    /// ([`crate::hangup_cause::by_q850`]).
     Hangup { uniqueid: String, cause: u32, cause_txt: String },
+    /// A channel hung up, and the driver read its cause ([`crate::hangup_cause::classify`]):
+    /// whether a client leg's user hung up or the leg was lost.
+    LegEnded { uniqueid: String, cause: u32, cause_txt: String, end: crate::hangup_cause::LegEnd },
     /// A channel entered the session's conference (it is in the mix now).
     LegJoined { uniqueid: String },
     /// The module saw no voice frame on a leg for longer than its stall threshold.
@@ -629,7 +634,11 @@ impl Sessions {
                 self.recv_far_failed(&uniqueid, &reason, no_channel, now, &mut out)
             }
             Input::Hangup { uniqueid, cause, cause_txt } => {
-                self.recv_hangup(&uniqueid, cause, &cause_txt, now, &mut out)
+                let end = crate::hangup_cause::by_q850(cause);
+                self.recv_hangup(&uniqueid, cause, &cause_txt, end, now, &mut out)
+            }
+            Input::LegEnded { uniqueid, cause, cause_txt, end } => {
+                self.recv_hangup(&uniqueid, cause, &cause_txt, end, now, &mut out)
             }
             Input::LegStalled { uniqueid, silent_ms } => self.recv_stall(&uniqueid, silent_ms, now, &mut out),
             Input::LegRecovered { uniqueid } => self.recv_recovery(&uniqueid, now, &mut out),
@@ -896,7 +905,15 @@ impl Sessions {
         self.end(&id, format!("far call failed: {reason}"), far_failure_cause(reason), now, out);
     }
 
-    fn recv_hangup(&mut self, uniqueid: &str, cause: u32, cause_txt: &str, now: Millis, out: &mut Outputs) {
+    fn recv_hangup(
+        &mut self,
+        uniqueid: &str,
+        cause: u32,
+        cause_txt: &str,
+        end: crate::hangup_cause::LegEnd,
+        now: Millis,
+        out: &mut Outputs,
+    ) {
         let Some(id) = self.by_channel.remove(uniqueid) else { return };
         let Some(s) = self.sessions.get_mut(&id) else { return };
         if s.moving.as_ref().is_some_and(|m| m.leg == uniqueid) {
@@ -951,9 +968,9 @@ impl Sessions {
                     ),
                 );
             }
-            // Normal clearing from the phone itself is the user hanging up: the call ends. Any
-            // other end of a leg (network failure, RTP timeout, declared dead) is a lost leg.
-            let user_hung_up = cause == 16 && !by_us;
+            // The user hanging up ends the call; any other end of a leg (network failure, RTP
+            // timeout, declared dead) is a lost leg (crate::hangup_cause has the table).
+            let user_hung_up = end == crate::hangup_cause::LegEnd::ClearedByUser && !by_us;
             if live && was_live && user_hung_up {
                 self.end(&id, format!("the phone hung up its {} leg", path.as_str()), 16, now, out);
             } else if live && remaining == 0 && was_live {

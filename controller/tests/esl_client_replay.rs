@@ -162,6 +162,9 @@ fn replay(name: &str, config: ClientConfig) -> Replay {
                 }
             }
             Dir::Eof => client.handle_eof(now),
+            // handoffd closed its socket (22–28): what FreeSWITCH sent after it is still fed,
+            // as a client that reads until the end would see it.
+            Dir::ClientEof => {}
             Dir::C2s => {
                 let is_handshake = chunk.bytes.starts_with(b"auth ") || chunk.bytes == b"connect\n\n";
                 let (cmds, deviates) = match deviation(name, &chunk.bytes) {

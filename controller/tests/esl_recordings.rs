@@ -1,7 +1,8 @@
-//! Real FreeSWITCH 1.11.2 event-socket traffic (tests/data/freeswitch-esl/, 21 connections
-//! recorded byte for byte) through the ESL codec: every server stream decoded whole, in the
-//! chunks `recv()` returned, one byte at a time and split in two at many offsets, always to
-//! the same messages; then the content checked against what the README says FreeSWITCH did.
+//! Real FreeSWITCH 1.11.2 event-socket traffic (tests/data/freeswitch-esl/, 29 connections
+//! recorded byte for byte; 22–28 are handoffd's own) through the ESL codec: every server
+//! stream decoded whole, in the chunks `recv()` returned, one byte at a time and split in two
+//! at many offsets, always to the same messages; then the content checked against what the
+//! README says FreeSWITCH did.
 
 mod esl_support;
 
@@ -114,6 +115,14 @@ fn message_counts_per_recording() {
         ("16_inbound_myevents_sendmsg", [1, 4, 1, 8, 0, 1]),
         ("17_shutdown_notice", [1, 3, 0, 2, 0, 1]),
         ("18_percent_encoding_edge_cases", [1, 11, 0, 3, 0, 1]),
+        ("22_single_call", [1, 3, 4, 25, 0, 1]),
+        ("23_dual_leg_media_timeout_shipped", [1, 3, 7, 33, 0, 1]),
+        ("24_dual_leg_media_timeout_failover", [1, 3, 6, 35, 0, 1]),
+        ("25_dual_leg_rejoin", [1, 3, 11, 45, 0, 1]),
+        ("26_move_ticket_two_leg_device", [1, 3, 10, 42, 0, 1]),
+        ("27_move_pin_empty", [1, 3, 8, 30, 0, 1]),
+        ("28_restart_resync_dual_leg.killed", [1, 3, 4, 18, 0, 1]),
+        ("28_restart_resync_dual_leg.resync", [1, 2, 4, 11, 0, 1]),
     ];
     assert_eq!(expected.len(), names().len());
     for (name, counts) in expected {

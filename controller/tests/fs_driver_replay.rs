@@ -14,6 +14,7 @@ mod esl_support;
 use esl_support::load;
 use handoff::config::Config;
 use handoff::freeswitch::FreeSwitchDriver;
+use handoff::hangup_cause::LegEnd;
 use handoff::pbx::{found_sessions, Driver, DriverEvent, LinkError};
 use handoff::session::{Command, Device, Input, Path, Rules, SessionId, Sessions};
 
@@ -161,14 +162,15 @@ fn a_running_conference_is_taken_over_and_fails_over_on_recorded_bytes() {
     // leg (member 2) is muted.
     rig.driver.adopted(&found[0], rig.now);
     assert_eq!(rig.sent(), "api conference test mute 2\n\n");
-    // The held events come now: both joins, and no switch (nothing changed).
+    // The held events come now: both joins, and no switch (nothing changed). The two legs of
+    // the device stop hearing each other.
     rig.driver.resynced(rig.now);
     let held = rig.events();
     assert_eq!(
         inputs(&held),
         vec![&Input::LegJoined { uniqueid: data.into() }, &Input::LegJoined { uniqueid: carrier.into() }]
     );
-    assert_eq!(rig.sent(), "");
+    assert_eq!(rig.sent(), "api conference test relate 1 2 nohear\n\napi conference test relate 2 1 nohear\n\n");
     assert!(rig.feed(&f[23]).is_empty(), "a recorded `+OK mute` answers the mute");
 
     for i in [21, 22, 24, 26, 28, 29] {
@@ -196,7 +198,12 @@ fn a_running_conference_is_taken_over_and_fails_over_on_recorded_bytes() {
     hangup.extend(rig.settle());
     assert_eq!(
         inputs(&hangup),
-        vec![&Input::Hangup { uniqueid: data.into(), cause: 16, cause_txt: "NORMAL_CLEARING".into() }]
+        vec![&Input::LegEnded {
+            uniqueid: data.into(),
+            cause: 16,
+            cause_txt: "NORMAL_CLEARING".into(),
+            end: LegEnd::ClearedByUser
+        }]
     );
 
     // The session ends: handoffd hangs the carrier leg up with 21, the very line the
@@ -215,7 +222,12 @@ fn a_running_conference_is_taken_over_and_fails_over_on_recorded_bytes() {
     gone.extend(rig.settle());
     assert_eq!(
         inputs(&gone),
-        vec![&Input::Hangup { uniqueid: carrier.into(), cause: 21, cause_txt: "CALL_REJECTED".into() }]
+        vec![&Input::LegEnded {
+            uniqueid: carrier.into(),
+            cause: 21,
+            cause_txt: "CALL_REJECTED".into(),
+            end: LegEnd::Lost
+        }]
     );
     assert_eq!(rig.sent(), "", "the last leg leaving switches nothing");
 
@@ -274,7 +286,9 @@ fn a_failed_originate_and_hangup_causes_on_recorded_bytes() {
     let got: Vec<(String, u32, String)> = inputs(&causes)
         .into_iter()
         .map(|i| match i {
-            Input::Hangup { uniqueid, cause, cause_txt } => (uniqueid[..8].to_string(), *cause, cause_txt.clone()),
+            Input::LegEnded { uniqueid, cause, cause_txt, .. } => {
+                (uniqueid[..8].to_string(), *cause, cause_txt.clone())
+            }
             other => panic!("{other:?}"),
         })
         .collect();

@@ -60,7 +60,7 @@ pub enum Mode {
 }
 
 /// Timeouts and ordering, in milliseconds of the caller's clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The longest wait for `auth/request`, the auth reply or the connect reply.
     pub handshake_timeout_ms: u64,
@@ -74,6 +74,10 @@ pub struct ClientConfig {
     /// How long events are held to be released in `Event-Sequence` order; 0 releases them as
     /// they arrive.
     pub reorder_window_ms: u64,
+    /// Events that must not wait out the window: one of them releases itself and every held
+    /// event of a lower sequence at once (the order is kept; a lower one arriving later is
+    /// `late`).
+    pub urgent: Option<fn(&Event) -> bool>,
 }
 
 impl Default for ClientConfig {
@@ -84,6 +88,7 @@ impl Default for ClientConfig {
             api_timeout_ms: 120_000,
             job_timeout_ms: None,
             reorder_window_ms: 0,
+            urgent: None,
         }
     }
 }
@@ -607,7 +612,18 @@ impl Client {
         match event.sequence() {
             Some(seq) if self.config.reorder_window_ms > 0 => {
                 self.arrivals += 1;
+                let urgent = self.config.urgent.is_some_and(|u| u(&event));
                 self.reorder.insert((seq, self.arrivals), (event, now_ms));
+                if urgent {
+                    while let Some(entry) = self.reorder.first_entry() {
+                        if entry.key().0 > seq {
+                            break;
+                        }
+                        let (e, _) = entry.remove();
+                        self.release(e);
+                    }
+                    return;
+                }
                 if self.reorder.len() > MAX_HELD_EVENTS {
                     if let Some((_, (e, _))) = self.reorder.pop_first() {
                         self.release(e);

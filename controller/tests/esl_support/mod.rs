@@ -16,6 +16,8 @@ pub enum Dir {
     C2s,
     /// FreeSWITCH closed.
     Eof,
+    /// The client (handoffd, in 22–28) closed its socket.
+    ClientEof,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct Chunk {
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub name: String,
+    /// The recorder's annotations (`notes`), as text.
+    pub notes: Vec<String>,
     pub outbound: bool,
     pub chunks: Vec<Chunk>,
     /// `NAME.s2c.bin`.
@@ -82,6 +86,7 @@ pub fn load(name: &str) -> Recording {
                 "s2c" => Dir::S2c,
                 "c2s" => Dir::C2s,
                 "s2c_eof" => Dir::Eof,
+                "c2s_eof" => Dir::ClientEof,
                 other => panic!("{name}: dir {other}"),
             };
             let bytes = base64(c["bytes_b64"].as_str().expect("bytes_b64"));
@@ -97,6 +102,7 @@ pub fn load(name: &str) -> Recording {
     let rec = Recording {
         name: name.to_string(),
         outbound: json["mode"] == "outbound",
+        notes: json["notes"].as_array().map(|n| n.iter().map(|v| v.to_string()).collect()).unwrap_or_default(),
         s2c: std::fs::read(format!("{DATA}{name}.s2c.bin")).expect("s2c.bin"),
         c2s: std::fs::read(format!("{DATA}{name}.c2s.bin")).expect("c2s.bin"),
         chunks,
@@ -115,7 +121,7 @@ pub fn names() -> Vec<String> {
         .filter_map(|f| f.strip_suffix(".json").map(str::to_string))
         .collect();
     names.sort();
-    assert_eq!(names.len(), 21, "21 recorded connections in {DATA}");
+    assert_eq!(names.len(), 29, "29 recorded connections in {DATA} (01–18: a scripted client, 22–28: handoffd)");
     names
 }
 
