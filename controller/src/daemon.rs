@@ -414,7 +414,10 @@ fn radix36(mut n: u64) -> String {
     String::from_utf8(s).unwrap_or_default()
 }
 
-/// Runs handoffd until `shutdown` resolves or a fatal error (refused login) occurs.
+/// Runs handoffd until `shutdown` resolves (or the config names no PBX link). A refused
+/// login is not the end: it is logged as an error naming the account and what to check, and
+/// tried again every `login_retry_s` (a manager.conf reload can refuse a good secret briefly;
+/// under systemd, exiting would end in the unit's start limit and no controller at all).
 pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output = ()>) -> Result<(), LinkError> {
     if !ctl.cfg.metrics.listen.is_empty() {
         serve_metrics(ctl.cfg.metrics.listen.clone(), ctl.metrics.clone()).await;
@@ -465,8 +468,17 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
             }
         };
         if result.is_fatal() {
-            error!("{result}");
-            return Err(result);
+            let wait = Duration::from_millis(settings.login_retry_ms);
+            error!(
+                "{result}; handoffd keeps running and logs in again in {} s (no call is handled until then)",
+                wait.as_secs()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut shutdown => return Ok(()),
+            }
+            backoff = Duration::from_millis(settings.reconnect_initial_ms);
+            continue;
         }
         // A link that stayed up a while starts the backoff over.
         if started.elapsed() > Duration::from_secs(30) {
@@ -678,6 +690,12 @@ fn resync(ctl: &mut Controller, driver: &mut dyn Driver, channels: &[PbxChannel]
         }
         ctl.log(&out);
         ctl.persist(&out);
+        ctl.send(driver, out.commands);
+    }
+    // A far call never outlives its session: a far channel whose session was not taken over
+    // (it ended while the link was down, or before its originate got a channel) is hung up.
+    for far in channels.iter().filter(|c| crate::session::is_far_channel(&c.uniqueid)) {
+        let out = ctl.handle(Input::FarSeen { uniqueid: far.uniqueid.clone() });
         ctl.send(driver, out.commands);
     }
     driver.resynced(ctl.now());
