@@ -140,6 +140,27 @@ impl Controller {
         Ok(())
     }
 
+    /// After the registry changed through the API: a device listed in `handoffd.yaml` that now
+    /// differs from it is named (the YAML wins again at the next start). The store is read on
+    /// the blocking pool.
+    async fn warn_yaml_differences(&self) {
+        let (store, listed) = (self.store.clone(), self.cfg.devices.clone());
+        let found =
+            tokio::task::spawn_blocking(move || crate::store::config_devices::differences(&store, &listed)).await;
+        match found {
+            Ok(Ok(diffs)) => {
+                for d in diffs {
+                    warn!(
+                        "device '{}' now differs from handoffd.yaml ({}, store → YAML); handoffd.yaml wins again at the next start: change it there",
+                        d.device, d.what
+                    );
+                }
+            }
+            Ok(Err(e)) => error!("comparing the devices with handoffd.yaml: {e}"),
+            Err(e) => error!("comparing the devices with handoffd.yaml: {e}"),
+        }
+    }
+
     /// Appends audit records off the link loop (each is flushed).
     fn audit(&self, records: Vec<AuditRecord>) {
         if records.is_empty() {
@@ -380,21 +401,22 @@ impl Controller {
     }
 }
 
-/// Adds the devices listed in `handoffd.yaml` (and their users) to the store if missing.
+/// Makes the store say what `handoffd.yaml` says for the devices it lists (the YAML is their
+/// source of truth: see [`crate::store::config_devices`]); one line for each device imported,
+/// changed or kept because of a conflict.
 fn import_config_devices(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreError> {
-    let now = UnixMs::now();
-    for d in &cfg.devices {
-        if store.get_user(&d.user)?.is_none() {
-            store.add_user(&d.user, now)?;
-        }
-        if store.device(&d.id)?.is_none() {
-            store.add_device(&crate::store::Device {
-                id: d.id.clone(),
-                user: d.user.clone(),
-                name: d.id.clone(),
-                data_endpoint: d.endpoint.clone(),
-                carrier_number: d.number.clone(),
-            })?;
+    use crate::store::config_devices::{apply, Applied};
+    for done in apply(store, &cfg.devices, UnixMs::now())? {
+        match done {
+            Applied::Imported(id) => info!("device '{id}' added to the store from handoffd.yaml"),
+            Applied::Updated(d) => warn!(
+                "device '{}': handoffd.yaml differs from the store ({}); handoffd.yaml wins, the store now says the same",
+                d.device, d.what
+            ),
+            Applied::Conflict(d, why) => error!(
+                "device '{}': handoffd.yaml differs from the store ({}) but cannot be applied: {why}; the store's record stays until that is resolved",
+                d.device, d.what
+            ),
         }
     }
     Ok(())
@@ -643,6 +665,7 @@ async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSett
                 let commands = match note {
                     Inbox::MoveChecked(m) => ctl.finish_move(m.leg, m.device, m.result, m.since),
                     Inbox::Api(crate::api::Notice::DevicesChanged) => {
+                        ctl.warn_yaml_differences().await;
                         if let Err(e) = ctl.reload_devices() {
                             error!("reloading the device registry: {e}");
                         }

@@ -25,6 +25,7 @@
 //! sled locks the store directory: one process at a time. A second opener gets
 //! [`StoreError::InUse`] ("store PATH is in use (is handoffd running?)").
 
+pub mod config_devices;
 pub mod records;
 
 pub use records::{

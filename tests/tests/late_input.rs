@@ -64,7 +64,12 @@ fn a_leg_that_timed_out_while_handoffd_was_stopped_leaves_no_far_call() {
         far("Newchannel").is_some(),
         far("Hangup")
     );
-    assert!(cleared.is_some(), "channels left 3 s after handoffd resumed: {:#?}\n{:#?}", ami.channels(), handoffd.log());
+    assert!(
+        cleared.is_some(),
+        "channels left 3 s after handoffd resumed: {:#?}\n{:#?}",
+        ami.channels(),
+        handoffd.log()
+    );
     handoffd.assert_nothing_left(&ast, &ami);
 }
 
@@ -102,7 +107,8 @@ fn a_redial_right_after_hanging_up_is_connected() {
 fn a_refused_login_is_retried_until_it_works() {
     let ast = Asterisk::start();
     let secret = "not-the-testbed-secret-4711";
-    let config = testbed_config(5038, secret).replace("reconnect_max_ms: 1000\n", "reconnect_max_ms: 1000\n  login_retry_s: 2\n");
+    let config = testbed_config(5038, secret)
+        .replace("reconnect_max_ms: 1000\n", "reconnect_max_ms: 1000\n  login_retry_s: 2\n");
     let mut handoffd = Handoffd::spawn(&config);
     let line = handoffd.wait_log("refused", 10 * SEC).unwrap_or_else(|| panic!("{:#?}", handoffd.log()));
     assert!(line.contains("ERROR") && line.contains("AMI login as 'handoffd'"), "{line}");

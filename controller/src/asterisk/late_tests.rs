@@ -62,7 +62,10 @@ fn a_far_channel_created_or_answered_is_reported_to_the_core() {
     d.receive(b"Event: Newchannel\r\nChannel: PJSIP/far-00000001\r\nUniqueid: ab-1-far\r\n\r\n", 4);
     d.receive(b"Event: Newchannel\r\nChannel: PJSIP/alice-app-00000001\r\nUniqueid: 1700.1\r\n\r\n", 4);
     // An answer to an originate the driver no longer follows still names the far channel.
-    d.receive(b"Event: OriginateResponse\r\nActionID: handoffd-77\r\nResponse: Success\r\nUniqueid: ab-2-far\r\n\r\n", 5);
+    d.receive(
+        b"Event: OriginateResponse\r\nActionID: handoffd-77\r\nResponse: Success\r\nUniqueid: ab-2-far\r\n\r\n",
+        5,
+    );
     let ev = events(&mut d);
     assert!(
         matches!(&ev[..], [DriverEvent::Input(Input::FarSeen { uniqueid: a }), DriverEvent::Input(Input::FarSeen { uniqueid: b })] if a == "ab-1-far" && b == "ab-2-far"),

@@ -52,7 +52,10 @@ impl Sessions {
         let e = self.ended.get(device)?;
         let since_open = now.saturating_sub(e.opened_at);
         let other_token = !leg.token.is_empty() && !e.token.is_empty() && leg.token != e.token;
-        if since_open >= self.rules.pair_window_ms || e.paths.contains(&leg.path) || leg.far != e.far_number || other_token
+        if since_open >= self.rules.pair_window_ms
+            || e.paths.contains(&leg.path)
+            || leg.far != e.far_number
+            || other_token
         {
             return None;
         }
@@ -79,7 +82,12 @@ impl Sessions {
                     _ => String::new(),
                 };
                 out.commands.push(Command::Hangup { uniqueid: uniqueid.to_string(), cause: 16 });
-                Self::record(out, now, &id, format!("far channel {uniqueid} is there although the session is ending ({why}); hanging it up"));
+                Self::record(
+                    out,
+                    now,
+                    &id,
+                    format!("far channel {uniqueid} is there although the session is ending ({why}); hanging it up"),
+                );
             }
             None => {
                 out.commands.push(Command::Hangup { uniqueid: uniqueid.to_string(), cause: 16 });
