@@ -65,14 +65,6 @@ fn usage(pid: u32) -> Option<(u64, u64)> {
     Some((ticks, rss))
 }
 
-fn pid_of(name: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == name).then_some(pid)
-    })
-}
-
 fn main() -> ExitCode {
     let sessions: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
     let seconds: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(600);
@@ -118,7 +110,8 @@ fn main() -> ExitCode {
         eprintln!("handoffd did not log in: {:#?}", handoffd.log());
         return ExitCode::FAILURE;
     }
-    let hpid = pid_of("handoffd").expect("handoffd pid");
+    // Its own child, not any process named handoffd (other runs may share the machine).
+    let hpid = handoffd.pid();
     let apid = ast.pid();
 
     let (far_sink, data_sink, carrier_sink) =
