@@ -123,9 +123,21 @@ impl Controller {
     /// The device registry from the store (config devices were imported into it), with the
     /// config's caller IDs.
     fn reload_devices(&mut self) -> Result<(), crate::store::StoreError> {
-        let devices = self
-            .store
-            .list_devices()?
+        let stored = self.store.list_devices()?;
+        self.set_registry(stored);
+        Ok(())
+    }
+
+    /// [`Controller::reload_devices`] from the link loop: the store is read on the blocking pool.
+    async fn reload_devices_off_loop(&mut self) -> Result<(), String> {
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.list_devices()).await.map_err(|e| e.to_string())?;
+        self.set_registry(stored.map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn set_registry(&mut self, stored: Vec<crate::store::Device>) {
+        let devices = stored
             .into_iter()
             .map(|d| crate::session::Device {
                 caller_id: self.cfg.devices.iter().find(|c| c.id == d.id).and_then(|c| c.caller_id.clone()),
@@ -137,7 +149,6 @@ impl Controller {
             .collect::<Vec<_>>();
         info!("device registry: {} device(s)", devices.len());
         self.sessions.set_devices(devices);
-        Ok(())
     }
 
     /// After the registry changed through the API: a device listed in `handoffd.yaml` that now
@@ -666,7 +677,7 @@ async fn link(ctl: &mut Controller, driver: &mut dyn Driver, settings: &LinkSett
                     Inbox::MoveChecked(m) => ctl.finish_move(m.leg, m.device, m.result, m.since),
                     Inbox::Api(crate::api::Notice::DevicesChanged) => {
                         ctl.warn_yaml_differences().await;
-                        if let Err(e) = ctl.reload_devices() {
+                        if let Err(e) = ctl.reload_devices_off_loop().await {
                             error!("reloading the device registry: {e}");
                         }
                         Vec::new()
