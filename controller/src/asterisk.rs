@@ -5,7 +5,7 @@
 use crate::ami::{Action, ActionId, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
 use crate::config::Config;
 use crate::pbx::{Driver, DriverEvent, LinkError, PbxChannel};
-use crate::session::{Command, Input, LegArrival, Millis, Path};
+use crate::session::{is_far_channel, Command, Input, LegArrival, Millis, Path};
 use std::collections::{HashMap, VecDeque};
 use tracing::{debug, error, info, warn};
 
@@ -171,6 +171,12 @@ pub fn channels_from_list(channels: &[Event]) -> Vec<PbxChannel> {
 /// How often handoffd says hello to the module (its `controller_timeout` is 15 s by default).
 pub const HELLO_INTERVAL_MS: Millis = 5_000;
 
+/// How many events may arrive while the `CoreShowChannels` list is read (they are applied
+/// after the snapshot). Past this the link is dropped and made again, with a fresh snapshot:
+/// a busy PBX sends a few hundred in that time; a peer that floods is not followed into
+/// unbounded memory.
+pub const MAX_HELD_EVENTS: usize = 20_000;
+
 #[derive(Debug)]
 enum Phase {
     /// Waiting for the `Asterisk Call Manager/x.y` banner.
@@ -202,6 +208,8 @@ pub struct AsteriskDriver {
     /// Client legs' paths (from `HandoffLegArrived`), to read their hang-up causes.
     paths: HashMap<String, Path>,
     overrides: crate::hangup_cause::Overrides,
+    /// HandoffAssign ActionID → the leg's uniqueid (a refused assign means the leg is gone).
+    assigns: HashMap<String, String>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<DriverEvent>,
 }
@@ -222,6 +230,7 @@ impl AsteriskDriver {
             module_missing_reported: false,
             originates: HashMap::new(),
             paths: HashMap::new(),
+            assigns: HashMap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -276,6 +285,13 @@ impl AsteriskDriver {
             Tracked::Completed(id, outcome) => self.on_completed(id, outcome, now),
             Tracked::Pending => {}
             Tracked::Unsolicited(AmiMessage::Event(ev)) => match &mut self.phase {
+                Phase::Listing(_, held) if held.len() >= MAX_HELD_EVENTS => {
+                    let why = format!(
+                        "more than {MAX_HELD_EVENTS} events arrived while the channel list was read; reconnecting to take a fresh snapshot"
+                    );
+                    error!("AMI link to {}: {why}", self.ami.address());
+                    self.lost(why)
+                }
                 Phase::Listing(_, held) => held.push(ev),
                 Phase::Ready => self.on_event(ev),
                 _ => {}
@@ -333,7 +349,14 @@ impl AsteriskDriver {
                     }
                 } else if outcome.response.status != ResponseStatus::Success {
                     self.originates.remove(&id.0);
-                    warn!("AMI action {id} failed: {}", outcome.response.message.as_deref().unwrap_or("no message"));
+                    let why = outcome.response.message.as_deref().unwrap_or("no message").to_string();
+                    warn!("AMI action {id} failed: {why}");
+                    // A decision the module refused: its leg no longer waits (it timed out).
+                    if let Some(uniqueid) = self.assigns.remove(&id.0) {
+                        self.events.push_back(DriverEvent::Input(Input::AssignRefused { uniqueid, why }));
+                    }
+                } else {
+                    self.assigns.remove(&id.0);
                 }
             }
         }
@@ -354,8 +377,22 @@ impl AsteriskDriver {
             self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap) });
         }
         let input = if ev.name == "OriginateResponse" {
-            let Some(far) = ev.headers.get("ActionID").and_then(|id| self.originates.remove(id)) else { return };
+            let Some(far) = ev.headers.get("ActionID").and_then(|id| self.originates.remove(id)) else {
+                // An answer to an originate handoffd no longer follows (its action timed out,
+                // or the link was made again): a far channel that is up must still find its session.
+                let uniqueid = ev.get("Uniqueid").unwrap_or("");
+                let answered = ev.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
+                if answered && is_far_channel(uniqueid) {
+                    self.events.push_back(DriverEvent::Input(Input::FarSeen { uniqueid: uniqueid.to_string() }));
+                }
+                return;
+            };
             Some(originate_outcome(&ev, &far))
+        } else if ev.name == "Newchannel" {
+            // A far channel is created after its originate was sent, possibly after its session
+            // ended (and its hangup found no channel): the session core hangs it up then.
+            let uniqueid = ev.get("Uniqueid").unwrap_or("");
+            is_far_channel(uniqueid).then(|| Input::FarSeen { uniqueid: uniqueid.to_string() })
         } else {
             match input_from_event(&ev) {
                 Ok(i) => i,
@@ -413,6 +450,7 @@ impl Driver for AsteriskDriver {
         self.decoder = AmiDecoder::new();
         for id in self.tracker.fail_all() {
             self.originates.remove(&id.0);
+            self.assigns.remove(&id.0);
         }
         self.phase = Phase::Greeting;
         self.deadline = Some(now + self.ami.action_timeout_ms);
@@ -445,8 +483,14 @@ impl Driver for AsteriskDriver {
     fn command(&mut self, cmd: &Command, now: Millis) {
         let action = action_for(cmd, &self.cfg);
         let id = self.send(action, now);
-        if let Command::OriginateFar { uniqueid, .. } = cmd {
-            self.originates.insert(id.0, uniqueid.clone());
+        match cmd {
+            Command::OriginateFar { uniqueid, .. } => {
+                self.originates.insert(id.0, uniqueid.clone());
+            }
+            Command::Assign { uniqueid, .. } => {
+                self.assigns.insert(id.0, uniqueid.clone());
+            }
+            _ => {}
         }
     }
 
@@ -457,6 +501,7 @@ impl Driver for AsteriskDriver {
         }
         for expired in self.tracker.expire(now, self.ami.action_timeout_ms) {
             self.originates.remove(&expired.0);
+            self.assigns.remove(&expired.0);
             warn!("AMI action {expired} got no response within {} ms", self.ami.action_timeout_ms);
         }
         self.say_hello(now);
@@ -482,6 +527,9 @@ impl Driver for AsteriskDriver {
         self.events.pop_front()
     }
 }
+
+#[cfg(test)]
+mod late_tests;
 
 #[cfg(test)]
 mod tests {
@@ -517,13 +565,13 @@ mod tests {
         assert_eq!(endpoint_of("PJSIP/alice-app-0000001a"), "alice-app");
     }
 
-    fn driver() -> AsteriskDriver {
+    pub(super) fn driver() -> AsteriskDriver {
         let cfg = Config::parse("ami:\n  username: handoffd\n  secret: s3cret\n", "t.yaml").unwrap();
         let ami = cfg.ami.clone().unwrap();
         AsteriskDriver::new(cfg, ami)
     }
 
-    fn sent(d: &mut AsteriskDriver) -> String {
+    pub(super) fn sent(d: &mut AsteriskDriver) -> String {
         let mut s = String::new();
         while let Some(b) = d.poll_transmit() {
             s.push_str(&String::from_utf8_lossy(&b));
@@ -531,7 +579,7 @@ mod tests {
         s
     }
 
-    fn events(d: &mut AsteriskDriver) -> Vec<DriverEvent> {
+    pub(super) fn events(d: &mut AsteriskDriver) -> Vec<DriverEvent> {
         std::iter::from_fn(|| d.poll_event()).collect()
     }
 

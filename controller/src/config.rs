@@ -261,6 +261,9 @@ pub struct LinkSettings {
     pub connect_timeout_ms: u64,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
+    /// How long to wait before logging in again after the PBX refused the login (a
+    /// manager.conf reload can refuse briefly): long, so that a wrong secret never hammers it.
+    pub login_retry_ms: u64,
 }
 
 /// FreeSWITCH's event socket (`mod_event_socket`, `event_socket.conf.xml`).
@@ -330,6 +333,14 @@ pub struct Ami {
     pub reconnect_initial_ms: u64,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_ms: u64,
+    /// Seconds between logins after Asterisk refused one (handoffd never gives up).
+    #[serde(default = "default_login_retry")]
+    pub login_retry_s: u64,
+}
+
+/// Seconds between logins after a refused one.
+fn default_login_retry() -> u64 {
+    60
 }
 
 impl Ami {
@@ -917,17 +928,22 @@ impl Config {
             connect_timeout_ms,
             reconnect_initial_ms,
             reconnect_max_ms,
+            login_retry_ms: default_login_retry() * 1000,
         };
         match (self.pbx, &self.ami, &self.esl) {
             (Pbx::Freeswitch, _, Some(e)) => {
                 of(e.address(), e.connect_timeout_ms, e.reconnect_initial_ms, e.reconnect_max_ms)
             }
-            (_, Some(a), _) => of(a.address(), a.connect_timeout_ms, a.reconnect_initial_ms, a.reconnect_max_ms),
+            (_, Some(a), _) => LinkSettings {
+                login_retry_ms: a.login_retry_s.max(1) * 1000,
+                ..of(a.address(), a.connect_timeout_ms, a.reconnect_initial_ms, a.reconnect_max_ms)
+            },
             _ => LinkSettings {
                 address: join_host_port(&default_host(), default_port()),
                 connect_timeout_ms: default_connect_timeout(),
                 reconnect_initial_ms: default_reconnect_initial(),
                 reconnect_max_ms: default_reconnect_max(),
+                login_retry_ms: default_login_retry() * 1000,
             },
         }
     }

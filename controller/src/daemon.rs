@@ -123,9 +123,21 @@ impl Controller {
     /// The device registry from the store (config devices were imported into it), with the
     /// config's caller IDs.
     fn reload_devices(&mut self) -> Result<(), crate::store::StoreError> {
-        let devices = self
-            .store
-            .list_devices()?
+        let stored = self.store.list_devices()?;
+        self.set_registry(stored);
+        Ok(())
+    }
+
+    /// [`Controller::reload_devices`] from the link loop: the store is read on the blocking pool.
+    async fn reload_devices_off_loop(&mut self) -> Result<(), String> {
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.list_devices()).await.map_err(|e| e.to_string())?;
+        self.set_registry(stored.map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn set_registry(&mut self, stored: Vec<crate::store::Device>) {
+        let devices = stored
             .into_iter()
             .map(|d| crate::session::Device {
                 caller_id: self.cfg.devices.iter().find(|c| c.id == d.id).and_then(|c| c.caller_id.clone()),
@@ -137,7 +149,27 @@ impl Controller {
             .collect::<Vec<_>>();
         info!("device registry: {} device(s)", devices.len());
         self.sessions.set_devices(devices);
-        Ok(())
+    }
+
+    /// After the registry changed through the API: a device listed in `handoffd.yaml` that now
+    /// differs from it is named (the YAML wins again at the next start). The store is read on
+    /// the blocking pool.
+    async fn warn_yaml_differences(&self) {
+        let (store, listed) = (self.store.clone(), self.cfg.devices.clone());
+        let found =
+            tokio::task::spawn_blocking(move || crate::store::config_devices::differences(&store, &listed)).await;
+        match found {
+            Ok(Ok(diffs)) => {
+                for d in diffs {
+                    warn!(
+                        "device '{}' now differs from handoffd.yaml ({}, store → YAML); handoffd.yaml wins again at the next start: change it there",
+                        d.device, d.what
+                    );
+                }
+            }
+            Ok(Err(e)) => error!("comparing the devices with handoffd.yaml: {e}"),
+            Err(e) => error!("comparing the devices with handoffd.yaml: {e}"),
+        }
     }
 
     /// Appends audit records off the link loop (each is flushed).
@@ -380,21 +412,22 @@ impl Controller {
     }
 }
 
-/// Adds the devices listed in `handoffd.yaml` (and their users) to the store if missing.
+/// Makes the store say what `handoffd.yaml` says for the devices it lists (the YAML is their
+/// source of truth: see [`crate::store::config_devices`]); one line for each device imported,
+/// changed or kept because of a conflict.
 fn import_config_devices(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreError> {
-    let now = UnixMs::now();
-    for d in &cfg.devices {
-        if store.get_user(&d.user)?.is_none() {
-            store.add_user(&d.user, now)?;
-        }
-        if store.device(&d.id)?.is_none() {
-            store.add_device(&crate::store::Device {
-                id: d.id.clone(),
-                user: d.user.clone(),
-                name: d.id.clone(),
-                data_endpoint: d.endpoint.clone(),
-                carrier_number: d.number.clone(),
-            })?;
+    use crate::store::config_devices::{apply, Applied};
+    for done in apply(store, &cfg.devices, UnixMs::now())? {
+        match done {
+            Applied::Imported(id) => info!("device '{id}' added to the store from handoffd.yaml"),
+            Applied::Updated(d) => warn!(
+                "device '{}': handoffd.yaml differs from the store ({}); handoffd.yaml wins, the store now says the same",
+                d.device, d.what
+            ),
+            Applied::Conflict(d, why) => error!(
+                "device '{}': handoffd.yaml differs from the store ({}) but cannot be applied: {why}; the store's record stays until that is resolved",
+                d.device, d.what
+            ),
         }
     }
     Ok(())
@@ -414,7 +447,10 @@ fn radix36(mut n: u64) -> String {
     String::from_utf8(s).unwrap_or_default()
 }
 
-/// Runs handoffd until `shutdown` resolves or a fatal error (refused login) occurs.
+/// Runs handoffd until `shutdown` resolves (or the config names no PBX link). A refused
+/// login is not the end: it is logged as an error naming the account and what to check, and
+/// tried again every `login_retry_s` (a manager.conf reload can refuse a good secret briefly;
+/// under systemd, exiting would end in the unit's start limit and no controller at all).
 pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output = ()>) -> Result<(), LinkError> {
     if !ctl.cfg.metrics.listen.is_empty() {
         serve_metrics(ctl.cfg.metrics.listen.clone(), ctl.metrics.clone()).await;
@@ -462,8 +498,17 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
             return Ok(());
         };
         if result.is_fatal() {
-            error!("{result}");
-            return Err(result);
+            let wait = Duration::from_millis(settings.login_retry_ms);
+            error!(
+                "{result}; handoffd keeps running and logs in again in {} s (no call is handled until then)",
+                wait.as_secs()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut shutdown => return Ok(()),
+            }
+            backoff = Duration::from_millis(settings.reconnect_initial_ms);
+            continue;
         }
         // A link that stayed up a while starts the backoff over.
         if started.elapsed() > Duration::from_secs(30) {
@@ -662,7 +707,8 @@ async fn link(
                 let commands = match note {
                     Inbox::MoveChecked(m) => ctl.finish_move(m.leg, m.device, m.result, m.since),
                     Inbox::Api(crate::api::Notice::DevicesChanged) => {
-                        if let Err(e) = ctl.reload_devices() {
+                        ctl.warn_yaml_differences().await;
+                        if let Err(e) = ctl.reload_devices_off_loop().await {
                             error!("reloading the device registry: {e}");
                         }
                         Vec::new()
@@ -709,6 +755,12 @@ fn resync(ctl: &mut Controller, driver: &mut dyn Driver, channels: &[PbxChannel]
         }
         ctl.log(&out);
         ctl.persist(&out);
+        ctl.send(driver, out.commands);
+    }
+    // A far call never outlives its session: a far channel whose session was not taken over
+    // (it ended while the link was down, or before its originate got a channel) is hung up.
+    for far in channels.iter().filter(|c| crate::session::is_far_channel(&c.uniqueid)) {
+        let out = ctl.handle(Input::FarSeen { uniqueid: far.uniqueid.clone() });
         ctl.send(driver, out.commands);
     }
     driver.resynced(ctl.now());

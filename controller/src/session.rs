@@ -52,6 +52,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+mod late;
+use late::EndedCall;
+pub use late::{is_far_channel, FAR_SUFFIX};
+
 /// Milliseconds on the daemon's monotonic clock.
 pub type Millis = u64;
 
@@ -186,6 +190,12 @@ pub enum Input {
     LegRecovered { uniqueid: String },
     /// The module moved the mix to another leg (recorded only: the switch already happened).
     LegSwitched { uniqueid: String, to: Path, reason: String },
+    /// A far channel of handoff's naming (`<session>-far`) exists in the PBX (it was created,
+    /// or a snapshot lists it): one whose session is gone or ending is hung up.
+    FarSeen { uniqueid: String },
+    /// The module refused a decision (`Assign`) because the leg no longer waits in
+    /// `Handoff()` (it timed out or hung up while handoffd was slow): the leg is gone.
+    AssignRefused { uniqueid: String, why: String },
     /// Time passed (drives the timers).
     Tick,
 }
@@ -308,7 +318,10 @@ pub struct Rules {
     pub grace_ms: Millis,
     /// How long a stalled leg may stay silent before it is declared dead and hung up.
     pub leg_dead_after_ms: Millis,
-    /// A leg of a device whose session ended less than this ago is refused, not a new call.
+    /// The legs of one call arrive within this of each other: a leg of a device whose session
+    /// opened less than this ago and has ended, on a path that session did not have, for the
+    /// same far number, is the late second leg of that call and is refused. Any other leg
+    /// (a re-dial on a path the call had, another number) is a new call.
     pub pair_window_ms: Millis,
 }
 
@@ -335,8 +348,9 @@ pub struct Sessions {
     sessions: BTreeMap<SessionId, Session>,
     /// Which session each known channel belongs to.
     by_channel: HashMap<String, SessionId>,
-    /// Devices whose session ended recently, and when.
-    ended: HashMap<String, Millis>,
+    /// Devices whose session ended within the pairing window of its opening: what a late
+    /// second leg of that call is matched against.
+    ended: HashMap<String, EndedCall>,
 }
 
 const NO_SESSION: &str = "-";
@@ -648,6 +662,8 @@ impl Sessions {
                     Self::record(&mut out, now, &id, format!("mix switched to the {} leg ({reason})", to.as_str()));
                 }
             }
+            Input::FarSeen { uniqueid } => self.recv_far_seen(&uniqueid, now, &mut out),
+            Input::AssignRefused { uniqueid, why } => self.recv_assign_refused(&uniqueid, &why, now, &mut out),
             Input::Tick => self.recv_tick(now, &mut out),
         }
         out
@@ -717,15 +733,8 @@ impl Sessions {
         match live {
             Some(id) => self.join(&id, &device, leg, now, out),
             None => {
-                if let Some(&ended_at) = self.ended.get(&device.id) {
-                    if now.saturating_sub(ended_at) < self.rules.pair_window_ms {
-                        let reason = format!(
-                            "the session of device '{}' ended {} ms ago; not starting a new call",
-                            device.id,
-                            now - ended_at
-                        );
-                        return Self::refuse(out, now, &leg, reason);
-                    }
+                if let Some(reason) = self.late_second_leg(&device.id, &leg, now) {
+                    return Self::refuse(out, now, &leg, reason);
                 }
                 self.open(&device, leg, now, out)
             }
@@ -876,6 +885,8 @@ impl Sessions {
     }
 
     fn recv_far_answer(&mut self, uniqueid: &str, now: Millis, out: &mut Outputs) {
+        // A far party that answers for a session that is gone or ending is hung up at once.
+        self.recv_far_seen(uniqueid, now, out);
         let Some(id) = self.by_channel.get(uniqueid).cloned() else { return };
         let Some(s) = self.sessions.get_mut(&id) else { return };
         if s.far_uniqueid == uniqueid && s.state == State::AwaitingFarAnswer {
@@ -1129,10 +1140,10 @@ impl Sessions {
             for uniqueid in s.legs.keys() {
                 self.by_channel.remove(uniqueid);
             }
-            self.ended.insert(s.device, now);
+            self.remember_ended(&s, now);
         }
         let window = self.rules.pair_window_ms;
-        self.ended.retain(|_, t| now.saturating_sub(*t) < window);
+        self.ended.retain(|_, e| now.saturating_sub(e.opened_at) < window);
     }
 }
 
@@ -1175,6 +1186,19 @@ mod tests {
 
     fn core() -> Sessions {
         Sessions::new(Rules::default(), vec![alice(), alice_tablet()], "t")
+    }
+
+    pub(crate) fn core_with(rules: Rules, devices: Vec<Device>) -> Sessions {
+        Sessions::new(rules, devices, "t")
+    }
+
+    /// Alice's leg on `path` calling `far`.
+    pub(crate) fn leg_to(uniqueid: &str, path: Path, far: &str) -> Input {
+        let mut l = leg(uniqueid, path);
+        if let Input::LegArrived(a) = &mut l {
+            a.far = far.into();
+        }
+        l
     }
 
     fn alice_tablet() -> Device {
@@ -1464,15 +1488,13 @@ mod tests {
             matches!(&out.commands[..], [Command::Refuse { reason, .. }] if reason.contains("already has a live carrier leg"))
         );
         assert_eq!(c.live_legs(&sid()).len(), 2);
-        // a leg that arrives just after the session ended
+        // a re-dial just after the session ended is a new call (the late second leg of an
+        // ended call is refused: see session/late.rs)
         c.handle(hangup("t1-far"), 100);
         c.handle(hangup("1.1"), 110);
         c.handle(hangup("1.2"), 120);
         assert!(c.is_empty());
         let out = c.handle(leg("1.4", Path::Data), 1000);
-        assert!(matches!(&out.commands[..], [Command::Refuse { reason, .. }] if reason.contains("ended 880 ms ago")));
-        // ... but a new call later is a new session
-        let out = c.handle(leg("1.5", Path::Data), 10_000);
         assert!(matches!(&out.commands[..], [Command::Assign { .. }, Command::OriginateFar { .. }]));
     }
 

@@ -25,6 +25,7 @@
 //! sled locks the store directory: one process at a time. A second opener gets
 //! [`StoreError::InUse`] ("store PATH is in use (is handoffd running?)").
 
+pub mod config_devices;
 pub mod records;
 
 pub use records::{
@@ -180,13 +181,18 @@ pub fn is_e164(s: &str) -> bool {
     (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
+/// The store's page cache (sled's default is 1 GiB).
+pub const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 impl Store {
     /// Opens (creating if needed, mode 0700) the store directory at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path_ref = path.as_ref();
         let path = path_ref.display().to_string();
         let existed = path_ref.exists();
-        let config = sled::Config::new().path(path_ref);
+        // sled's page cache defaults to 1 GiB and grows with every write until then: handoffd's
+        // store is small, so its memory stays flat however many sessions pass through.
+        let config = sled::Config::new().path(path_ref).cache_capacity(STORE_CACHE_BYTES);
         // sled 0.34 may panic on some damaged logs instead of returning an error; the store
         // must answer with an error, whatever is on disk.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));

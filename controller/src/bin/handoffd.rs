@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     };
     if check {
         println!("handoffd: {} is valid", config.display());
+        report_device_differences(&cfg);
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg.log.level);
@@ -69,6 +70,43 @@ fn main() -> ExitCode {
     match runtime.block_on(handoff::daemon::run(ctl, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(2), // already logged as one line
+    }
+}
+
+/// `--check`: the devices listed in the config whose store record differs (the config wins at
+/// the next start). A store that does not exist yet or is held by a running handoffd is said so.
+fn report_device_differences(cfg: &Config) {
+    if cfg.devices.is_empty() {
+        return;
+    }
+    if !std::path::Path::new(&cfg.store.path).exists() {
+        println!(
+            "handoffd: store {} does not exist yet: the {} listed device(s) are added at start",
+            cfg.store.path,
+            cfg.devices.len()
+        );
+        return;
+    }
+    let store = match handoff::store::Store::open(&cfg.store.path) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("handoffd: devices not compared with the store: {e}");
+            return;
+        }
+    };
+    match handoff::store::config_devices::differences(&store, &cfg.devices) {
+        Ok(diffs) if diffs.is_empty() => {
+            println!("handoffd: the {} listed device(s) match the store", cfg.devices.len())
+        }
+        Ok(diffs) => {
+            for d in diffs {
+                println!(
+                    "handoffd: device '{}' differs from the store ({}, store → config); the config wins at the next start",
+                    d.device, d.what
+                );
+            }
+        }
+        Err(e) => println!("handoffd: devices not compared with the store: {e}"),
     }
 }
 
