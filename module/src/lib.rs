@@ -12,8 +12,11 @@
 //! [`guard::guard`], so a panic never reaches Asterisk.
 //!
 //! Files: `lib.rs` (module registration, load/unload/reload), `app.rs` (`Handoff()`), `cli.rs`,
-//! `manager.rs` (AMI), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`).
+//! `manager.rs` (AMI), `ami_auth.rs` (who may drive it), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`),
+//! `frame_clock.rs` and `media.rs` (per-leg frame hooks and the switch), `residency.rs` (staying
+//! mapped through a forced unload).
 
+pub mod ami_auth;
 pub mod app_args;
 pub mod config;
 pub mod frame_clock;
@@ -35,3 +38,5 @@ mod manager;
 mod media;
 #[cfg(not(test))]
 mod registration;
+#[cfg(not(test))]
+mod residency;
