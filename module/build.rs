@@ -103,6 +103,8 @@ const CONSTANTS: &[(&str, &str)] = &[
 const PROTOTYPES: &[(&str, &str)] = &[
     ("ast_module_register", "void (*)(const struct ast_module_info *)"),
     ("ast_module_unregister", "void (*)(const struct ast_module_info *)"),
+    ("__ast_module_running_ref", "struct ast_module *(*)(struct ast_module *, const char *, int, const char *)"),
+    ("__ast_module_unref", "void (*)(struct ast_module *, const char *, int, const char *)"),
     ("ast_log", "void (*)(int, const char *, int, const char *, const char *, ...)"),
     ("ast_register_application2", "int (*)(const char *, int (*)(struct ast_channel *, const char *), const char *, const char *, void *)"),
     ("ast_unregister_application", "int (*)(const char *)"),

@@ -22,6 +22,21 @@ pub unsafe fn from_c(p: *const c_char) -> String {
     }
 }
 
+/// Whether the loader counts `module` as running (false after a forced unload). It takes and
+/// drops a reference without the loader's list lock, so any thread may ask.
+pub fn module_running(module: *mut ffi::ast_module) -> bool {
+    // SAFETY: module is the loader's handle for this module, which the loader keeps allocated
+    // while the library is mapped (it is freed by ast_module_unregister from .fini_array only).
+    unsafe {
+        let r = ffi::__ast_module_running_ref(module, c"asterisk.rs".as_ptr(), 0, c"module_running".as_ptr());
+        if r.is_null() {
+            return false;
+        }
+        ffi::__ast_module_unref(r, c"asterisk.rs".as_ptr(), 0, c"module_running".as_ptr());
+        true
+    }
+}
+
 /// Asterisk log levels the module uses.
 #[derive(Clone, Copy, Debug)]
 pub enum Level {

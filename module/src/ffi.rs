@@ -175,6 +175,13 @@ pub type ManagerAction = extern "C" fn(*mut mansession, *const message) -> c_int
 extern "C" {
     pub fn ast_module_register(info: *const ast_module_info);
     pub fn ast_module_unregister(info: *const ast_module_info);
+    pub fn __ast_module_running_ref(
+        module: *mut ast_module,
+        file: *const c_char,
+        line: c_int,
+        func: *const c_char,
+    ) -> *mut ast_module;
+    pub fn __ast_module_unref(module: *mut ast_module, file: *const c_char, line: c_int, func: *const c_char);
 
     pub fn ast_log(level: c_int, file: *const c_char, line: c_int, function: *const c_char, fmt: *const c_char, ...);
 

@@ -219,8 +219,13 @@ static TICKER: Mutex<Option<Ticker>> = Mutex::new(None);
 static TICKER_STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn ticker_main(_arg: *mut c_void) -> *mut c_void {
+    let mut ticks: u32 = 0;
     while !TICKER_STOP.load(Ordering::Acquire) {
         guard("ticker", (), tick_all);
+        ticks = ticks.wrapping_add(1);
+        if ticks % 200 == 0 {
+            guard("ticker", (), crate::registration::after_forced_unload);
+        }
         let ts = libc::timespec { tv_sec: 0, tv_nsec: TICK.as_nanos() as libc::c_long };
         // SAFETY: ts is a valid timespec; the remainder pointer may be NULL.
         unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };

@@ -8,7 +8,7 @@ use crate::guard::guard;
 use crate::{app, cli, ffi, legs, manager, media, residency};
 use std::ffi::c_char;
 use std::ptr::{addr_of, addr_of_mut, null, null_mut};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, RwLock};
 
 const NAME: &std::ffi::CStr = c"res_handoff";
@@ -137,7 +137,11 @@ extern "C" fn load_module() -> i32 {
     })
 }
 
+/// Whether the application, CLI command and AMI actions are registered.
+static REGISTERED: AtomicBool = AtomicBool::new(false);
+
 fn register_all() -> Result<(), &'static str> {
+    REGISTERED.store(true, Ordering::SeqCst);
     app::register().map_err(|_| "the Handoff application")?;
     cli::register().map_err(|_| "the CLI commands")?;
     manager::register().map_err(|_| "the AMI actions")?;
@@ -145,9 +149,27 @@ fn register_all() -> Result<(), &'static str> {
 }
 
 fn unregister_all() {
+    REGISTERED.store(false, Ordering::SeqCst);
     manager::unregister();
     cli::unregister();
     app::unregister();
+}
+
+/// Called by the ticker about once a second. After a forced unload (the library pinned itself,
+/// and the loader no longer counts it as running) nothing of the module should stay reachable
+/// by name: Asterisk closes the AMI session of anyone who sends an action of a module that is
+/// not running, which would cut handoffd off in a loop. So the application, CLI command and AMI
+/// actions go; the frame hooks and the ticker stay until the calls end (or a new load).
+pub fn after_forced_unload() {
+    if !residency::pinned() || !REGISTERED.load(Ordering::SeqCst) || asterisk::module_running(module_self()) {
+        return;
+    }
+    unregister_all();
+    legs::registry().forget_controller();
+    asterisk::log(
+        Level::Warning,
+        "res_handoff was unloaded by force: Handoff(), its CLI and AMI actions are gone; live calls keep their frame hooks until they end; 'module load res_handoff.so' brings it back",
+    );
 }
 
 extern "C" fn unload_module() -> i32 {

@@ -148,6 +148,13 @@ fn a_forced_unload_during_joined_calls_leaves_asterisk_and_the_calls_up() {
         assert_eq!(ast.pid(), pid);
         let up = ami.channels().len();
         assert_eq!(up, 2 * calls, "try {attempt}: the calls must survive the forced unload");
+        // Nothing of the unloaded module stays reachable by name (Asterisk would cut off any
+        // AMI session that sends an action of a module that is not running).
+        let gone = wait_for(5 * SEC, || {
+            (ast.messages_log().matches("res_handoff was unloaded by force").count() == attempt).then_some(())
+        });
+        assert!(gone.is_some(), "try {attempt}: the module did not withdraw its registrations");
+        assert!(!ast.cli("core show applications like Handoff").contains("Handoff:"));
         // The calls end the normal way: each phone hangs up, handoffd hangs up the far party.
         let diag = || {
             let log = ast.messages_log();
@@ -162,12 +169,12 @@ fn a_forced_unload_during_joined_calls_leaves_asterisk_and_the_calls_up() {
             "try {attempt}: channels left"
         );
         assert!(alive(pid), "try {attempt}: Asterisk died when the calls ended");
-        let status = ast.cli("handoff show status");
-        assert!(status.contains("Watched legs:        0"), "try {attempt}: {status}");
-        // The module loads again over what the forced unload left.
+        // The module loads again over what the forced unload left, with nothing watched.
         let loaded = ast.cli("module load res_handoff.so");
         assert!(loaded.contains("Loaded res_handoff.so"), "try {attempt}: {loaded}");
         assert!(ast.cli("module show like res_handoff").contains(" Running"));
+        let status = ast.cli("handoff show status");
+        assert!(status.contains("Watched legs:        0"), "try {attempt}: {status}");
     }
     let log = ast.messages_log();
     assert!(log.contains("Unloading resource anyway"), "the unloads were forced");
