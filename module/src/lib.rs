@@ -2,9 +2,10 @@
 //!
 //! It registers the dialplan application `Handoff()` (hands a channel to the session machinery
 //! run by the `handoffd` controller), the CLI command `handoff show status`, and the AMI actions
-//! (`HandoffHello`, `HandoffAssign`, `HandoffRefuse`) and events (`HandoffLegArrived`,
-//! `HandoffLegAbandoned`) the controller speaks. Policy lives in the controller; the module only
-//! does what cannot leave the PBX.
+//! (`HandoffChallenge`, `HandoffHello`, `HandoffAssign`, `HandoffRefuse`; only the controller's
+//! AMI account may use them, see `ami_auth.rs`) and events (`HandoffLegArrived`,
+//! `HandoffLegAbandoned`, ...) the controller speaks. Policy lives in the controller; the module
+//! only does what cannot leave the PBX.
 //!
 //! The FFI is layered: [`ffi`] holds raw declarations whose layouts and prototypes `build.rs`
 //! checks against the Asterisk headers, [`asterisk`] is a small safe wrapper, and the logic
