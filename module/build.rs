@@ -50,6 +50,12 @@ const LAYOUTS: &[(&str, &str, &[&str])] = &[
     ("struct ast_cli_args", "ast_cli_args", &["fd", "argc", "argv", "line", "word", "pos", "n"]),
     ("struct ast_variable", "ast_variable", &["name", "value", "next", "file", "lineno"]),
     (
+        "struct ast_datastore_info",
+        "ast_datastore_info",
+        &["type=type_", "duplicate", "destroy", "chan_fixup", "chan_breakdown"],
+    ),
+    ("struct ast_datastore", "ast_datastore", &["uid", "data", "info", "mod=mod_", "inheritance", "entry"]),
+    (
         "struct ast_framehook_interface",
         "ast_framehook_interface",
         &[
@@ -97,6 +103,8 @@ const CONSTANTS: &[(&str, &str)] = &[
 const PROTOTYPES: &[(&str, &str)] = &[
     ("ast_module_register", "void (*)(const struct ast_module_info *)"),
     ("ast_module_unregister", "void (*)(const struct ast_module_info *)"),
+    ("__ast_module_running_ref", "struct ast_module *(*)(struct ast_module *, const char *, int, const char *)"),
+    ("__ast_module_unref", "void (*)(struct ast_module *, const char *, int, const char *)"),
     ("ast_log", "void (*)(int, const char *, int, const char *, const char *, ...)"),
     ("ast_register_application2", "int (*)(const char *, int (*)(struct ast_channel *, const char *), const char *, const char *, void *)"),
     ("ast_unregister_application", "int (*)(const char *)"),
@@ -109,6 +117,11 @@ const PROTOTYPES: &[(&str, &str)] = &[
     ("astman_get_header", "const char *(*)(const struct message *, char *)"),
     ("astman_send_ack", "void (*)(struct mansession *, const struct message *, char *)"),
     ("astman_send_error", "void (*)(struct mansession *, const struct message *, char *)"),
+    ("astman_append", "void (*)(struct mansession *, const char *, ...)"),
+    ("astman_datastore_add", "int (*)(struct mansession *, struct ast_datastore *)"),
+    ("astman_datastore_find", "struct ast_datastore *(*)(struct mansession *, const struct ast_datastore_info *, const char *)"),
+    ("__ast_datastore_alloc", "struct ast_datastore *(*)(const struct ast_datastore_info *, const char *, struct ast_module *, const char *, int, const char *)"),
+    ("ast_datastore_free", "int (*)(struct ast_datastore *)"),
     ("ast_channel_name", "const char *(*)(const struct ast_channel *)"),
     ("ast_channel_uniqueid", "const char *(*)(const struct ast_channel *)"),
     ("ast_safe_sleep", "int (*)(struct ast_channel *, int)"),
@@ -199,6 +212,7 @@ fn probe_source() -> String {
 #include "asterisk/framehook.h"
 #include "asterisk/frame.h"
 #include "asterisk/astobj2.h"
+#include "asterisk/datastore.h"
 #include <stddef.h>
 #include <stdio.h>
 

@@ -201,6 +201,8 @@ pub struct AsteriskDriver {
     /// Until when the current handshake step may take.
     deadline: Option<Millis>,
     hello_due: Millis,
+    /// The pending `HandoffChallenge` (its answer's nonce goes into the next hello's Key).
+    challenge: Option<ActionId>,
     hello: Option<ActionId>,
     module_missing_reported: bool,
     /// Originate ActionID → the far channel's uniqueid.
@@ -226,6 +228,7 @@ impl AsteriskDriver {
             phase: Phase::Down,
             deadline: None,
             hello_due: 0,
+            challenge: None,
             hello: None,
             module_missing_reported: false,
             originates: HashMap::new(),
@@ -334,7 +337,18 @@ impl AsteriskDriver {
             }
             phase => {
                 self.phase = phase;
-                if Some(&id) == self.hello.as_ref() {
+                if Some(&id) == self.challenge.as_ref() {
+                    self.challenge = None;
+                    // res_handoff.so accepts handoff actions only from the AMI session that proves
+                    // it holds the secret of its controller_account (docs/ami.md). A module
+                    // without HandoffChallenge gets a plain hello.
+                    let nonce = outcome
+                        .response
+                        .headers
+                        .get("Challenge")
+                        .filter(|_| outcome.response.status == ResponseStatus::Success);
+                    self.send_hello(nonce.map(|n| hello_key(n, self.ami.secret.expose())), now);
+                } else if Some(&id) == self.hello.as_ref() {
                     if outcome.response.status == ResponseStatus::Success {
                         if self.module_missing_reported {
                             info!("res_handoff.so answered HandoffHello again");
@@ -366,9 +380,17 @@ impl AsteriskDriver {
         if !matches!(self.phase, Phase::Ready) || now < self.hello_due {
             return;
         }
-        let hello = Action::new("HandoffHello").header("Controller", concat!("handoffd/", env!("CARGO_PKG_VERSION")));
-        self.hello = Some(self.send(hello, now));
+        self.challenge = Some(self.send(Action::new("HandoffChallenge"), now));
         self.hello_due = now + HELLO_INTERVAL_MS;
+    }
+
+    fn send_hello(&mut self, key: Option<String>, now: Millis) {
+        let mut hello =
+            Action::new("HandoffHello").header("Controller", concat!("handoffd/", env!("CARGO_PKG_VERSION")));
+        if let Some(key) = key {
+            hello = hello.header("Key", &key);
+        }
+        self.hello = Some(self.send(hello, now));
     }
 
     fn on_event(&mut self, ev: Event) {
@@ -429,6 +451,14 @@ impl AsteriskDriver {
     }
 }
 
+/// The proof `HandoffHello` carries: hex SHA-256 of the module's challenge followed by the AMI
+/// secret (the module checks it against its controller_account's secret in manager.conf).
+fn hello_key(challenge: &str, secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(challenge.as_bytes()).chain_update(secret.as_bytes()).finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Driver for AsteriskDriver {
     fn pbx(&self) -> &'static str {
         "Asterisk"
@@ -455,6 +485,7 @@ impl Driver for AsteriskDriver {
         self.phase = Phase::Greeting;
         self.deadline = Some(now + self.ami.action_timeout_ms);
         self.hello = None;
+        self.challenge = None;
         self.transmit.clear();
         self.events.clear();
     }
@@ -604,8 +635,14 @@ mod tests {
         let ev = events(&mut d);
         assert!(matches!(&ev[0], DriverEvent::Snapshot(c) if c.len() == 1 && c[0].uniqueid == "1.1"), "{ev:?}");
         assert!(matches!(&ev[1], DriverEvent::Input(Input::LegEnded { uniqueid, cause: 16, .. }) if uniqueid == "9.9"));
-        assert!(sent(&mut d).contains("Action: HandoffHello\r\n"), "hello once ready");
+        assert!(sent(&mut d).contains("Action: HandoffChallenge\r\n"), "challenge once ready");
         assert_eq!(d.poll_timeout(), Some(3 + HELLO_INTERVAL_MS));
+        d.receive(b"Response: Success\r\nActionID: handoffd-3\r\nChallenge: 0123abcd\r\n\r\n", 4);
+        let hello = sent(&mut d);
+        // echo -n 0123abcds3cret | sha256sum
+        let key = "970dc2de00c11167676a9e363e9835ed89c9c8ed2829f059f2c684b251d71369";
+        assert!(hello.contains("Action: HandoffHello\r\n") && hello.contains(&format!("Key: {key}\r\n")), "{hello}");
+        assert!(!hello.contains("s3cret"));
     }
 
     #[test]

@@ -93,6 +93,10 @@ fn run(chan: &Channel, data: &str) -> c_int {
             asterisk::log(Level::Error, &format!("Handoff() on {name}: {why}"));
             return finish(chan, "NOCONTROLLER", why);
         }
+        if media::CLOSING.load(std::sync::atomic::Ordering::SeqCst) {
+            drop(reg);
+            return finish(chan, "NOCONTROLLER", "res_handoff is unloading");
+        }
         if !reg.arrive(&uniqueid) {
             return finish(chan, "INVALID", "this channel is already inside Handoff()");
         }
@@ -114,7 +118,9 @@ fn run(chan: &Channel, data: &str) -> c_int {
     );
     let deadline = Instant::now() + Duration::from_millis(cfg.assign_timeout_ms.into());
     loop {
-        if let Some(decision) = legs::registry().take_decision(&uniqueid) {
+        // The registry lock is released here, before any channel work below.
+        let decision = legs::registry().take_decision(&uniqueid);
+        if let Some(decision) = decision {
             return match decision {
                 Decision::Assigned { session, bridge, group, preferred } => {
                     chan.set_var("HANDOFF_SESSION", &session);

@@ -22,6 +22,21 @@ pub unsafe fn from_c(p: *const c_char) -> String {
     }
 }
 
+/// Whether the loader counts `module` as running (false after a forced unload). It takes and
+/// drops a reference without the loader's list lock, so any thread may ask.
+pub fn module_running(module: *mut ffi::ast_module) -> bool {
+    // SAFETY: module is the loader's handle for this module, which the loader keeps allocated
+    // while the library is mapped (it is freed by ast_module_unregister from .fini_array only).
+    unsafe {
+        let r = ffi::__ast_module_running_ref(module, c"asterisk.rs".as_ptr(), 0, c"module_running".as_ptr());
+        if r.is_null() {
+            return false;
+        }
+        ffi::__ast_module_unref(r, c"asterisk.rs".as_ptr(), 0, c"module_running".as_ptr());
+        true
+    }
+}
+
 /// Asterisk log levels the module uses.
 #[derive(Clone, Copy, Debug)]
 pub enum Level {
@@ -175,4 +190,169 @@ pub fn read_config_section(file: &str, category: &str) -> ConfigFile {
         ffi::ast_config_destroy(cfg);
     }
     ConfigFile::Section(vars)
+}
+
+/// What the module keeps on a manager session: the pending challenge and whether the session
+/// proved it is the controller account. Plain C data, allocated with `calloc` and freed by
+/// libc's `free` when Asterisk ends the session: nothing in it points into the module, so a
+/// session may outlive an unload.
+#[repr(C)]
+pub struct SessionProof {
+    nonce: [u8; 32],
+    nonce_len: u8,
+    proven: u8,
+}
+
+/// A session's [`SessionProof`], read and written through its pointer (no Rust reference to
+/// the C memory outlives a call).
+pub struct Proof<'a>(std::ptr::NonNull<SessionProof>, std::marker::PhantomData<&'a AmiSession>);
+
+impl Proof<'_> {
+    fn with<R>(&self, f: impl FnOnce(&mut SessionProof) -> R) -> R {
+        // SAFETY: the pointer is the session's calloc'ed SessionProof, alive while the session
+        // (and so this action call, which borrows it) lasts; only this thread touches it, and the
+        // &mut lives only for `f`.
+        f(unsafe { &mut *self.0.as_ptr() })
+    }
+
+    /// Stores a fresh challenge (any earlier one is forgotten).
+    pub fn set_nonce(&self, nonce: &str) {
+        self.with(|p| {
+            let n = nonce.len().min(p.nonce.len());
+            p.nonce[..n].copy_from_slice(&nonce.as_bytes()[..n]);
+            p.nonce_len = n as u8;
+        })
+    }
+
+    /// Takes the pending challenge: each is used at most once.
+    pub fn take_nonce(&self) -> Option<String> {
+        self.with(|p| {
+            let n = usize::from(std::mem::take(&mut p.nonce_len));
+            (n > 0).then(|| String::from_utf8_lossy(&p.nonce[..n]).into_owned())
+        })
+    }
+
+    pub fn proven(&self) -> bool {
+        self.with(|p| p.proven != 0)
+    }
+
+    pub fn set_proven(&self, yes: bool) {
+        self.with(|p| p.proven = u8::from(yes))
+    }
+}
+
+/// The datastore type of [`SessionProof`], made once per mapping of the module and never freed
+/// (it must stay valid for sessions that outlive an unload). After the module is loaded anew,
+/// older sessions' proofs are of another type and no longer count: they prove themselves again.
+fn proof_info() -> *const ffi::ast_datastore_info {
+    static INFO: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *INFO.get_or_init(|| {
+        let type_ = Box::leak(c"res_handoff controller proof".to_owned().into_boxed_c_str()).as_ptr();
+        let free: unsafe extern "C" fn(*mut std::ffi::c_void) = libc::free;
+        let info = Box::leak(Box::new(ffi::ast_datastore_info {
+            type_,
+            duplicate: None,
+            destroy: Some(free),
+            chan_fixup: None,
+            chan_breakdown: None,
+        }));
+        info as *const ffi::ast_datastore_info as usize
+    }) as *const ffi::ast_datastore_info
+}
+
+/// The manager session an AMI action came from.
+pub struct AmiSession(*mut ffi::mansession);
+
+impl AmiSession {
+    /// # Safety
+    /// `s` is the live session Asterisk passed to an action callback, used only during it.
+    pub unsafe fn from_action(s: *mut ffi::mansession) -> Self {
+        Self(s)
+    }
+
+    /// The module's proof record on this session, if it has one.
+    pub fn proof(&self) -> Option<Proof<'_>> {
+        // SAFETY: self.0 is live (constructor contract); a session's datastores are only touched
+        // by its own thread, which is running this action; the info pointer is never freed.
+        let ds = unsafe { ffi::astman_datastore_find(self.0, proof_info(), std::ptr::null()) };
+        if ds.is_null() {
+            return None;
+        }
+        // SAFETY: ds is our datastore; its data is the SessionProof we calloc'ed (never NULL).
+        let data = unsafe { (*ds).data.cast::<SessionProof>() };
+        std::ptr::NonNull::new(data).map(|p| Proof(p, std::marker::PhantomData))
+    }
+
+    /// The proof record, created on first use; None only when memory ran out.
+    pub fn proof_or_new(&self) -> Option<Proof<'_>> {
+        if self.proof().is_none() {
+            // SAFETY: calloc returns zeroed memory or NULL; a zeroed SessionProof is valid.
+            let data = unsafe { libc::calloc(1, std::mem::size_of::<SessionProof>()) };
+            if data.is_null() {
+                return None;
+            }
+            // SAFETY: info stays valid for the process; NULL uid and NULL module (the session
+            // must not hold the module loaded); fixed C strings for the allocation tag.
+            let ds = unsafe {
+                ffi::__ast_datastore_alloc(
+                    proof_info(),
+                    std::ptr::null(),
+                    std::ptr::null_mut(),
+                    c"manager.rs".as_ptr(),
+                    0,
+                    c"proof".as_ptr(),
+                )
+            };
+            if ds.is_null() {
+                // SAFETY: data came from calloc above and is not referenced anywhere.
+                unsafe { libc::free(data) };
+                return None;
+            }
+            // SAFETY: ds is a fresh datastore we own until it is added to the session, which
+            // then frees it (and data, through the info's destroy) when the session ends.
+            unsafe {
+                (*ds).data = data;
+                ffi::astman_datastore_add(self.0, ds);
+            }
+        }
+        self.proof()
+    }
+
+    /// Answers `Response: Success` with extra headers (values cleaned of control characters).
+    pub fn send_success(&self, m: *const ffi::message, headers: &[(&str, &str)]) {
+        let clean = |v: &str| v.chars().filter(|c| !c.is_control()).collect::<String>();
+        let k = cstring("ActionID");
+        // SAFETY: m is the live message of this action; astman_get_header does not write through
+        // the key and returns "" when absent.
+        let id = unsafe { from_c(ffi::astman_get_header(m, k.as_ptr() as *mut _)) };
+        let mut text = String::from("Response: Success\r\n");
+        if !id.is_empty() {
+            text.push_str(&format!("ActionID: {}\r\n", clean(&id)));
+        }
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {}\r\n", clean(value)));
+        }
+        text.push_str("\r\n");
+        let t = cstring(&text);
+        // SAFETY: live session; fixed "%s" format with one C string.
+        unsafe { ffi::astman_append(self.0, c"%s".as_ptr(), t.as_ptr()) }
+    }
+}
+
+/// A 16-byte random nonce in hex (from the kernel's getrandom); None if it failed.
+pub fn random_hex16() -> Option<String> {
+    let mut buf = [0u8; 16];
+    // SAFETY: buf is writable for its length.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    (n == buf.len() as isize).then(|| crate::ami_auth::hex(&buf))
+}
+
+/// The `secret` of section `account` in manager.conf (with its includes), if there is one.
+pub fn manager_secret(account: &str) -> Option<String> {
+    match read_config_section("manager.conf", account) {
+        ConfigFile::Section(vars) => {
+            vars.into_iter().find(|(k, _, _)| k.trim().eq_ignore_ascii_case("secret")).map(|(_, v, _)| v)
+        }
+        _ => None,
+    }
 }

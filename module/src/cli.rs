@@ -61,7 +61,7 @@ pub fn status_text() -> String {
          Controller:          {controller}\n\
          Waiting in Handoff(): {waiting}\n\
          Legs since load:     {arrived} arrived, {assigned} assigned, {refused} refused, {timed_out} timed out, {hung_up} hung up while waiting, {noctl} without controller\n\
-         Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, recover_time={recover} ms\n\
+         Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, recover_time={recover} ms, controller_account={account}\n\
          Watched legs:        {hooks}\n\
          Frames watched:      {frames} ({per_frame} ns per frame in the hook)\n\
          Device groups:       {ngroups}\n{groups}\
@@ -79,6 +79,7 @@ pub fn status_text() -> String {
         panics = PANICS_CAUGHT.load(Ordering::Relaxed),
         stall = cfg.stall_threshold_ms,
         recover = cfg.recover_time_ms,
+        account = cfg.controller_account,
         hooks = crate::media::HOOKS_ATTACHED.load(Ordering::Relaxed),
         frames = crate::media::FRAMES.load(Ordering::Relaxed),
         per_frame = crate::media::FRAME_NS.load(Ordering::Relaxed) / crate::media::FRAMES.load(Ordering::Relaxed).max(1),

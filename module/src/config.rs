@@ -15,11 +15,20 @@ pub struct ModuleConfig {
     pub stall_threshold_ms: u32,
     /// How long the preferred path must flow cleanly before it takes the mix back (ms).
     pub recover_time_ms: u32,
+    /// The AMI account (manager.conf section) of the controller: the only one that may send
+    /// handoff's AMI actions.
+    pub controller_account: String,
 }
 
 impl Default for ModuleConfig {
     fn default() -> Self {
-        Self { assign_timeout_ms: 5000, controller_timeout_s: 15, stall_threshold_ms: 40, recover_time_ms: 500 }
+        Self {
+            assign_timeout_ms: 5000,
+            controller_timeout_s: 15,
+            stall_threshold_ms: 40,
+            recover_time_ms: 500,
+            controller_account: "handoffd".to_string(),
+        }
     }
 }
 
@@ -50,7 +59,8 @@ impl ModuleConfig {
                 "controller_timeout" => parse_ranged(value, 1, 3600, "seconds").map(|v| self.controller_timeout_s = v),
                 "stall_threshold" => parse_ranged(value, 20, 2000, "milliseconds").map(|v| self.stall_threshold_ms = v),
                 "recover_time" => parse_ranged(value, 0, 60_000, "milliseconds").map(|v| self.recover_time_ms = v),
-                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, recover_time)"
+                "controller_account" => parse_account(value).map(|v| self.controller_account = v),
+                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, recover_time, controller_account)"
                     .to_string()),
             };
             if let Err(why) = result {
@@ -59,6 +69,17 @@ impl ModuleConfig {
         }
         errors
     }
+}
+
+/// An AMI account name as manager.conf sections are written: 1 to 79 letters, digits, `_ - . @`.
+fn parse_account(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 79 {
+        return Err("must be the AMI account's name (1 to 79 characters)".to_string());
+    }
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c)) {
+        return Err("an AMI account name has only letters, digits and _ - . @".to_string());
+    }
+    Ok(value.to_string())
 }
 
 fn parse_ranged(value: &str, min: u32, max: u32, unit: &str) -> Result<u32, String> {
@@ -97,5 +118,17 @@ mod tests {
             errs[1].starts_with("handoff.conf line 3: controller_timeout = '0': 0 is out of range 1..=3600 seconds")
         );
         assert!(errs[2].contains("line 4: colour = 'red': unknown setting"));
+    }
+
+    #[test]
+    fn the_controller_account_is_a_plain_name() {
+        let mut c = ModuleConfig::default();
+        assert_eq!(c.controller_account, "handoffd");
+        assert!(c.apply("handoff.conf", &vars(&[("controller_account", "pbx-ctl")])).is_empty());
+        assert_eq!(c.controller_account, "pbx-ctl");
+        let errs = c.apply("handoff.conf", &vars(&[("controller_account", "a b"), ("controller_account", "")]));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("handoff.conf line 2: controller_account = 'a b': an AMI account name has only"));
+        assert_eq!(c.controller_account, "pbx-ctl", "the previous value is kept");
     }
 }

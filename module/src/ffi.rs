@@ -148,12 +148,40 @@ pub struct ast_framehook_interface {
     pub data: *mut c_void,
 }
 
+/// datastore.h: what kind of data a datastore holds and how to destroy it.
+#[repr(C)]
+pub struct ast_datastore_info {
+    pub type_: *const c_char,
+    pub duplicate: Option<extern "C" fn(*mut c_void) -> *mut c_void>,
+    pub destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+    pub chan_fixup: Option<extern "C" fn(*mut c_void, *mut ast_channel, *mut ast_channel)>,
+    pub chan_breakdown: Option<extern "C" fn(*mut c_void, *mut ast_channel, *mut ast_channel)>,
+}
+
+/// datastore.h: one datastore (here: on a manager session).
+#[repr(C)]
+pub struct ast_datastore {
+    pub uid: *const c_char,
+    pub data: *mut c_void,
+    pub info: *const ast_datastore_info,
+    pub mod_: *mut ast_module,
+    pub inheritance: c_uint,
+    pub entry: *mut ast_datastore,
+}
+
 pub type AppExec = extern "C" fn(*mut ast_channel, *const c_char) -> c_int;
 pub type ManagerAction = extern "C" fn(*mut mansession, *const message) -> c_int;
 
 extern "C" {
     pub fn ast_module_register(info: *const ast_module_info);
     pub fn ast_module_unregister(info: *const ast_module_info);
+    pub fn __ast_module_running_ref(
+        module: *mut ast_module,
+        file: *const c_char,
+        line: c_int,
+        func: *const c_char,
+    ) -> *mut ast_module;
+    pub fn __ast_module_unref(module: *mut ast_module, file: *const c_char, line: c_int, func: *const c_char);
 
     pub fn ast_log(level: c_int, file: *const c_char, line: c_int, function: *const c_char, fmt: *const c_char, ...);
 
@@ -193,6 +221,22 @@ extern "C" {
     pub fn astman_get_header(m: *const message, var: *mut c_char) -> *const c_char;
     pub fn astman_send_ack(s: *mut mansession, m: *const message, msg: *mut c_char);
     pub fn astman_send_error(s: *mut mansession, m: *const message, error: *mut c_char);
+    pub fn astman_append(s: *mut mansession, fmt: *const c_char, ...);
+    pub fn astman_datastore_add(s: *mut mansession, datastore: *mut ast_datastore) -> c_int;
+    pub fn astman_datastore_find(
+        s: *mut mansession,
+        info: *const ast_datastore_info,
+        uid: *const c_char,
+    ) -> *mut ast_datastore;
+    pub fn __ast_datastore_alloc(
+        info: *const ast_datastore_info,
+        uid: *const c_char,
+        module: *mut ast_module,
+        file: *const c_char,
+        line: c_int,
+        function: *const c_char,
+    ) -> *mut ast_datastore;
+    pub fn ast_datastore_free(datastore: *mut ast_datastore) -> c_int;
 
     pub fn ast_channel_name(chan: *const ast_channel) -> *const c_char;
     pub fn ast_channel_uniqueid(chan: *const ast_channel) -> *const c_char;

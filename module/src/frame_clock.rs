@@ -15,8 +15,15 @@
 //!
 //! Nothing reads the clock here: times are passed in (ns on the monotonic clock), so tests
 //! drive it deterministically. The ticker calls [`Group::tick`] to learn what to report.
+//!
+//! A path may have more than one leg at a time: a phone that re-dials over data while its old
+//! data leg is still up (or stalled) has two data legs in its group. Every hook carries its own
+//! [`LegId`]; a path counts its attached hooks (it is in use until the last one is gone) and
+//! follows its newest leg: frames of a leg it has superseded are dropped and do not move the
+//! path's clock. When the newest leg goes, an older one still attached takes the path over on
+//! its next frame.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Which network a leg comes over; the index into a group's legs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,13 +62,18 @@ impl Path {
 }
 
 const NONE: u8 = u8::MAX;
+/// `active` while a switch writes its record: nobody else switches, the ticker waits.
+const BUSY: u8 = u8::MAX - 1;
+
+/// One leg's hook in a group (unique per module load; never 0).
+pub type LegId = u64;
 
 /// What the hook does with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Into the mix.
     Pass,
-    /// Dropped (this leg is the standby).
+    /// Dropped (this leg is the standby, or a leg its path has superseded).
     Drop,
 }
 
@@ -76,27 +88,36 @@ pub enum SwitchReason {
     PreferredBack,
 }
 
-/// What the ticker reports (as AMI events).
+/// What the ticker reports (as AMI events); `leg` is the hook the report is about (0: none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
     /// A leg got no voice frame for longer than the stall threshold.
-    Stalled { path: Path, last_frame_ns: u64, now_ns: u64 },
+    Stalled { path: Path, leg: LegId, last_frame_ns: u64, now_ns: u64 },
     /// A stalled leg delivers frames again.
-    Recovered { path: Path, first_frame_ns: u64 },
+    Recovered { path: Path, leg: LegId, first_frame_ns: u64 },
     /// The leg feeding the mix changed; `gap_ns` is how long the mix had no frame from the old
     /// leg when the new one took over (0 for the first leg).
-    Switched { from: Option<Path>, to: Path, at_ns: u64, gap_ns: u64, reason: SwitchReason },
+    Switched { from: Option<Path>, to: Path, leg: LegId, at_ns: u64, gap_ns: u64, reason: SwitchReason },
 }
 
 #[derive(Debug, Default)]
 struct LegClock {
-    attached: AtomicBool,
+    /// Hooks attached on this path (two while a re-dialled leg overlaps the old one).
+    hooks: AtomicU32,
+    /// The leg whose frames drive this path: the newest attached (0: none right now).
+    current: AtomicU64,
     /// Arrival of the last voice frame (0: none yet).
     last_ns: AtomicU64,
     /// Start of the current run of frames without a stall.
     flowing_since_ns: AtomicU64,
     /// The ticker has reported this leg stalled and not yet recovered.
     stalled: AtomicBool,
+}
+
+impl LegClock {
+    fn attached(&self) -> bool {
+        self.hooks.load(Ordering::Acquire) > 0
+    }
 }
 
 /// Tunables of the switch (from handoff.conf).
@@ -108,6 +129,19 @@ pub struct Timing {
     pub recover_ns: u64,
 }
 
+/// The last switch, written only by the switcher that holds `active` at [`BUSY`].
+#[derive(Debug, Default)]
+struct SwitchRecord {
+    /// Bumped after each record is complete.
+    seq: AtomicU64,
+    at_ns: AtomicU64,
+    to: AtomicU8,
+    from: AtomicU8,
+    leg: AtomicU64,
+    reason: AtomicU8,
+    gap_ns: AtomicU64,
+}
+
 /// One device's legs in one session.
 #[derive(Debug)]
 pub struct Group {
@@ -115,13 +149,7 @@ pub struct Group {
     active: AtomicU8,
     preferred: Path,
     timing: Timing,
-    /// Last switch: sequence number (bumped by the switcher), time, target and reason.
-    switch_seq: AtomicU64,
-    switch_at_ns: AtomicU64,
-    switch_to: AtomicU8,
-    switch_from: AtomicU8,
-    switch_reason: AtomicU8,
-    switch_gap_ns: AtomicU64,
+    last_switch: SwitchRecord,
     /// The ticker's bookkeeping of the switches it reported.
     reported_seq: AtomicU64,
 }
@@ -133,32 +161,42 @@ impl Group {
             active: AtomicU8::new(NONE),
             preferred,
             timing,
-            switch_seq: AtomicU64::new(0),
-            switch_at_ns: AtomicU64::new(0),
-            switch_to: AtomicU8::new(NONE),
-            switch_from: AtomicU8::new(NONE),
-            switch_reason: AtomicU8::new(0),
-            switch_gap_ns: AtomicU64::new(0),
+            last_switch: SwitchRecord { to: AtomicU8::new(NONE), from: AtomicU8::new(NONE), ..Default::default() },
             reported_seq: AtomicU64::new(0),
         }
     }
 
-    /// A leg's hook is attached (or re-attached after the leg came back).
-    pub fn attach(&self, path: Path) {
-        let leg = &self.legs[path as usize];
-        leg.last_ns.store(0, Ordering::Relaxed);
-        leg.stalled.store(false, Ordering::Relaxed);
-        leg.attached.store(true, Ordering::Release);
+    /// Leg `leg`'s hook is attached on `path`; it becomes the leg that drives the path.
+    pub fn attach(&self, path: Path, leg: LegId) {
+        let clock = &self.legs[path as usize];
+        clock.last_ns.store(0, Ordering::Relaxed);
+        clock.stalled.store(false, Ordering::Relaxed);
+        clock.current.store(leg, Ordering::Release);
+        clock.hooks.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A leg's hook is gone (hangup); the other leg takes the mix on its next frame.
-    pub fn detach(&self, path: Path) {
-        self.legs[path as usize].attached.store(false, Ordering::Release);
+    /// Leg `leg`'s hook on `path` is gone (hangup). If it drove the path, an older leg still
+    /// attached there takes over on its next frame; with none left, the other path takes the
+    /// mix on its next frame.
+    pub fn detach(&self, path: Path, leg: LegId) {
+        let clock = &self.legs[path as usize];
+        let _ = clock.current.compare_exchange(leg, 0, Ordering::AcqRel, Ordering::Acquire);
+        let _ = clock.hooks.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
-    /// Whether any leg is still attached.
+    /// Whether any hook is still attached.
     pub fn in_use(&self) -> bool {
-        self.legs.iter().any(|l| l.attached.load(Ordering::Acquire))
+        self.legs.iter().any(LegClock::attached)
+    }
+
+    /// How many hooks are attached on `path`.
+    pub fn hooks(&self, path: Path) -> u32 {
+        self.legs[path as usize].hooks.load(Ordering::Acquire)
+    }
+
+    /// The leg driving `path` right now, if any.
+    pub fn current_leg(&self, path: Path) -> Option<LegId> {
+        Some(self.legs[path as usize].current.load(Ordering::Acquire)).filter(|l| *l != 0)
     }
 
     /// The leg feeding the mix.
@@ -168,106 +206,151 @@ impl Group {
 
     /// How many times the active leg changed.
     pub fn switches(&self) -> u64 {
-        self.switch_seq.load(Ordering::Relaxed)
+        self.last_switch.seq.load(Ordering::Acquire)
     }
 
     fn silent_longer_than_stall(&self, path: Path, now: u64) -> bool {
-        let leg = &self.legs[path as usize];
-        if !leg.attached.load(Ordering::Acquire) {
+        let clock = &self.legs[path as usize];
+        if !clock.attached() {
             return true;
         }
-        let last = leg.last_ns.load(Ordering::Acquire);
+        let last = clock.last_ns.load(Ordering::Acquire);
         last == 0 || now.saturating_sub(last) > self.timing.stall_ns
     }
 
-    fn switch(&self, from: u8, to: Path, now: u64, reason: SwitchReason) -> bool {
-        if self.active.compare_exchange(from, to as u8, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    /// Moves the mix from `from` to `to`; false if someone else switched first. The record is
+    /// written while `active` is [`BUSY`], so two switches never mix their records.
+    fn switch(&self, from: u8, to: Path, leg: LegId, now: u64, reason: SwitchReason) -> bool {
+        if self.active.compare_exchange(from, BUSY, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return false; // the other hook or the ticker switched first
         }
-        self.switch_at_ns.store(now, Ordering::Relaxed);
         let old_last =
             Path::from_index(from).map(|p| self.legs[p as usize].last_ns.load(Ordering::Acquire)).unwrap_or(0);
         let gap = if old_last == 0 { 0 } else { now.saturating_sub(old_last) };
-        self.switch_gap_ns.store(gap, Ordering::Relaxed);
-        self.switch_to.store(to as u8, Ordering::Relaxed);
-        self.switch_from.store(from, Ordering::Relaxed);
-        self.switch_reason.store(reason as u8, Ordering::Relaxed);
-        self.switch_seq.fetch_add(1, Ordering::Release);
+        let r = &self.last_switch;
+        r.at_ns.store(now, Ordering::Relaxed);
+        r.gap_ns.store(gap, Ordering::Relaxed);
+        r.to.store(to as u8, Ordering::Relaxed);
+        r.from.store(from, Ordering::Relaxed);
+        r.leg.store(leg, Ordering::Relaxed);
+        r.reason.store(reason as u8, Ordering::Relaxed);
+        r.seq.fetch_add(1, Ordering::AcqRel);
+        self.active.store(to as u8, Ordering::Release);
         true
     }
 
-    /// A voice frame arrived on `path` at `now`: into the mix or not.
-    pub fn on_frame(&self, path: Path, now: u64) -> Verdict {
-        let leg = &self.legs[path as usize];
+    /// A voice frame of leg `leg` arrived on `path` at `now`: into the mix or not.
+    pub fn on_frame(&self, path: Path, leg: LegId, now: u64) -> Verdict {
+        let clock = &self.legs[path as usize];
+        let current = clock.current.load(Ordering::Acquire);
+        if current != leg
+            && (current != 0 || clock.current.compare_exchange(0, leg, Ordering::AcqRel, Ordering::Acquire).is_err())
+        {
+            // A newer leg drives this path: this one's frames never reach the mix.
+            return Verdict::Drop;
+        }
         let now = now.max(1); // 0 means "no frame yet"
-        let prev = leg.last_ns.swap(now, Ordering::AcqRel);
+        let prev = clock.last_ns.swap(now, Ordering::AcqRel);
         if prev == 0 || now.saturating_sub(prev) > self.timing.stall_ns {
-            leg.flowing_since_ns.store(now, Ordering::Relaxed);
+            clock.flowing_since_ns.store(now, Ordering::Relaxed);
         }
         let active = self.active.load(Ordering::Acquire);
         if active == path as u8 {
             return Verdict::Pass;
         }
+        if active == BUSY {
+            return Verdict::Drop; // a switch is being written this instant
+        }
         if active == NONE {
-            self.switch(NONE, path, now, SwitchReason::First);
-            return Verdict::Pass;
+            return if self.switch(NONE, path, leg, now, SwitchReason::First) { Verdict::Pass } else { Verdict::Drop };
         }
         let other = path.other();
         if self.silent_longer_than_stall(other, now) {
-            self.switch(active, path, now, SwitchReason::Stall);
-            return Verdict::Pass;
+            return if self.switch(active, path, leg, now, SwitchReason::Stall) {
+                Verdict::Pass
+            } else {
+                Verdict::Drop
+            };
         }
-        let flowing_for = now.saturating_sub(leg.flowing_since_ns.load(Ordering::Relaxed));
+        let flowing_for = now.saturating_sub(clock.flowing_since_ns.load(Ordering::Relaxed));
         if path == self.preferred && flowing_for >= self.timing.recover_ns {
-            self.switch(active, path, now, SwitchReason::PreferredBack);
-            return Verdict::Pass;
+            return if self.switch(active, path, leg, now, SwitchReason::PreferredBack) {
+                Verdict::Pass
+            } else {
+                Verdict::Drop
+            };
         }
         Verdict::Drop
+    }
+
+    /// Reads the last switch record whole (never half of one switch and half of another).
+    fn read_switch(&self) -> Option<(u64, Report)> {
+        let r = &self.last_switch;
+        for _ in 0..10_000 {
+            let seq = r.seq.load(Ordering::Acquire);
+            let (at_ns, gap_ns, to, from, leg, reason) = (
+                r.at_ns.load(Ordering::Relaxed),
+                r.gap_ns.load(Ordering::Relaxed),
+                r.to.load(Ordering::Relaxed),
+                r.from.load(Ordering::Relaxed),
+                r.leg.load(Ordering::Relaxed),
+                r.reason.load(Ordering::Relaxed),
+            );
+            let busy = self.active.load(Ordering::Acquire) == BUSY;
+            if busy || r.seq.load(Ordering::Acquire) != seq {
+                std::hint::spin_loop();
+                continue;
+            }
+            let to = Path::from_index(to)?;
+            let reason = match reason {
+                r if r == SwitchReason::PreferredBack as u8 => SwitchReason::PreferredBack,
+                r if r == SwitchReason::First as u8 => SwitchReason::First,
+                _ => SwitchReason::Stall,
+            };
+            return Some((seq, Report::Switched { from: Path::from_index(from), to, leg, at_ns, gap_ns, reason }));
+        }
+        None // switches kept coming for 10 000 reads: reported on the next tick
     }
 
     /// Called by the ticker: what to report since the last tick.
     pub fn tick(&self, now: u64) -> Vec<Report> {
         let mut out = Vec::new();
         for path in [Path::Data, Path::Carrier] {
-            let leg = &self.legs[path as usize];
-            if !leg.attached.load(Ordering::Acquire) {
+            let clock = &self.legs[path as usize];
+            if !clock.attached() {
                 continue;
             }
-            let last = leg.last_ns.load(Ordering::Acquire);
+            let last = clock.last_ns.load(Ordering::Acquire);
             if last == 0 {
                 continue;
             }
+            let leg = clock.current.load(Ordering::Acquire);
             let silent = now.saturating_sub(last) > self.timing.stall_ns;
-            let reported = leg.stalled.load(Ordering::Relaxed);
+            let reported = clock.stalled.load(Ordering::Relaxed);
             if silent && !reported {
-                leg.stalled.store(true, Ordering::Relaxed);
-                out.push(Report::Stalled { path, last_frame_ns: last, now_ns: now });
+                clock.stalled.store(true, Ordering::Relaxed);
+                out.push(Report::Stalled { path, leg, last_frame_ns: last, now_ns: now });
                 // No frame will come to switch for us if the standby is the only one flowing
                 // and it sent nothing since: the ticker moves the mix over itself.
                 let active = self.active.load(Ordering::Acquire);
-                if active == path as u8 && !self.silent_longer_than_stall(path.other(), now) {
-                    self.switch(active, path.other(), now, SwitchReason::Stall);
+                let other = path.other();
+                if active == path as u8 && !self.silent_longer_than_stall(other, now) {
+                    let to_leg = self.legs[other as usize].current.load(Ordering::Acquire);
+                    self.switch(active, other, to_leg, now, SwitchReason::Stall);
                 }
             } else if !silent && reported {
-                leg.stalled.store(false, Ordering::Relaxed);
-                out.push(Report::Recovered { path, first_frame_ns: leg.flowing_since_ns.load(Ordering::Relaxed) });
+                clock.stalled.store(false, Ordering::Relaxed);
+                out.push(Report::Recovered {
+                    path,
+                    leg,
+                    first_frame_ns: clock.flowing_since_ns.load(Ordering::Relaxed),
+                });
             }
         }
-        let seq = self.switch_seq.load(Ordering::Acquire);
-        if seq != self.reported_seq.swap(seq, Ordering::AcqRel) {
-            if let Some(to) = Path::from_index(self.switch_to.load(Ordering::Relaxed)) {
-                let reason = match self.switch_reason.load(Ordering::Relaxed) {
-                    r if r == SwitchReason::PreferredBack as u8 => SwitchReason::PreferredBack,
-                    r if r == SwitchReason::First as u8 => SwitchReason::First,
-                    _ => SwitchReason::Stall,
-                };
-                out.push(Report::Switched {
-                    from: Path::from_index(self.switch_from.load(Ordering::Relaxed)),
-                    to,
-                    at_ns: self.switch_at_ns.load(Ordering::Relaxed),
-                    gap_ns: self.switch_gap_ns.load(Ordering::Relaxed),
-                    reason,
-                });
+        if self.last_switch.seq.load(Ordering::Acquire) != self.reported_seq.load(Ordering::Acquire) {
+            if let Some((seq, report)) = self.read_switch() {
+                self.reported_seq.store(seq, Ordering::Release);
+                out.push(report);
             }
         }
         out
@@ -281,10 +364,22 @@ mod tests {
     const MS: u64 = 1_000_000;
     const TIMING: Timing = Timing { stall_ns: 40 * MS, recover_ns: 500 * MS };
 
+    /// The legs' hook ids in these tests: the first data and carrier legs, a re-dialled data leg.
+    const DATA: LegId = 1;
+    const CARRIER: LegId = 2;
+    const DATA2: LegId = 3;
+
+    fn leg(p: Path) -> LegId {
+        match p {
+            Path::Data => DATA,
+            Path::Carrier => CARRIER,
+        }
+    }
+
     fn dual() -> Group {
         let g = Group::new(Path::Data, TIMING);
-        g.attach(Path::Data);
-        g.attach(Path::Carrier);
+        g.attach(Path::Data, DATA);
+        g.attach(Path::Carrier, CARRIER);
         g
     }
 
@@ -303,7 +398,7 @@ mod tests {
         }
         // in arrival order, as the hooks see them
         frames.sort_by_key(|(t, p)| (*t, *p as u8));
-        frames.into_iter().filter(|(t, p)| g.on_frame(*p, *t * MS) == Verdict::Pass).collect()
+        frames.into_iter().filter(|(t, p)| g.on_frame(*p, leg(*p), *t * MS) == Verdict::Pass).collect()
     }
 
     #[test]
@@ -361,7 +456,7 @@ mod tests {
         let r = g.tick(1100 * MS);
         assert!(
             r.iter().any(
-                |x| matches!(x, Report::Stalled { path: Path::Data, last_frame_ns, .. } if *last_frame_ns == 980 * MS)
+                |x| matches!(x, Report::Stalled { path: Path::Data, leg: DATA, last_frame_ns, .. } if *last_frame_ns == 980 * MS)
             ),
             "{r:?}"
         );
@@ -371,7 +466,7 @@ mod tests {
         let r = g.tick(1200 * MS);
         assert!(
             r.iter().any(
-                |x| matches!(x, Report::Recovered { path: Path::Data, first_frame_ns } if *first_frame_ns == 1100 * MS)
+                |x| matches!(x, Report::Recovered { path: Path::Data, leg: DATA, first_frame_ns } if *first_frame_ns == 1100 * MS)
             ),
             "{r:?}"
         );
@@ -380,9 +475,9 @@ mod tests {
     #[test]
     fn the_ticker_switches_when_no_standby_frame_comes_to_do_it() {
         let g = dual();
-        g.on_frame(Path::Data, 0);
-        g.on_frame(Path::Carrier, 10 * MS);
-        g.on_frame(Path::Carrier, 30 * MS);
+        g.on_frame(Path::Data, DATA, 0);
+        g.on_frame(Path::Carrier, CARRIER, 10 * MS);
+        g.on_frame(Path::Carrier, CARRIER, 30 * MS);
         // data silent since 0, carrier's last frame at 30 ms, tick at 45 ms
         g.tick(45 * MS);
         assert_eq!(g.active(), Some(Path::Carrier));
@@ -392,19 +487,240 @@ mod tests {
     fn a_hung_up_active_leg_hands_over_on_the_next_standby_frame() {
         let g = dual();
         run(&g, 0, 200, None);
-        g.detach(Path::Data);
-        assert_eq!(g.on_frame(Path::Carrier, 300 * MS), Verdict::Pass);
+        g.detach(Path::Data, DATA);
+        assert_eq!(g.on_frame(Path::Carrier, CARRIER, 300 * MS), Verdict::Pass);
         assert_eq!(g.active(), Some(Path::Carrier));
-        g.detach(Path::Carrier);
+        g.detach(Path::Carrier, CARRIER);
         assert!(!g.in_use());
     }
 
     #[test]
     fn a_single_leg_always_passes() {
         let g = Group::new(Path::Data, TIMING);
-        g.attach(Path::Carrier);
+        g.attach(Path::Carrier, CARRIER);
         for t in 0..50 {
-            assert_eq!(g.on_frame(Path::Carrier, t * 200 * MS), Verdict::Pass);
+            assert_eq!(g.on_frame(Path::Carrier, CARRIER, t * 200 * MS), Verdict::Pass);
+        }
+    }
+
+    /// Frames of `legs` every 20 ms from `from` to `to` (ms), each leg offset by its index
+    /// times 7 ms, the ticker looking after each round; how many switches happened meanwhile
+    /// and what the ticker reported.
+    fn flow(g: &Group, legs: &[(Path, LegId)], from: u64, to: u64) -> (u64, Vec<Report>) {
+        let before = g.switches();
+        let mut reports = Vec::new();
+        let mut t = from;
+        while t < to {
+            for (i, (p, l)) in legs.iter().enumerate() {
+                g.on_frame(*p, *l, (t + i as u64 * 7) * MS);
+            }
+            reports.extend(g.tick((t + 19) * MS));
+            t += 20;
+        }
+        (g.switches() - before, reports)
+    }
+
+    #[test]
+    fn an_old_leg_hung_up_after_a_redial_leaves_the_new_leg_on_its_path_watched() {
+        let g = dual();
+        run(&g, 0, 1000, None);
+        // The phone re-dials over data while its old data leg is still up.
+        g.attach(Path::Data, DATA2);
+        assert_eq!(g.hooks(Path::Data), 2);
+        let _ = flow(&g, &[(Path::Data, DATA), (Path::Data, DATA2), (Path::Carrier, CARRIER)], 1000, 1200);
+        // The old leg's hook goes: the path still has the new leg.
+        g.detach(Path::Data, DATA);
+        assert!(g.in_use());
+        assert_eq!((g.hooks(Path::Data), g.current_leg(Path::Data)), (1, Some(DATA2)));
+        // Both remaining legs flow for 3 s: no flip-flopping, data (preferred) keeps the mix.
+        let (switches, _) = flow(&g, &[(Path::Data, DATA2), (Path::Carrier, CARRIER)], 1200, 4200);
+        assert!(switches <= 2, "{switches} switches while both legs flowed");
+        assert_eq!(g.active(), Some(Path::Data));
+        // The new leg is still watched: its stall is reported, under its own id.
+        let (_, r) = flow(&g, &[(Path::Carrier, CARRIER)], 4200, 4300);
+        assert_eq!(g.active(), Some(Path::Carrier), "carrier took over when the new data leg stalled");
+        assert!(r.iter().any(|x| matches!(x, Report::Stalled { path: Path::Data, leg: DATA2, .. })), "{r:?}");
+        g.detach(Path::Data, DATA2);
+        g.detach(Path::Carrier, CARRIER);
+        assert!(!g.in_use(), "the group ends with its last hook");
+    }
+
+    #[test]
+    fn a_stalled_new_leg_is_reported_even_while_its_superseded_leg_keeps_sending() {
+        let g = dual();
+        run(&g, 0, 1000, None);
+        g.attach(Path::Data, DATA2);
+        let _ = flow(&g, &[(Path::Data, DATA2), (Path::Carrier, CARRIER), (Path::Data, DATA)], 1000, 2000);
+        assert_eq!(g.active(), Some(Path::Data));
+        // The new leg stalls; the old one still sends, but its frames are not the path's.
+        let mut reports = Vec::new();
+        let mut t = 2000;
+        while t < 2200 {
+            assert_eq!(g.on_frame(Path::Data, DATA, t * MS), Verdict::Drop, "superseded frames never reach the mix");
+            g.on_frame(Path::Carrier, CARRIER, (t + 7) * MS);
+            reports.extend(g.tick((t + 19) * MS));
+            t += 20;
+        }
+        assert!(
+            reports.iter().any(|r| matches!(r, Report::Stalled { path: Path::Data, leg: DATA2, .. })),
+            "{reports:?}"
+        );
+        assert!(
+            reports.iter().any(|r| matches!(r, Report::Switched { to: Path::Carrier, leg: CARRIER, .. })),
+            "{reports:?}"
+        );
+        assert_eq!(g.active(), Some(Path::Carrier));
+    }
+
+    #[test]
+    fn an_older_leg_takes_its_path_over_when_the_newer_one_goes() {
+        let g = Group::new(Path::Data, TIMING);
+        g.attach(Path::Data, DATA);
+        g.attach(Path::Data, DATA2);
+        assert_eq!(g.on_frame(Path::Data, DATA2, MS), Verdict::Pass);
+        assert_eq!(g.on_frame(Path::Data, DATA, 2 * MS), Verdict::Drop);
+        g.detach(Path::Data, DATA2);
+        assert!(g.in_use());
+        assert_eq!(g.on_frame(Path::Data, DATA, 21 * MS), Verdict::Pass);
+        assert_eq!(g.current_leg(Path::Data), Some(DATA));
+        g.detach(Path::Data, DATA);
+        assert!(!g.in_use());
+        g.detach(Path::Data, DATA);
+        assert_eq!(g.hooks(Path::Data), 0, "a stray detach never wraps the count");
+    }
+
+    #[test]
+    fn concurrent_switches_are_reported_whole() {
+        use std::sync::Arc;
+        // Two hooks and the ticker race to switch; every reported switch must be one switch's
+        // own record: `to` names the leg it reports, `from` is the other path.
+        let g = Arc::new(Group::new(Path::Data, Timing { stall_ns: 0, recover_ns: 0 }));
+        g.attach(Path::Data, DATA);
+        g.attach(Path::Carrier, CARRIER);
+        let hooks: Vec<_> = [(Path::Data, DATA), (Path::Carrier, CARRIER)]
+            .into_iter()
+            .map(|(p, l)| {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    for t in 1..200_000u64 {
+                        g.on_frame(p, l, t * 2 + p as u64);
+                    }
+                })
+            })
+            .collect();
+        let mut seen = 0;
+        let mut t = 0u64;
+        loop {
+            let done = hooks.iter().all(|h| h.is_finished());
+            t += 1;
+            for r in g.tick(t) {
+                if let Report::Switched { from, to, leg: l, .. } = r {
+                    seen += 1;
+                    assert_eq!(l, leg(to), "leg of another switch: {r:?}");
+                    if let Some(from) = from {
+                        assert_ne!(from, to, "torn record: {r:?}");
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        for h in hooks {
+            h.join().unwrap();
+        }
+        assert!(seen > 0);
+    }
+
+    #[test]
+    fn a_switch_being_written_is_not_reported_half_done() {
+        let g = dual();
+        g.on_frame(Path::Data, DATA, MS);
+        // Another switch is writing its record right now (it holds `active` at BUSY): the
+        // ticker must not report a mix of the two records; it reports on a later tick.
+        let was = g.active.swap(BUSY, Ordering::AcqRel);
+        g.last_switch.to.store(Path::Carrier as u8, Ordering::Relaxed); // half written
+        assert!(g.tick(2 * MS).iter().all(|r| !matches!(r, Report::Switched { .. })));
+        g.last_switch.to.store(Path::Data as u8, Ordering::Relaxed);
+        g.active.store(was, Ordering::Release);
+        let r = g.tick(3 * MS);
+        assert!(matches!(&r[..], [Report::Switched { to: Path::Data, leg: DATA, .. }]), "{r:?}");
+        assert_eq!(g.on_frame(Path::Carrier, CARRIER, 4 * MS), Verdict::Drop);
+    }
+
+    mod model {
+        //! The path bookkeeping against a plain reference model: any order of attaches,
+        //! detaches and frames of up to four legs on two paths.
+        use super::super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Attach(Path, LegId),
+            Detach(usize),
+            Frame(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let path = prop_oneof![Just(Path::Data), Just(Path::Carrier)];
+            prop_oneof![
+                (path, 1u64..5).prop_map(|(p, l)| Op::Attach(p, l)),
+                (0usize..8).prop_map(Op::Detach),
+                (0usize..8).prop_map(Op::Frame),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn counts_and_the_driving_leg_follow_the_model(ops in proptest::collection::vec(op(), 1..80)) {
+                let g = Group::new(Path::Data, Timing { stall_ns: 40_000_000, recover_ns: 500_000_000 });
+                // model: attached hooks in attach order, (path, leg); the driving leg per path
+                let mut attached: Vec<(Path, LegId)> = Vec::new();
+                let mut driving: [Option<LegId>; 2] = [None, None];
+                let mut now = 0u64;
+                for op in ops {
+                    now += 1_000_000;
+                    match op {
+                        Op::Attach(p, l) => {
+                            if attached.iter().any(|(_, x)| *x == l) {
+                                continue; // a hook id is attached once
+                            }
+                            g.attach(p, l);
+                            attached.push((p, l));
+                            driving[p as usize] = Some(l);
+                        }
+                        Op::Detach(i) => {
+                            if attached.is_empty() { continue; }
+                            let (p, l) = attached.remove(i % attached.len());
+                            g.detach(p, l);
+                            if driving[p as usize] == Some(l) {
+                                driving[p as usize] = None;
+                            }
+                        }
+                        Op::Frame(i) => {
+                            if attached.is_empty() { continue; }
+                            let (p, l) = attached[i % attached.len()];
+                            if driving[p as usize].is_none() {
+                                driving[p as usize] = Some(l); // an older leg takes the path over
+                            }
+                            let v = g.on_frame(p, l, now);
+                            if driving[p as usize] != Some(l) {
+                                prop_assert_eq!(v, Verdict::Drop, "a superseded leg fed the mix");
+                            }
+                            if v == Verdict::Pass {
+                                prop_assert_eq!(g.active(), Some(p));
+                            }
+                        }
+                    }
+                    for p in [Path::Data, Path::Carrier] {
+                        let n = attached.iter().filter(|(q, _)| *q == p).count() as u32;
+                        prop_assert_eq!(g.hooks(p), n);
+                        prop_assert_eq!(g.current_leg(p), driving[p as usize]);
+                    }
+                    prop_assert_eq!(g.in_use(), !attached.is_empty());
+                    let _ = g.tick(now);
+                }
+            }
         }
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! It registers the dialplan application `Handoff()` (hands a channel to the session machinery
 //! run by the `handoffd` controller), the CLI command `handoff show status`, and the AMI actions
-//! (`HandoffHello`, `HandoffAssign`, `HandoffRefuse`) and events (`HandoffLegArrived`,
-//! `HandoffLegAbandoned`) the controller speaks. Policy lives in the controller; the module only
-//! does what cannot leave the PBX.
+//! (`HandoffChallenge`, `HandoffHello`, `HandoffAssign`, `HandoffRefuse`; only the controller's
+//! AMI account may use them, see `ami_auth.rs`) and events (`HandoffLegArrived`,
+//! `HandoffLegAbandoned`, ...) the controller speaks. Policy lives in the controller; the module
+//! only does what cannot leave the PBX.
 //!
 //! The FFI is layered: [`ffi`] holds raw declarations whose layouts and prototypes `build.rs`
 //! checks against the Asterisk headers, [`asterisk`] is a small safe wrapper, and the logic
@@ -12,8 +13,11 @@
 //! [`guard::guard`], so a panic never reaches Asterisk.
 //!
 //! Files: `lib.rs` (module registration, load/unload/reload), `app.rs` (`Handoff()`), `cli.rs`,
-//! `manager.rs` (AMI), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`).
+//! `manager.rs` (AMI), `ami_auth.rs` (who may drive it), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`),
+//! `frame_clock.rs` and `media.rs` (per-leg frame hooks and the switch), `residency.rs` (staying
+//! mapped through a forced unload).
 
+pub mod ami_auth;
 pub mod app_args;
 pub mod config;
 pub mod frame_clock;
@@ -35,3 +39,5 @@ mod manager;
 mod media;
 #[cfg(not(test))]
 mod registration;
+#[cfg(not(test))]
+mod residency;

@@ -1,25 +1,32 @@
 //! AMI actions the controller sends to the module:
 //!
-//! | Action          | Headers                      | Effect                                         |
-//! |-----------------|------------------------------|------------------------------------------------|
-//! | `HandoffHello`  | `Controller`                 | marks handoffd connected (heartbeat)          |
-//! | `HandoffAssign` | `Uniqueid`, `Session`, `Bridge`, [`Group`, `Preferred`] | the leg waiting in Handoff() joins `Bridge`; its frames are watched in device group `Group` |
-//! | `HandoffRefuse` | `Uniqueid`, `Reason`         | the leg waiting in Handoff() is refused       |
+//! | Action             | Headers                      | Effect                                      |
+//! |--------------------|------------------------------|---------------------------------------------|
+//! | `HandoffChallenge` |                              | a fresh nonce for this session (`Challenge`) |
+//! | `HandoffHello`     | `Controller`, `Key`          | proves the session is the controller account; marks handoffd connected (heartbeat) |
+//! | `HandoffAssign`    | `Uniqueid`, `Session`, `Bridge`, [`Group`, `Preferred`] | the leg waiting in Handoff() joins `Bridge`; its frames are watched in device group `Group` |
+//! | `HandoffRefuse`    | `Uniqueid`, `Reason`         | the leg waiting in Handoff() is refused     |
 //!
-//! Errors are one line naming the header and the problem, e.g.
+//! Only a session that proved it is the controller's AMI account may send anything but
+//! `HandoffChallenge` (see `ami_auth.rs`): every handler goes through [`authorized`]. Header
+//! values with control characters are refused (never echoed). Errors are one line naming the
+//! header and the problem, e.g.
 //! `HandoffAssign: Uniqueid 1700.5 is not waiting in Handoff() (gone, timed out or never there)`.
 
-use crate::asterisk::{self, cstring};
+use crate::ami_auth;
+use crate::asterisk::{self, cstring, AmiSession, Level};
 use crate::ffi;
 use crate::guard::guard;
 use crate::legs::{self, DecideError, Decision};
-use crate::registration::module_self;
+use crate::registration::{config, module_self};
 use std::ffi::{c_int, CStr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 type Handler = fn(&Request) -> Result<String, String>;
 
 const ACTIONS: &[(&CStr, c_int, ffi::ManagerAction, &CStr)] = &[
+    (c"HandoffChallenge", ffi::EVENT_FLAG_SYSTEM, challenge, c"handoffd: a nonce to prove the controller account with"),
     (c"HandoffHello", ffi::EVENT_FLAG_SYSTEM, hello, c"handoffd heartbeat: marks the controller connected"),
     (c"HandoffAssign", ffi::EVENT_FLAG_CALL, assign, c"Place a leg waiting in Handoff() into a session's bridge"),
     (c"HandoffRefuse", ffi::EVENT_FLAG_CALL, refuse, c"Refuse a leg waiting in Handoff()"),
@@ -54,29 +61,60 @@ pub fn unregister() {
 
 /// One AMI action as the handlers see it.
 struct Request {
+    action: &'static str,
+    session: AmiSession,
     m: *const ffi::message,
 }
 
 impl Request {
-    fn header(&self, key: &str) -> String {
+    /// A header's value ("" when absent); values with control characters are refused.
+    fn header(&self, key: &str) -> Result<String, String> {
         let k = cstring(key);
         // SAFETY: m is the live message of this action call; astman_get_header does not write
         // through the key despite its non-const prototype, and returns "" when absent.
-        unsafe { asterisk::from_c(ffi::astman_get_header(self.m, k.as_ptr() as *mut _)) }
+        let v = unsafe { asterisk::from_c(ffi::astman_get_header(self.m, k.as_ptr() as *mut _)) };
+        ami_auth::check_value(self.action, key, &v)?;
+        Ok(v)
     }
 
-    fn required(&self, action: &str, key: &str) -> Result<String, String> {
-        let v = self.header(key);
+    fn required(&self, key: &str) -> Result<String, String> {
+        let v = self.header(key)?;
         if v.trim().is_empty() {
-            Err(format!("{action}: missing header {key}"))
+            Err(format!("{}: missing header {key}", self.action))
         } else {
             Ok(v.trim().to_string())
         }
     }
 }
 
-fn respond(s: *mut ffi::mansession, m: *const ffi::message, handler: Handler) -> c_int {
-    let result = handler(&Request { m });
+/// When a refusal was last logged (ms since load): at most one log line a second.
+static LAST_REFUSAL_LOG: AtomicU64 = AtomicU64::new(0);
+
+/// The one gate of every handoff action but `HandoffChallenge`: the session must have proved
+/// it is the controller account.
+fn authorized(r: &Request) -> Result<(), String> {
+    if r.session.proof().is_some_and(|p| p.proven()) {
+        return Ok(());
+    }
+    let why = ami_auth::refusal(r.action, &config().controller_account);
+    log_refusal(&why);
+    Err(why)
+}
+
+fn log_refusal(why: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+    let last = LAST_REFUSAL_LOG.load(Ordering::Relaxed);
+    let due = last == 0 || now.saturating_sub(last) >= 1000;
+    if due && LAST_REFUSAL_LOG.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        asterisk::log(Level::Warning, why);
+    }
+}
+
+fn respond(action: &'static str, s: *mut ffi::mansession, m: *const ffi::message, handler: Handler) -> c_int {
+    // SAFETY: s is the live session of this action call, used only during it.
+    let session = unsafe { AmiSession::from_action(s) };
+    let result = handler(&Request { action, session, m });
     // SAFETY: s and m are this action call's live session and message.
     unsafe {
         match result {
@@ -87,11 +125,69 @@ fn respond(s: *mut ffi::mansession, m: *const ffi::message, handler: Handler) ->
     0
 }
 
+extern "C" fn challenge(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
+    guard("HandoffChallenge", 0, || {
+        // SAFETY: s is the live session of this action call, used only during it.
+        let session = unsafe { AmiSession::from_action(s) };
+        let fresh = asterisk::random_hex16().and_then(|nonce| {
+            let proof = session.proof_or_new()?;
+            proof.set_nonce(&nonce);
+            Some(nonce)
+        });
+        match fresh {
+            Some(nonce) => session.send_success(m, &[("Challenge", &nonce)]),
+            // SAFETY: s and m are this action call's live session and message.
+            None => unsafe {
+                ffi::astman_send_error(
+                    s,
+                    m,
+                    c"HandoffChallenge: no randomness or memory for a nonce".as_ptr() as *mut _,
+                )
+            },
+        }
+        0
+    })
+}
+
+/// Checks `Key` against the session's pending challenge and the controller account's secret.
+fn prove(r: &Request, key: &str) -> Result<(), String> {
+    let account = config().controller_account;
+    let Some(proof) = r.session.proof_or_new() else {
+        return Err("HandoffHello: out of memory".into());
+    };
+    proof.set_proven(false);
+    let Some(nonce) = proof.take_nonce() else {
+        return Err("HandoffHello: no challenge pending on this AMI session: send HandoffChallenge first".into());
+    };
+    let Some(secret) = asterisk::manager_secret(&account) else {
+        let why = format!(
+            "HandoffHello: the controller account '{account}' (controller_account in handoff.conf) has no secret in manager.conf; refused"
+        );
+        log_refusal(&why);
+        return Err(why);
+    };
+    if !ami_auth::keys_match(key, &ami_auth::expected_key(&nonce, &secret)) {
+        let why = format!(
+            "HandoffHello: Key does not prove the secret of AMI account '{account}' (controller_account in handoff.conf); refused"
+        );
+        log_refusal(&why);
+        return Err(why);
+    }
+    proof.set_proven(true);
+    Ok(())
+}
+
 extern "C" fn hello(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
     guard("HandoffHello", 0, || {
-        respond(s, m, |r| {
-            let name = r.header("Controller");
-            let name = if name.is_empty() { "unnamed controller".to_string() } else { name };
+        respond("HandoffHello", s, m, |r| {
+            let key = r.header("Key")?;
+            if key.is_empty() {
+                authorized(r)?;
+            } else {
+                prove(r, key.trim())?;
+            }
+            let name = r.header("Controller")?;
+            let name = if name.trim().is_empty() { "unnamed controller".to_string() } else { name.trim().to_string() };
             let mut reg = legs::registry();
             reg.recv_hello(&name, Instant::now());
             Ok(format!("handoff {}; waiting={}", env!("CARGO_PKG_VERSION"), reg.waiting()))
@@ -100,7 +196,8 @@ extern "C" fn hello(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
 }
 
 fn decide(action: &str, uniqueid: &str, decision: Decision) -> Result<String, String> {
-    match legs::registry().decide(uniqueid, decision) {
+    let result = legs::registry().decide(uniqueid, decision);
+    match result {
         Ok(()) => Ok(format!("{action}: delivered to {uniqueid}")),
         Err(DecideError::NotWaiting) => {
             Err(format!("{action}: Uniqueid {uniqueid} is not waiting in Handoff() (gone, timed out or never there)"))
@@ -111,16 +208,17 @@ fn decide(action: &str, uniqueid: &str, decision: Decision) -> Result<String, St
 
 extern "C" fn assign(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
     guard("HandoffAssign", 0, || {
-        respond(s, m, |r| {
-            let uniqueid = r.required("HandoffAssign", "Uniqueid")?;
-            let session = r.required("HandoffAssign", "Session")?;
-            let bridge = r.required("HandoffAssign", "Bridge")?;
+        respond("HandoffAssign", s, m, |r| {
+            authorized(r)?;
+            let uniqueid = r.required("Uniqueid")?;
+            let session = r.required("Session")?;
+            let bridge = r.required("Bridge")?;
             if !bridge.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
                 return Err(format!("HandoffAssign: Bridge '{bridge}' must be letters, digits, _ . -"));
             }
-            let group = r.header("Group");
+            let group = r.header("Group")?;
             let group = if group.trim().is_empty() { session.clone() } else { group.trim().to_string() };
-            let preferred = r.header("Preferred");
+            let preferred = r.header("Preferred")?;
             let preferred = match preferred.trim() {
                 "" => "data".to_string(),
                 p @ ("data" | "carrier") => p.to_string(),
@@ -133,10 +231,11 @@ extern "C" fn assign(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
 
 extern "C" fn refuse(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
     guard("HandoffRefuse", 0, || {
-        respond(s, m, |r| {
-            let uniqueid = r.required("HandoffRefuse", "Uniqueid")?;
-            let reason = r.header("Reason");
-            let reason = if reason.is_empty() { "refused by handoffd".to_string() } else { reason };
+        respond("HandoffRefuse", s, m, |r| {
+            authorized(r)?;
+            let uniqueid = r.required("Uniqueid")?;
+            let reason = r.header("Reason")?;
+            let reason = if reason.trim().is_empty() { "refused by handoffd".to_string() } else { reason };
             decide("HandoffRefuse", &uniqueid, Decision::Refused { reason })
         })
     })

@@ -4,12 +4,15 @@
 //! runs when RTP stops).
 //!
 //! The frame hook touches atomics only; the group registry's mutex is taken by the
-//! application thread (attach) and the ticker, never in a frame callback. Events:
+//! application thread (attach), a hook's destroy callback and the ticker, never in a frame
+//! callback. Each hook has its own [`LegId`], so two legs of one path in one group (a phone that
+//! re-dialled while its old leg is still up) are told apart, and each event names the leg it is
+//! about. Events:
 //! `HandoffLegStalled`, `HandoffLegRecovered`, `HandoffLegSwitched` (see docs/ami.md).
 
 use crate::asterisk::{self, EventClass, Level};
 use crate::ffi;
-use crate::frame_clock::{Group, Path, Report, SwitchReason, Timing};
+use crate::frame_clock::{Group, LegId, Path, Report, SwitchReason, Timing};
 use crate::guard::guard;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -20,8 +23,14 @@ use std::time::Duration;
 /// How often the ticker looks at every leg's clock.
 pub const TICK: Duration = Duration::from_millis(5);
 
-/// Frame hooks currently attached (the module must not unload while any is).
+/// Frame hooks currently attached, or being attached (the module must not unload while any is).
 pub static HOOKS_ATTACHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Set by unload while it checks that nothing is watched: no new hook is attached meanwhile.
+pub static CLOSING: AtomicBool = AtomicBool::new(false);
+
+/// The next hook's id (ids are never 0).
+static NEXT_LEG: AtomicU64 = AtomicU64::new(1);
 
 /// Voice frames the hooks decided on, and the time spent deciding (ns): the module's cost per
 /// frame, shown by `handoff show status`.
@@ -40,7 +49,14 @@ pub fn now_ns() -> u64 {
 struct Entry {
     group: Arc<Group>,
     session: String,
-    uniqueids: [String; 2],
+    /// The Uniqueid of each attached leg, by hook id.
+    uniqueids: HashMap<LegId, String>,
+}
+
+impl Entry {
+    fn uniqueid(&self, leg: LegId) -> String {
+        self.uniqueids.get(&leg).cloned().unwrap_or_default()
+    }
 }
 
 static GROUPS: LazyLock<Mutex<HashMap<String, Entry>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -52,7 +68,9 @@ fn groups() -> std::sync::MutexGuard<'static, HashMap<String, Entry>> {
 /// What a leg's hook carries (owned by Asterisk's framehook until its destroy callback).
 struct HookData {
     group: Arc<Group>,
+    key: String,
     path: Path,
+    leg: LegId,
 }
 
 /// Attaches the read hook to `chan` for `path` in group `key` of `session`.
@@ -68,18 +86,27 @@ pub unsafe fn attach(
     preferred: Path,
     timing: Timing,
 ) -> Result<(), String> {
+    // Counted before the unload's check can miss it (see registration.rs): either unload sees
+    // this hook, or this attach sees the unload.
+    HOOKS_ATTACHED.fetch_add(1, Ordering::SeqCst);
+    if CLOSING.load(Ordering::SeqCst) {
+        HOOKS_ATTACHED.fetch_sub(1, Ordering::SeqCst);
+        return Err("the module is unloading".into());
+    }
+    let leg = NEXT_LEG.fetch_add(1, Ordering::Relaxed);
     let group = {
         let mut all = groups();
         let entry = all.entry(key.to_string()).or_insert_with(|| Entry {
             group: Arc::new(Group::new(preferred, timing)),
             session: session.to_string(),
-            uniqueids: [String::new(), String::new()],
+            uniqueids: HashMap::new(),
         });
-        entry.uniqueids[path as usize] = uniqueid.to_string();
+        entry.uniqueids.insert(leg, uniqueid.to_string());
+        // Under the registry lock: the ticker never sees this group without this leg in it.
+        entry.group.attach(path, leg);
         entry.group.clone()
     };
-    group.attach(path);
-    let data = Box::into_raw(Box::new(HookData { group: group.clone(), path }));
+    let data = Box::into_raw(Box::new(HookData { group: group.clone(), key: key.to_string(), path, leg }));
     let mut iface = ffi::ast_framehook_interface {
         version: ffi::AST_FRAMEHOOK_INTERFACE_VERSION as u16,
         event_cb: Some(on_event),
@@ -107,11 +134,9 @@ pub unsafe fn attach(
     };
     if id < 0 {
         // SAFETY: Asterisk did not take the data: it is still ours to free.
-        drop(unsafe { Box::from_raw(data) });
-        group.detach(path);
+        forget_leg(unsafe { Box::from_raw(data) });
         return Err("ast_framehook_attach failed".into());
     }
-    HOOKS_ATTACHED.fetch_add(1, Ordering::AcqRel);
     Ok(())
 }
 
@@ -139,7 +164,7 @@ extern "C" fn on_event(
         // SAFETY: data is the HookData we boxed in attach(); it lives until on_destroy.
         let hook = unsafe { &*(data as *const HookData) };
         let start = now_ns();
-        let verdict = hook.group.on_frame(hook.path, start);
+        let verdict = hook.group.on_frame(hook.path, hook.leg, start);
         FRAMES.fetch_add(1, Ordering::Relaxed);
         FRAME_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
         match verdict {
@@ -162,10 +187,22 @@ extern "C" fn on_destroy(data: *mut c_void) {
             return;
         }
         // SAFETY: data is the HookData boxed in attach(), handed back exactly once.
-        let hook = unsafe { Box::from_raw(data as *mut HookData) };
-        hook.group.detach(hook.path);
-        HOOKS_ATTACHED.fetch_sub(1, Ordering::AcqRel);
+        forget_leg(unsafe { Box::from_raw(data as *mut HookData) });
     })
+}
+
+/// A leg's hook is gone: out of its group, its data dropped, and only then uncounted (an unload
+/// that sees the count at 0 finds nothing of the hook left to run).
+fn forget_leg(hook: Box<HookData>) {
+    {
+        let mut all = groups();
+        hook.group.detach(hook.path, hook.leg);
+        if let Some(e) = all.get_mut(&hook.key) {
+            e.uniqueids.remove(&hook.leg);
+        }
+    }
+    drop(hook);
+    HOOKS_ATTACHED.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// The ticker thread: started on load, stopped (and joined) on unload.
@@ -182,8 +219,13 @@ static TICKER: Mutex<Option<Ticker>> = Mutex::new(None);
 static TICKER_STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn ticker_main(_arg: *mut c_void) -> *mut c_void {
+    let mut ticks: u32 = 0;
     while !TICKER_STOP.load(Ordering::Acquire) {
         guard("ticker", (), tick_all);
+        ticks = ticks.wrapping_add(1);
+        if ticks % 200 == 0 {
+            guard("ticker", (), crate::registration::after_forced_unload);
+        }
         let ts = libc::timespec { tv_sec: 0, tv_nsec: TICK.as_nanos() as libc::c_long };
         // SAFETY: ts is a valid timespec; the remainder pointer may be NULL.
         unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
@@ -224,28 +266,28 @@ fn tick_all() {
         let mut all = groups();
         all.retain(|key, e| {
             for report in e.group.tick(now) {
-                let base = |path: Path| {
+                let base = |path: Path, leg: LegId| {
                     vec![
                         ("Session", e.session.clone()),
                         ("Group", key.clone()),
                         ("Path", path.as_str().to_string()),
-                        ("Uniqueid", e.uniqueids[path as usize].clone()),
+                        ("Uniqueid", e.uniqueid(leg)),
                     ]
                 };
                 match report {
-                    Report::Stalled { path, last_frame_ns, now_ns } => {
-                        let mut h = base(path);
+                    Report::Stalled { path, leg, last_frame_ns, now_ns } => {
+                        let mut h = base(path, leg);
                         h.push(("LastFrameMs", ms(last_frame_ns)));
                         h.push(("DetectedMs", ms(now_ns)));
                         h.push(("SilentMs", ms(now_ns - last_frame_ns)));
                         events.push(("HandoffLegStalled", h));
                     }
-                    Report::Recovered { path, first_frame_ns } => {
-                        let mut h = base(path);
+                    Report::Recovered { path, leg, first_frame_ns } => {
+                        let mut h = base(path, leg);
                         h.push(("FirstFrameMs", ms(first_frame_ns)));
                         events.push(("HandoffLegRecovered", h));
                     }
-                    Report::Switched { from, to, at_ns, gap_ns, reason } => {
+                    Report::Switched { from, to, leg, at_ns, gap_ns, reason } => {
                         let reason = match reason {
                             SwitchReason::First => "first-frames",
                             SwitchReason::Stall => "stall",
@@ -258,7 +300,7 @@ fn tick_all() {
                                 ("Group", key.clone()),
                                 ("From", from.map(Path::as_str).unwrap_or("none").to_string()),
                                 ("To", to.as_str().to_string()),
-                                ("Uniqueid", e.uniqueids[to as usize].clone()),
+                                ("Uniqueid", e.uniqueid(leg)),
                                 ("AtMs", ms(at_ns)),
                                 ("GapMs", ms(gap_ns)),
                                 ("Reason", reason.to_string()),
@@ -283,9 +325,11 @@ pub fn status_lines() -> Vec<String> {
         .iter()
         .map(|(key, e)| {
             format!(
-                "  {key}: active={} switches={}",
+                "  {key}: active={} switches={} data_legs={} carrier_legs={}",
                 e.group.active().map(Path::as_str).unwrap_or("none"),
-                e.group.switches()
+                e.group.switches(),
+                e.group.hooks(Path::Data),
+                e.group.hooks(Path::Carrier)
             )
         })
         .collect()

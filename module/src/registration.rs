@@ -5,9 +5,10 @@
 use crate::asterisk::{self, Level};
 use crate::config::ModuleConfig;
 use crate::guard::guard;
-use crate::{app, cli, ffi, legs, manager, media};
+use crate::{app, cli, ffi, legs, manager, media, residency};
 use std::ffi::c_char;
 use std::ptr::{addr_of, addr_of_mut, null, null_mut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, RwLock};
 
 const NAME: &std::ffi::CStr = c"res_handoff";
@@ -114,6 +115,13 @@ extern "C" fn load_module() -> i32 {
     guard("load", ffi::AST_MODULE_LOAD_DECLINE, || {
         crate::guard::install_quiet_panic_hook();
         *CONFIG.write().unwrap_or_else(|e| e.into_inner()) = load_config();
+        // After a forced unload the library stayed mapped (see residency.rs) with its ticker and
+        // registrations alive; a new load starts them afresh.
+        if residency::pinned() {
+            unregister_all();
+            media::stop_ticker();
+        }
+        media::CLOSING.store(false, Ordering::SeqCst);
         if let Err(why) = media::start_ticker() {
             asterisk::log(Level::Error, &format!("{why}; declining to load"));
             return ffi::AST_MODULE_LOAD_DECLINE;
@@ -129,7 +137,11 @@ extern "C" fn load_module() -> i32 {
     })
 }
 
+/// Whether the application, CLI command and AMI actions are registered.
+static REGISTERED: AtomicBool = AtomicBool::new(false);
+
 fn register_all() -> Result<(), &'static str> {
+    REGISTERED.store(true, Ordering::SeqCst);
     app::register().map_err(|_| "the Handoff application")?;
     cli::register().map_err(|_| "the CLI commands")?;
     manager::register().map_err(|_| "the AMI actions")?;
@@ -137,28 +149,58 @@ fn register_all() -> Result<(), &'static str> {
 }
 
 fn unregister_all() {
+    REGISTERED.store(false, Ordering::SeqCst);
     manager::unregister();
     cli::unregister();
     app::unregister();
 }
 
+/// Called by the ticker about once a second. After a forced unload (the library pinned itself,
+/// and the loader no longer counts it as running) nothing of the module should stay reachable
+/// by name: Asterisk closes the AMI session of anyone who sends an action of a module that is
+/// not running, which would cut handoffd off in a loop. So the application, CLI command and AMI
+/// actions go; the frame hooks and the ticker stay until the calls end (or a new load).
+pub fn after_forced_unload() {
+    if !residency::pinned() || !REGISTERED.load(Ordering::SeqCst) || asterisk::module_running(module_self()) {
+        return;
+    }
+    unregister_all();
+    legs::registry().forget_controller();
+    asterisk::log(
+        Level::Warning,
+        "res_handoff was unloaded by force: Handoff(), its CLI and AMI actions are gone; live calls keep their frame hooks until they end; 'module load res_handoff.so' brings it back",
+    );
+}
+
 extern "C" fn unload_module() -> i32 {
     guard("unload", -1, || {
+        // From here on no hook is attached and no leg enters Handoff() (both check CLOSING), so
+        // the counts read below cannot grow behind the check.
+        media::CLOSING.store(true, Ordering::SeqCst);
         let waiting = legs::registry().waiting();
-        if waiting > 0 {
+        let hooks = media::HOOKS_ATTACHED.load(Ordering::SeqCst);
+        if waiting > 0 || hooks > 0 {
+            media::CLOSING.store(false, Ordering::SeqCst);
+            // `module unload -h` goes on whatever we answer and dlcloses the library: with hooks
+            // on live channels, the ticker and our registrations pointing into it, Asterisk
+            // would jump into unmapped code. Pinned, the library stays and the calls go on.
+            let pinned = match residency::pin() {
+                Ok(_) => {
+                    "the module stays in memory even if the unload is forced (-h), so live calls keep their failover"
+                }
+                Err(why) => {
+                    asterisk::log(Level::Error, &format!("cannot pin res_handoff.so in memory: {why}"));
+                    "DO NOT force the unload (-h): the module could not pin itself in memory"
+                }
+            };
+            let what = if waiting > 0 {
+                format!("{waiting} channel(s) are inside Handoff()")
+            } else {
+                format!("{hooks} channel(s) are watched by handoff frame hooks")
+            };
             asterisk::log(
                 Level::Warning,
-                &format!("{waiting} channel(s) are inside Handoff(); refusing to unload until they leave (hang them up or wait)"),
-            );
-            return -1;
-        }
-        let hooks = media::HOOKS_ATTACHED.load(std::sync::atomic::Ordering::Acquire);
-        if hooks > 0 {
-            asterisk::log(
-                Level::Warning,
-                &format!(
-                    "{hooks} channel(s) are watched by handoff frame hooks; refusing to unload until those calls end"
-                ),
+                &format!("{what}; refusing to unload until those calls end (hang them up or wait); {pinned}"),
             );
             return -1;
         }
@@ -178,8 +220,8 @@ extern "C" fn reload_module() -> i32 {
         asterisk::log(
             Level::Notice,
             &format!(
-                "res_handoff reloaded: assign_timeout={} ms, controller_timeout={} s, stall_threshold={} ms, recover_time={} ms",
-                cfg.assign_timeout_ms, cfg.controller_timeout_s, cfg.stall_threshold_ms, cfg.recover_time_ms
+                "res_handoff reloaded: assign_timeout={} ms, controller_timeout={} s, stall_threshold={} ms, recover_time={} ms, controller_account={}",
+                cfg.assign_timeout_ms, cfg.controller_timeout_s, cfg.stall_threshold_ms, cfg.recover_time_ms, cfg.controller_account
             ),
         );
         0

@@ -25,6 +25,11 @@ pub struct AmiClient {
 impl AmiClient {
     /// Connects to the testbed's AMI and logs in as `tester` (all events).
     pub fn connect() -> Self {
+        Self::connect_as("tester", "tester")
+    }
+
+    /// Connects to the testbed's AMI and logs in as `username` (all events it may read).
+    pub fn connect_as(username: &str, secret: &str) -> Self {
         let stream = TcpStream::connect("127.0.0.1:5038").expect("connect to the testbed AMI");
         let mut reader = stream.try_clone().expect("clone AMI socket");
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -50,12 +55,11 @@ impl AmiClient {
             s.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         });
         let client = Self { stream, seen, next_id: AtomicU64::new(1) };
-        let r = client.action(
-            Action::new("Login").header("Username", "tester").header("Secret", "tester").header("Events", "on"),
-        );
+        let r = client
+            .action(Action::new("Login").header("Username", username).header("Secret", secret).header("Events", "on"));
         assert!(
             r.0.headers.get("Response") == Some("Success") || format!("{:?}", r.0.status).contains("Success"),
-            "tester login failed: {:?}",
+            "{username} login failed: {:?}",
             r.0
         );
         client
@@ -92,6 +96,23 @@ impl AmiClient {
             events.retain(|e| !e.headers.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete")));
         }
         (response, events)
+    }
+
+    /// Proves to res_handoff.so that this session is the controller account whose AMI secret is
+    /// `secret` (HandoffChallenge, then HandoffHello with the Key, as handoffd does); the
+    /// hello's response.
+    pub fn prove_controller(&self, secret: &str) -> Response {
+        use sha2::{Digest, Sha256};
+        let (challenge, _) = self.action(Action::new("HandoffChallenge"));
+        let nonce = challenge.headers.get("Challenge").unwrap_or_else(|| panic!("no Challenge in {challenge:?}"));
+        let key: String = Sha256::new()
+            .chain_update(nonce.as_bytes())
+            .chain_update(secret.as_bytes())
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.action(Action::new("HandoffHello").header("Controller", "test").header("Key", &key)).0
     }
 
     /// All events seen so far.

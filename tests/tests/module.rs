@@ -5,6 +5,7 @@
 
 use handoff::ami::Action;
 use handoff_tests::ami::AmiClient;
+use handoff_tests::handoffd::AMI_SECRET;
 use handoff_tests::sipp::Sipp;
 use handoff_tests::testbed::Asterisk;
 use handoff_tests::wait_for;
@@ -52,9 +53,10 @@ fn bad_handoff_conf_values_are_reported_and_the_old_ones_kept() {
 #[test]
 fn unload_is_refused_while_a_channel_waits_in_handoff() {
     let ast = Asterisk::start();
-    let ami = AmiClient::connect();
-    // Say hello like handoffd, but never decide: the leg waits for assign_timeout (5 s).
-    let (hello, _) = ami.action(Action::new("HandoffHello").header("Controller", "test"));
+    // Say hello like handoffd (its account, its proof), but never decide: the leg waits for
+    // assign_timeout (5 s).
+    let ami = AmiClient::connect_as("handoffd", AMI_SECRET);
+    let hello = ami.prove_controller(AMI_SECRET);
     assert_eq!(hello.headers.get("Response"), Some("Success"), "{hello:?}");
     let mut phone = Sipp::phone_leg("data_leg_uac_refused.xml", "127.0.0.1", 5071, "alice-app", "2000", 40000, 0);
     assert!(ami.wait_event(10 * SEC, |e| e.name == "HandoffLegArrived").is_some());
