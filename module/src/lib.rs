@@ -12,12 +12,14 @@
 //! [`guard::guard`], so a panic never reaches Asterisk.
 //!
 //! Files: `lib.rs` (module registration, load/unload/reload), `app.rs` (`Handoff()`), `cli.rs`,
-//! `manager.rs` (AMI), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`).
+//! `manager.rs` (AMI), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`), `secret.rs`
+//! (the PIN or ticket of a move leg, kept out of Asterisk's logs and broadcast events).
 
 pub mod app_args;
 pub mod config;
 pub mod frame_clock;
 pub mod legs;
+pub mod secret;
 
 #[cfg(not(test))]
 mod app;

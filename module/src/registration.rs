@@ -5,7 +5,7 @@
 use crate::asterisk::{self, Level};
 use crate::config::ModuleConfig;
 use crate::guard::guard;
-use crate::{app, cli, ffi, legs, manager, media};
+use crate::{app, cli, ffi, legs, manager, media, secret};
 use std::ffi::c_char;
 use std::ptr::{addr_of, addr_of_mut, null, null_mut};
 use std::sync::{LazyLock, RwLock};
@@ -133,10 +133,12 @@ fn register_all() -> Result<(), &'static str> {
     app::register().map_err(|_| "the Handoff application")?;
     cli::register().map_err(|_| "the CLI commands")?;
     manager::register().map_err(|_| "the AMI actions")?;
+    secret::register().map_err(|_| "the AMI action HandoffSecret")?;
     Ok(())
 }
 
 fn unregister_all() {
+    secret::unregister();
     manager::unregister();
     cli::unregister();
     app::unregister();
