@@ -5,7 +5,8 @@
 //! credentials, with a wrong password, and with Bob's valid credentials (username bob-app or
 //! username alice-app with Bob's password). Every one must be refused by Asterisk before it
 //! reaches the dial plan: no `HandoffLegArrived`, no channel, nothing joins Alice's conference.
-//! Last, Bob's valid credentials with a From user that names no endpoint: Asterisk identifies the
+//! An app endpoint defined from the template without an auth section of its own refuses every
+//! call (the template fails closed). Last, Bob's valid credentials with a From user that names no endpoint: Asterisk identifies the
 //! request by its credentials' username, so the leg is Bob's (`Endpoint: bob-app`), whatever
 //! the From user says, and handoffd treats it as Bob's device, never Alice's.
 
@@ -61,6 +62,11 @@ fn attacker(scenario: &str, sip_port: u16, user: &str, number: &str, creds: Opti
 fn spoofed_app_legs_are_refused_and_the_authenticated_endpoint_is_what_handoffd_sees() {
     let ast = Asterisk::start();
     write_signals(&ast, &tone(440.0, 2.0), &tone(1000.0, 2.0));
+    // An app endpoint whose administrator forgot its auth section: the template fails closed.
+    let etc = ast.instance_dir().join("etc");
+    let endpoints = std::fs::read_to_string(etc.join("pjsip_endpoints.conf")).unwrap();
+    std::fs::write(etc.join("pjsip_endpoints.conf"), format!("{endpoints}\n[dave-app](handoff-app)\n")).unwrap();
+    ast.cli("module reload res_pjsip.so");
     let ami = AmiClient::connect();
     let handoffd = Handoffd::connected(&ast);
     let far_rec = Recorder::bind("127.0.0.3");
@@ -93,6 +99,10 @@ fn spoofed_app_legs_are_refused_and_the_authenticated_endpoint_is_what_handoffd_
     }
     let log = ast.messages_log();
     assert!(log.contains("Failed to authenticate"), "Asterisk logs the failed digest checks");
+    let mut dave = attacker("app_leg_no_auth_configured.xml", 5089, "dave-app", "2000", None);
+    dave.wait(20 * SEC).expect("an app endpoint without its own auth section refuses every call");
+    assert_eq!(arrivals().len(), 1, "dave-app reached Handoff()");
+    assert!(ast.messages_log().contains("Couldn't find auth 'handoff-app-needs-its-own-auth'"));
 
     // Bob's credentials with a From user that names no endpoint: identified by the username of
     // its credentials, the leg is bob-app's; the From user is only its caller ID.
