@@ -2,7 +2,7 @@
 //!
 //! It registers the dialplan application `Handoff()` (hands a channel to the session machinery
 //! run by the `handoffd` controller), the CLI command `handoff show status`, and the AMI actions
-//! (`HandoffHello`, `HandoffAssign`, `HandoffRefuse`) and events (`HandoffLegArrived`,
+//! (`HandoffHello`, `HandoffAssign`, `HandoffRefuse`, `HandoffSecret`) and events (`HandoffLegArrived`,
 //! `HandoffLegAbandoned`) the controller speaks. Policy lives in the controller; the module only
 //! does what cannot leave the PBX.
 //!
