@@ -128,6 +128,7 @@ const PROTOTYPES: &[(&str, &str)] = &[
     ("ast_check_hangup", "int (*)(struct ast_channel *)"),
     ("pbx_builtin_setvar_helper", "int (*)(struct ast_channel *, const char *, const char *)"),
     ("ast_func_read", "int (*)(struct ast_channel *, const char *, char *, size_t)"),
+    ("ast_app_getdata", "enum ast_getdata_result (*)(struct ast_channel *, const char *, char *, int, int)"),
     ("ast_config_load2", "struct ast_config *(*)(const char *, const char *, struct ast_flags)"),
     ("ast_variable_browse", "struct ast_variable *(*)(const struct ast_config *, const char *)"),
     ("ast_config_destroy", "void (*)(struct ast_config *)"),
@@ -208,6 +209,7 @@ fn probe_source() -> String {
 #include "asterisk/manager.h"
 #include "asterisk/logger.h"
 #include "asterisk/pbx.h"
+#include "asterisk/app.h"
 #include "asterisk/channel.h"
 #include "asterisk/framehook.h"
 #include "asterisk/frame.h"

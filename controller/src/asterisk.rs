@@ -212,6 +212,9 @@ pub struct AsteriskDriver {
     overrides: crate::hangup_cause::Overrides,
     /// HandoffAssign ActionID → the leg's uniqueid (a refused assign means the leg is gone).
     assigns: HashMap<String, String>,
+    /// `HandoffSecret` ActionID → the move leg waiting for its PIN or ticket (bounded by the
+    /// legs inside `Handoff()`; failed with the tracker's actions on expiry and reconnect).
+    secrets: HashMap<String, LegArrival>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<DriverEvent>,
 }
@@ -234,6 +237,7 @@ impl AsteriskDriver {
             originates: HashMap::new(),
             paths: HashMap::new(),
             assigns: HashMap::new(),
+            secrets: HashMap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -296,11 +300,15 @@ impl AsteriskDriver {
                     self.lost(why)
                 }
                 Phase::Listing(_, held) => held.push(ev),
-                Phase::Ready => self.on_event(ev),
+                Phase::Ready => self.on_event(ev, now),
                 _ => {}
             },
             Tracked::Unsolicited(AmiMessage::Response(r)) if r.status == ResponseStatus::Goodbye => {
                 self.lost("Asterisk said goodbye")
+            }
+            // Not the whole message: a late HandoffSecret response carries a secret.
+            Tracked::Unsolicited(AmiMessage::Response(r)) => {
+                debug!("unsolicited AMI response {:?} (ActionID {:?})", r.status, r.action_id)
             }
             Tracked::Unsolicited(other) => debug!("unsolicited AMI message: {other:?}"),
         }
@@ -330,13 +338,16 @@ impl AsteriskDriver {
                 self.deadline = None;
                 self.events.push_back(DriverEvent::Snapshot(channels_from_list(&outcome.events)));
                 for ev in held {
-                    self.on_event(ev);
+                    self.on_event(ev, now);
                 }
                 self.hello_due = now;
                 self.say_hello(now);
             }
             phase => {
                 self.phase = phase;
+                if let Some(leg) = self.secrets.remove(&id.0) {
+                    return self.secret_fetched(leg, &outcome.response);
+                }
                 if Some(&id) == self.challenge.as_ref() {
                     self.challenge = None;
                     // res_handoff.so accepts handoff actions only from the AMI session that proves
@@ -393,7 +404,34 @@ impl AsteriskDriver {
         self.hello = Some(self.send(hello, now));
     }
 
-    fn on_event(&mut self, ev: Event) {
+    /// A move leg's PIN or ticket stays inside Asterisk until asked for: `HandoffLegArrived`
+    /// (seen by every AMI client with read=call) names only its kind (`Secret: pin|ticket`),
+    /// and the value comes back in the response to `HandoffSecret`, which only this session
+    /// sees. The leg reaches the session core once the value is here.
+    fn fetch_secret(&mut self, leg: LegArrival, kind: &str, now: Millis) {
+        debug!(uniqueid = %leg.uniqueid, kind, "fetching the leg's secret");
+        let id = self.send(Action::new("HandoffSecret").header("Uniqueid", &leg.uniqueid), now);
+        self.secrets.insert(id.0, leg);
+    }
+
+    fn secret_fetched(&mut self, mut leg: LegArrival, response: &crate::ami::Response) {
+        let value = response.message.as_deref().unwrap_or("").trim();
+        if response.status == ResponseStatus::Success && (value.starts_with("pin-") || value.starts_with("ticket-")) {
+            leg.token = value.to_string();
+        } else {
+            // Never log the message of a success: it is the secret.
+            let why = if response.status == ResponseStatus::Success {
+                "an answer that is neither pin-… nor ticket-…"
+            } else {
+                response.message.as_deref().unwrap_or("no message")
+            };
+            warn!(uniqueid = %leg.uniqueid, "HandoffSecret for {}: {why}; the move is refused", leg.channel);
+            leg.token.clear();
+        }
+        self.events.push_back(DriverEvent::Input(Input::LegArrived(leg)));
+    }
+
+    fn on_event(&mut self, ev: Event, now: Millis) {
         if ev.name == "HandoffLegSwitched" && ev.get("Reason") == Some("stall") {
             let gap = ev.get("GapMs").and_then(|g| g.parse().ok()).unwrap_or(0);
             self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap) });
@@ -417,6 +455,10 @@ impl AsteriskDriver {
             is_far_channel(uniqueid).then(|| Input::FarSeen { uniqueid: uniqueid.to_string() })
         } else {
             match input_from_event(&ev) {
+                Ok(Some(Input::LegArrived(leg))) if matches!(ev.get("Secret"), Some("pin" | "ticket")) => {
+                    let kind = ev.get("Secret").unwrap_or_default().to_string();
+                    return self.fetch_secret(leg, &kind, now);
+                }
                 Ok(i) => i,
                 Err(e) => {
                     warn!("{e}; event ignored");
@@ -481,6 +523,7 @@ impl Driver for AsteriskDriver {
         for id in self.tracker.fail_all() {
             self.originates.remove(&id.0);
             self.assigns.remove(&id.0);
+            self.secrets.remove(&id.0);
         }
         self.phase = Phase::Greeting;
         self.deadline = Some(now + self.ami.action_timeout_ms);
@@ -533,6 +576,15 @@ impl Driver for AsteriskDriver {
         for expired in self.tracker.expire(now, self.ami.action_timeout_ms) {
             self.originates.remove(&expired.0);
             self.assigns.remove(&expired.0);
+            if let Some(leg) = self.secrets.remove(&expired.0) {
+                let no_answer = crate::ami::Response {
+                    status: ResponseStatus::Error,
+                    action_id: None,
+                    message: Some("no response".into()),
+                    headers: Default::default(),
+                };
+                self.secret_fetched(leg, &no_answer);
+            }
             warn!("AMI action {expired} got no response within {} ms", self.ami.action_timeout_ms);
         }
         self.say_hello(now);
@@ -665,5 +717,76 @@ mod tests {
             matches!(&ev[..], [DriverEvent::Down(e)] if !e.is_fatal() && e.to_string() == "AMI link to 127.0.0.1:5038 lost: no answer within 5000 ms"),
             "{ev:?}"
         );
+    }
+
+    /// A driver logged in, with an empty channel list, its hello sent.
+    fn ready_driver() -> AsteriskDriver {
+        let mut d = driver();
+        d.connected(0);
+        d.receive(b"Asterisk Call Manager/11.0.0\r\n", 1);
+        d.receive(b"Response: Success\r\nActionID: handoffd-1\r\nMessage: Authentication accepted\r\n\r\n", 2);
+        d.receive(
+            b"Response: Success\r\nActionID: handoffd-2\r\nEventList: start\r\n\r\n\
+              Event: CoreShowChannelsComplete\r\nActionID: handoffd-2\r\nEventList: Complete\r\n\r\n",
+            3,
+        );
+        sent(&mut d);
+        events(&mut d);
+        d
+    }
+
+    const MOVE_LEG: &[u8] = b"Event: HandoffLegArrived\r\nChannel: PJSIP/alice-tablet-1\r\nUniqueid: 7.1\r\n\
+        CallerIDNum: alice-tablet\r\nEndpoint: alice-tablet\r\nPath: data\r\nFar: move\r\nToken: \r\nSecret: pin\r\n\r\n";
+
+    #[test]
+    fn a_move_legs_secret_is_fetched_by_action_before_the_leg_goes_on() {
+        let mut d = ready_driver();
+        d.receive(MOVE_LEG, 10);
+        assert!(events(&mut d).is_empty(), "the leg waits for its secret");
+        let out = sent(&mut d);
+        assert!(out.contains("Action: HandoffSecret\r\n") && out.contains("Uniqueid: 7.1\r\n"), "{out}");
+        let id = out.lines().find_map(|l| l.strip_prefix("ActionID: ")).unwrap().to_string();
+        d.receive(format!("Response: Success\r\nActionID: {id}\r\nMessage: pin-2468\r\n\r\n").as_bytes(), 11);
+        let ev = events(&mut d);
+        assert!(
+            matches!(&ev[..], [DriverEvent::Input(Input::LegArrived(l))] if l.token == "pin-2468" && l.far == "move" && l.endpoint == "alice-tablet"),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_fetched_leaves_the_leg_without_one() {
+        let mut d = ready_driver();
+        d.receive(MOVE_LEG, 10);
+        let out = sent(&mut d);
+        let id = out.lines().find_map(|l| l.strip_prefix("ActionID: ")).unwrap().to_string();
+        d.receive(
+            format!(
+                "Response: Error\r\nActionID: {id}\r\nMessage: HandoffSecret: Uniqueid 7.1 holds no secret\r\n\r\n"
+            )
+            .as_bytes(),
+            11,
+        );
+        let ev = events(&mut d);
+        assert!(matches!(&ev[..], [DriverEvent::Input(Input::LegArrived(l))] if l.token.is_empty()), "{ev:?}");
+        // No answer at all: the same, once the action times out.
+        d.receive(MOVE_LEG, 20);
+        sent(&mut d);
+        d.timeout(20 + 5_000);
+        let ev = events(&mut d);
+        assert!(matches!(&ev[..], [DriverEvent::Input(Input::LegArrived(l))] if l.token.is_empty()), "{ev:?}");
+    }
+
+    #[test]
+    fn a_leg_without_a_secret_goes_on_at_once_with_its_token() {
+        let mut d = ready_driver();
+        d.receive(
+            b"Event: HandoffLegArrived\r\nChannel: PJSIP/alice-app-1\r\nUniqueid: 8.1\r\nEndpoint: alice-app\r\n\
+              Path: data\r\nFar: 2000\r\nToken: 4711\r\nSecret: \r\n\r\n",
+            10,
+        );
+        let ev = events(&mut d);
+        assert!(matches!(&ev[..], [DriverEvent::Input(Input::LegArrived(l))] if l.token == "4711"), "{ev:?}");
+        assert!(!sent(&mut d).contains("HandoffSecret"));
     }
 }

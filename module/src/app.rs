@@ -18,6 +18,7 @@ use crate::guard::guard;
 use crate::legs::{self, Decision, WaitEnd};
 use crate::media;
 use crate::registration::{config, module_self};
+use crate::secret;
 use std::ffi::{c_char, c_int};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,8 @@ const SYNOPSIS: &std::ffi::CStr = c"Hand the channel to the handoff controller (
 const DESCRIPTION: &std::ffi::CStr =
     c"Handoff(far[,path[,token]]): announce this leg to handoffd and wait for its decision.\n\
 far: the number of the far party; path: data (default) or carrier; token: optional pairing token.\n\
+Handoff(move,path,pin) reads the PIN digits (ended by #) and Handoff(move,path,ticket) the\n\
+X-Handoff-Ticket header itself, so that no dial plan argument carries them.\n\
 Sets HANDOFF_STATUS (ASSIGNED, REFUSED, TIMEOUT, NOCONTROLLER, INVALID), HANDOFF_SESSION,\n\
 HANDOFF_BRIDGE and HANDOFF_REASON, then returns; follow it with\n\
 ConfBridge(${HANDOFF_BRIDGE},handoff_bridge,handoff_user) when ASSIGNED.";
@@ -62,7 +65,10 @@ extern "C" fn handoff_exec(chan: *mut ffi::ast_channel, data: *const c_char) -> 
         let Some(chan) = (unsafe { Channel::from_app(chan) }) else { return -1 };
         // SAFETY: data is NULL or the application's NUL-terminated argument string.
         let data = unsafe { asterisk::from_c(data) };
-        run(&chan, &data)
+        let rc = run(&chan, &data);
+        // A PIN or ticket never outlives the wait, whatever its outcome.
+        secret::forget(&chan.uniqueid());
+        rc
     })
 }
 
@@ -83,6 +89,13 @@ fn run(chan: &Channel, data: &str) -> c_int {
     };
     let cfg = config();
     let uniqueid = chan.uniqueid();
+    // A move leg's PIN or ticket is read here, not by the dial plan (secret.rs says why).
+    let secret = secret::Kind::requested(&args.far, &args.token);
+    if let Some(kind) = secret {
+        if secret::collect(chan, &uniqueid, kind).is_err() {
+            return -1; // hung up while keying the PIN
+        }
+    }
     {
         let mut reg = legs::registry();
         if reg.controller(Instant::now(), cfg.controller_timeout()).is_none() {
@@ -113,7 +126,8 @@ fn run(chan: &Channel, data: &str) -> c_int {
             ("Endpoint", &endpoint),
             ("Path", args.path),
             ("Far", &args.far),
-            ("Token", &args.token),
+            ("Token", if secret.is_some() { "" } else { &args.token }),
+            ("Secret", secret.map_or("", secret::Kind::as_str)),
         ],
     );
     let deadline = Instant::now() + Duration::from_millis(cfg.assign_timeout_ms.into());

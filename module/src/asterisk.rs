@@ -142,6 +142,24 @@ impl Channel {
         unsafe { from_c(buf.as_ptr()) }
     }
 
+    /// Reads up to `max` DTMF digits keyed on the channel, ended by `#` or by `timeout_ms`
+    /// without a digit (no prompt: the caller may play one first); `None` when the channel hung
+    /// up. Nothing is logged and no variable is set: the digits stay in the returned string.
+    pub fn read_digits(&self, max: usize, timeout_ms: i32) -> Option<String> {
+        let max = max.clamp(1, 64);
+        let mut buf = vec![0 as c_char; max + 1];
+        // SAFETY: live channel on its own application thread; buf holds max + 1 bytes, as
+        // ast_app_getdata writes at most max digits and a NUL; the prompt is an empty C string.
+        let rc = unsafe { ffi::ast_app_getdata(self.0, c"".as_ptr(), buf.as_mut_ptr(), max as c_int, timeout_ms) };
+        if rc < 0 {
+            return None;
+        }
+        // SAFETY: buf is NUL-terminated (ast_app_getdata clears it first and ends what it reads).
+        let digits = unsafe { from_c(buf.as_ptr()) };
+        buf.fill(0);
+        Some(digits)
+    }
+
     pub fn set_var(&self, name: &str, value: &str) {
         let (n, v) = (cstring(name), cstring(value));
         // SAFETY: live channel, valid C strings.

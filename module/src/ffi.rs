@@ -244,6 +244,16 @@ extern "C" {
     pub fn ast_check_hangup(chan: *mut ast_channel) -> c_int;
     pub fn pbx_builtin_setvar_helper(chan: *mut ast_channel, name: *const c_char, value: *const c_char) -> c_int;
     pub fn ast_func_read(chan: *mut ast_channel, function: *const c_char, workspace: *mut c_char, len: usize) -> c_int;
+    /// app.h: plays `prompt` (may be "") and reads up to `maxlen` digits into `s` (which holds
+    /// `maxlen + 1` bytes), ended by `#` or `timeout` ms without a digit. Returns an
+    /// `enum ast_getdata_result`: -1 hung up, 0 complete, 1 timeout, 3 `#` alone.
+    pub fn ast_app_getdata(
+        chan: *mut ast_channel,
+        prompt: *const c_char,
+        s: *mut c_char,
+        maxlen: c_int,
+        timeout: c_int,
+    ) -> c_int;
 
     pub fn ast_config_load2(filename: *const c_char, who_asked: *const c_char, flags: ast_flags) -> *mut ast_config;
     pub fn ast_variable_browse(config: *const ast_config, category: *const c_char) -> *mut ast_variable;

@@ -2,8 +2,8 @@
 //!
 //! It registers the dialplan application `Handoff()` (hands a channel to the session machinery
 //! run by the `handoffd` controller), the CLI command `handoff show status`, and the AMI actions
-//! (`HandoffChallenge`, `HandoffHello`, `HandoffAssign`, `HandoffRefuse`; only the controller's
-//! AMI account may use them, see `ami_auth.rs`) and events (`HandoffLegArrived`,
+//! (`HandoffChallenge`, `HandoffHello`, `HandoffAssign`, `HandoffRefuse`, `HandoffSecret`; only
+//! the controller's AMI account may use them, see `ami_auth.rs`) and events (`HandoffLegArrived`,
 //! `HandoffLegAbandoned`, ...) the controller speaks. Policy lives in the controller; the module
 //! only does what cannot leave the PBX.
 //!
@@ -15,13 +15,15 @@
 //! Files: `lib.rs` (module registration, load/unload/reload), `app.rs` (`Handoff()`), `cli.rs`,
 //! `manager.rs` (AMI), `ami_auth.rs` (who may drive it), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`),
 //! `frame_clock.rs` and `media.rs` (per-leg frame hooks and the switch), `residency.rs` (staying
-//! mapped through a forced unload).
+//! mapped through a forced unload), `secret.rs` (the PIN or ticket of a move leg, kept out of
+//! Asterisk's logs and broadcast events).
 
 pub mod ami_auth;
 pub mod app_args;
 pub mod config;
 pub mod frame_clock;
 pub mod legs;
+pub mod secret;
 
 #[cfg(not(test))]
 mod app;

@@ -101,6 +101,13 @@ fn authorized(r: &Request) -> Result<(), String> {
     Err(why)
 }
 
+/// The same gate for an action registered outside this file (`HandoffSecret` in `secret.rs`).
+pub(crate) fn authorize(action: &'static str, s: *mut ffi::mansession, m: *const ffi::message) -> Result<(), String> {
+    // SAFETY: s is the live session of this action call, used only during it.
+    let session = unsafe { AmiSession::from_action(s) };
+    authorized(&Request { action, session, m })
+}
+
 fn log_refusal(why: &str) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;

@@ -5,7 +5,7 @@
 use crate::asterisk::{self, Level};
 use crate::config::ModuleConfig;
 use crate::guard::guard;
-use crate::{app, cli, ffi, legs, manager, media, residency};
+use crate::{app, cli, ffi, legs, manager, media, residency, secret};
 use std::ffi::c_char;
 use std::ptr::{addr_of, addr_of_mut, null, null_mut};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,11 +145,13 @@ fn register_all() -> Result<(), &'static str> {
     app::register().map_err(|_| "the Handoff application")?;
     cli::register().map_err(|_| "the CLI commands")?;
     manager::register().map_err(|_| "the AMI actions")?;
+    secret::register().map_err(|_| "the AMI action HandoffSecret")?;
     Ok(())
 }
 
 fn unregister_all() {
     REGISTERED.store(false, Ordering::SeqCst);
+    secret::unregister();
     manager::unregister();
     cli::unregister();
     app::unregister();

@@ -27,6 +27,12 @@ pub fn write_signals(ast: &Asterisk, caller: &[u8], far: &[u8]) {
     std::fs::write(dir.join("far.ulaw"), far).expect("write far.ulaw");
 }
 
+/// The digest password of app endpoint `endpoint` in the testbed
+/// (`tests/testbed/etc/pjsip_endpoints.conf`; the load tests' endpoints follow the same rule).
+pub fn app_password(endpoint: &str) -> String {
+    format!("{endpoint}-testbed-pw")
+}
+
 /// One SIPp process.
 pub struct Sipp {
     name: String,
@@ -34,12 +40,23 @@ pub struct Sipp {
 }
 
 impl Sipp {
-    /// Starts `scenario` with `args` (SIPp's own options).
+    /// Starts `scenario` with `args` (SIPp's own options). A leg with `-key user U` answers
+    /// the PBX's digest challenge as endpoint `U` with its testbed password ([`app_password`])
+    /// unless `args` name other credentials (`-key auth_user`, `-key auth_pass`).
     pub fn spawn(name: &str, scenario: &str, args: &[&str]) -> Self {
         let mut cmd = Command::new(repo_root().join("tests/testbed/testbed"));
         cmd.arg("sipp").arg("-sf").arg(scenario).args(["-nostdin", "-trace_err"]);
         if !args.contains(&"-m") {
             cmd.args(["-m", "1"]); // one call unless the caller says otherwise
+        }
+        let key = |k: &str| args.windows(3).find(|w| w[0] == "-key" && w[1] == k).map(|w| w[2]);
+        if let Some(user) = key("user") {
+            if key("auth_user").is_none() {
+                cmd.args(["-key", "auth_user", user]);
+            }
+            if key("auth_pass").is_none() {
+                cmd.args(["-key", "auth_pass", &app_password(key("auth_user").unwrap_or(user))]);
+            }
         }
         cmd.args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());

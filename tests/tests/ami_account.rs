@@ -55,6 +55,8 @@ fn only_the_controller_account_may_drive_the_module() {
     assert!(error_of(&r).starts_with(&format!("HandoffAssign: {refused}")), "{r:?}");
     let (r, _) = tester.action(Action::new("HandoffRefuse").header("Uniqueid", &uniqueid).header("Reason", "spoofed"));
     assert!(error_of(&r).starts_with(&format!("HandoffRefuse: {refused}")), "{r:?}");
+    let (r, _) = tester.action(Action::new("HandoffSecret").header("Uniqueid", &uniqueid));
+    assert!(error_of(&r).starts_with(&format!("HandoffSecret: {refused}")), "{r:?}");
     // Control bytes in a value: refused, named by header, never echoed.
     let (r, _) =
         ctl.action(Action::new("HandoffRefuse").header("Uniqueid", &uniqueid).header("Reason", "x\u{1b}[2J\u{7}"));

@@ -48,7 +48,7 @@ fn a_third_leg_for_a_paired_device_is_refused_and_the_call_goes_on() {
         .expect("joined");
     // A second carrier call from the same phone number while the first is alive.
     let mut third =
-        Sipp::leg("data_leg_uac_refused.xml", "127.0.0.2", 5073, "+15550001", "2000", 40001, 0, (33000, 33999));
+        Sipp::leg("carrier_leg_uac_refused.xml", "127.0.0.2", 5073, "+15550001", "2000", 40001, 0, (33000, 33999));
     third.wait(15 * SEC).expect("the third leg is refused");
     let refused = ami.wait_event(5 * SEC, |e| e.name == "HandoffLegRefused").expect("AMI event");
     assert!(refused.headers.get("Reason").unwrap().contains("already has a live carrier leg"), "{refused:?}");

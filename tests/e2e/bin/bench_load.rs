@@ -17,7 +17,7 @@ use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
 use handoff_tests::handoffd::{Handoffd, AMI_SECRET};
 use handoff_tests::rtp::Sink;
-use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp};
+use handoff_tests::sipp::{app_password, write_carrier_signal, write_signals, Sipp};
 use handoff_tests::testbed::Asterisk;
 use handoff_tests::wait_for;
 use std::process::ExitCode;
@@ -85,9 +85,11 @@ fn main() -> ExitCode {
     let mut registry = String::from("devices:\n");
     for i in 0..devices {
         endpoints.push_str(&format!(
-            "[load-app-{i:03}](handoff-app)\nrtp_symmetric = no\nforce_rport = no\nrewrite_contact = no\n\n"
+            "[load-app-{i:03}](handoff-app)\nauth = load-app-{i:03}\nrtp_symmetric = no\nforce_rport = no\nrewrite_contact = no\n\
+             [load-app-{i:03}](handoff-app-auth)\nusername = load-app-{i:03}\npassword = {}\n\n",
+            app_password(&format!("load-app-{i:03}"))
         ));
-        data_csv.push_str(&format!("load-app-{i:03};\n"));
+        data_csv.push_str(&format!("load-app-{i:03};{};\n", app_password(&format!("load-app-{i:03}"))));
         carrier_csv.push_str(&format!("+1555200{i:04};\n"));
         registry.push_str(&format!(
             "  - {{id: load-{i:03}, user: user-{i:03}, endpoint: load-app-{i:03}, number: \"+1555200{i:04}\"}}\n"
