@@ -84,11 +84,23 @@ pub struct StoreConfig {
     /// 32 random bytes, mode 0600, outside the store: Argon2's secret key for every PIN.
     #[serde(default = "default_pepper_file")]
     pub pepper_file: String,
+    /// Audit records older than this many days are pruned hourly (never one younger than the
+    /// longest lockout or bar).
+    #[serde(default = "default_audit_keep_days")]
+    pub audit_keep_days: u32,
+    /// At most this many audit records are kept; the oldest go first (with the same floor).
+    #[serde(default = "default_audit_max_records")]
+    pub audit_max_records: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { path: default_store_path(), pepper_file: default_pepper_file() }
+        Self {
+            path: default_store_path(),
+            pepper_file: default_pepper_file(),
+            audit_keep_days: default_audit_keep_days(),
+            audit_max_records: default_audit_max_records(),
+        }
     }
 }
 
@@ -473,6 +485,12 @@ fn default_store_path() -> String {
 fn default_pepper_file() -> String {
     "/etc/handoff/pepper".into()
 }
+fn default_audit_keep_days() -> u32 {
+    90
+}
+fn default_audit_max_records() -> u64 {
+    1_000_000
+}
 fn default_api_listen() -> String {
     "127.0.0.1:9188".into()
 }
@@ -662,10 +680,17 @@ impl Config {
             ("moves.failure_window_s", u64::from(self.moves.failure_window_s)),
             ("moves.lockout_s", u64::from(self.moves.lockout_s)),
             ("moves.max_concurrent_checks", self.moves.max_concurrent_checks as u64),
+            ("store.audit_keep_days", u64::from(self.store.audit_keep_days)),
         ] {
             if v == 0 {
                 return err(key, "must be greater than 0".into());
             }
+        }
+        if self.store.audit_max_records < 1_000 {
+            return err(
+                "store.audit_max_records",
+                format!("{} is below 1000; the audit log must keep recent decisions", self.store.audit_max_records),
+            );
         }
         if self.moves.ticket_ttl_s > 600 {
             return err(

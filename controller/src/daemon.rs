@@ -471,7 +471,8 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
     }
     // Tickets, bars and ended sessions that ran out while handoffd was down, then every hour:
     // a store that runs for months keeps only what a late replay or move needs.
-    housekeeping(&ctl.store);
+    let retention = AuditRetention::of(&ctl.cfg);
+    housekeeping(&ctl.store, retention);
     let store = ctl.store.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
@@ -479,7 +480,7 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
         loop {
             every.tick().await;
             let store = store.clone();
-            let _ = tokio::task::spawn_blocking(move || housekeeping(&store)).await;
+            let _ = tokio::task::spawn_blocking(move || housekeeping(&store, retention)).await;
         }
     });
     let mut driver: Box<dyn Driver> = match (ctl.cfg.pbx, ctl.cfg.ami.clone(), ctl.cfg.esl.clone()) {
@@ -559,8 +560,33 @@ pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 /// within this time is refused by name ("ticket already used", "session has ended").
 pub const KEEP_ENDED_MS: u64 = 3_600_000;
 
-fn housekeeping(store: &Store) {
+/// How long the audit log keeps its records (`store.audit_keep_days`, `store.audit_max_records`),
+/// and the floor below which nothing goes: the longest lockout or bar.
+#[derive(Debug, Clone, Copy)]
+struct AuditRetention {
+    keep_ms: u64,
+    max_records: u64,
+    floor_ms: u64,
+}
+
+impl AuditRetention {
+    fn of(cfg: &Config) -> Self {
+        let floor_s = u64::from(cfg.moves.lockout_s.max(cfg.moves.bar_s).max(cfg.moves.failure_window_s));
+        Self {
+            keep_ms: u64::from(cfg.store.audit_keep_days) * 86_400_000,
+            max_records: cfg.store.audit_max_records,
+            floor_ms: floor_s * 1000,
+        }
+    }
+}
+
+fn housekeeping(store: &Store, retention: AuditRetention) {
     let now = UnixMs::now();
+    match store.prune_audit(now, retention.keep_ms, retention.max_records, retention.floor_ms) {
+        Ok(n) if n > 0 => info!("pruned {n} audit record(s) past store.audit_keep_days or store.audit_max_records"),
+        Ok(_) => {}
+        Err(e) => warn!("pruning the audit log: {e}"),
+    }
     match store.purge_expired(now, KEEP_ENDED_MS) {
         Ok((t, b)) if t + b > 0 => info!("purged {t} expired ticket(s) and {b} ended bar(s)"),
         Ok(_) => {}

@@ -606,6 +606,35 @@ impl Store {
         Ok(purged)
     }
 
+    /// Audit retention: drops the oldest audit records that are older than `keep_ms`, and past
+    /// `max_records` the oldest ones whatever their age, but never a record younger than
+    /// `floor_ms` (the longest lockout or bar: the decisions they rest on stay readable) and
+    /// never the newest record (its sequence number carries on after a restart). Returns how
+    /// many went. Not flushed.
+    pub fn prune_audit(&self, now: UnixMs, keep_ms: u64, max_records: u64, floor_ms: u64) -> Result<usize, StoreError> {
+        let tree = &self.inner.audit;
+        let (Some(first), Some(last)) =
+            (tree.first().map_err(|e| self.io("audit", e))?, tree.last().map_err(|e| self.io("audit", e))?)
+        else {
+            return Ok(0);
+        };
+        // Sequence numbers have no holes but the pruned start: the count is their span.
+        let (Some(first), Some(last)) = (seq_of(&first.0), seq_of(&last.0)) else { return Ok(0) };
+        let mut count = last.saturating_sub(first) + 1;
+        let mut pruned = 0;
+        for kv in tree.iter() {
+            let (seq, record) = self.audit_entry(kv)?;
+            let age = now.0.saturating_sub(record.at.0);
+            if seq == last || age < floor_ms || (age < keep_ms && count <= max_records) {
+                break;
+            }
+            tree.remove(seq.to_be_bytes()).map_err(|e| self.io("audit", e))?;
+            count -= 1;
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+
     // ---- bars and lockouts
 
     /// Bars `device` from `session` until `until` (flushed). A later bar replaces an earlier one.
@@ -808,6 +837,38 @@ mod tests {
             expires: UnixMs(31_000),
             presented: None,
         }
+    }
+
+    #[test]
+    fn audit_retention_drops_the_oldest_but_never_within_the_floor_or_the_newest() {
+        let (dir, store) = fresh();
+        let day = 86_400_000;
+        // 10 records a day apart, then 5 in the last minute.
+        for n in 0..10u64 {
+            store.audit(&AuditRecord::new(UnixMs(n * day), "handoffd", AuditAction::Rejoin, Outcome::Refused)).unwrap();
+        }
+        let now = UnixMs(20 * day);
+        for n in 0..5u64 {
+            store
+                .audit(&AuditRecord::new(UnixMs(now.0 - 60_000 + n), "handoffd", AuditAction::Rejoin, Outcome::Refused))
+                .unwrap();
+        }
+        // Older than 15 days: the first 6 (days 0..=5) go.
+        assert_eq!(store.prune_audit(now, 15 * day, 1_000, 3_600_000).unwrap(), 6);
+        assert_eq!(store.audit_since(0).unwrap().first().map(|(seq, _)| *seq), Some(7), "oldest first, in order");
+        // A count bound drops the oldest whatever their age, down to the floor (the last hour).
+        assert_eq!(store.prune_audit(now, 365 * day, 3, 3_600_000).unwrap(), 4);
+        assert_eq!(store.audit_since(0).unwrap().len(), 5, "records younger than the floor stay");
+        // Even a keep of 0 keeps the floor and the newest record.
+        assert_eq!(store.prune_audit(now, 0, 1, 59_999).unwrap(), 2);
+        assert_eq!(store.prune_audit(UnixMs(now.0 + day), 0, 1, 0).unwrap(), 2);
+        let left = store.audit_since(0).unwrap();
+        assert_eq!(left.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![15]);
+        // Numbers carry on after a restart.
+        drop(store);
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let seq = store.audit(&AuditRecord::new(now, "handoffd", AuditAction::Rejoin, Outcome::Refused)).unwrap();
+        assert_eq!(seq, 16);
     }
 
     #[test]
