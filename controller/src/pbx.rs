@@ -25,7 +25,8 @@ pub enum LinkError {
     /// TCP connect failed or timed out.
     #[error("cannot reach {pbx} at {addr}: {why} ({hint})")]
     Unreachable { pbx: &'static str, addr: String, why: String, hint: &'static str },
-    /// The PBX refused the login: retrying would only trip its lockout, so this is fatal.
+    /// The PBX refused the login: the daemon waits `ami.login_retry_s` before it tries again
+    /// (a quick retry would only trip the PBX's lockout).
     #[error("{0}")]
     Refused(String),
     /// The connection dropped, timed out or fell out of step.
@@ -37,7 +38,7 @@ pub enum LinkError {
 }
 
 impl LinkError {
-    /// Whether retrying could help.
+    /// Whether the next try must wait the long login retry instead of the reconnect backoff.
     pub fn is_fatal(&self) -> bool {
         matches!(self, LinkError::Refused(_))
     }
@@ -69,7 +70,7 @@ pub enum DriverEvent {
     /// The mix moved to another leg because the feeding one failed; the gap if the PBX
     /// measured it.
     Failover { gap_ms: Option<u64> },
-    /// The link cannot go on (the daemon reconnects unless the error is fatal).
+    /// The link cannot go on (the daemon reconnects, after the login retry if the error is fatal).
     Down(LinkError),
 }
 

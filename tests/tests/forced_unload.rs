@@ -10,7 +10,7 @@ use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
 use handoff_tests::handoffd::{Handoffd, AMI_SECRET};
 use handoff_tests::rtp::Sink;
-use handoff_tests::sipp::{write_signals, Sipp};
+use handoff_tests::sipp::{app_password, write_signals, Sipp};
 use handoff_tests::testbed::Asterisk;
 use handoff_tests::wait_for;
 use std::time::Duration;
@@ -36,8 +36,13 @@ fn a_forced_unload_during_joined_calls_leaves_asterisk_and_the_calls_up() {
     let (mut endpoints, mut csv, mut registry) =
         (String::new(), String::from("SEQUENTIAL\n"), String::from("devices:\n"));
     for i in 0..calls {
-        endpoints.push_str(&format!("[unload-app-{i:03}](handoff-app)\nrtp_symmetric = no\nforce_rport = no\n\n"));
-        csv.push_str(&format!("unload-app-{i:03};\n"));
+        let name = format!("unload-app-{i:03}");
+        let password = app_password(&name);
+        endpoints.push_str(&format!(
+            "[{name}](handoff-app)\nauth = {name}\nrtp_symmetric = no\nforce_rport = no\n\
+             [{name}](handoff-app-auth)\nusername = {name}\npassword = {password}\n\n"
+        ));
+        csv.push_str(&format!("{name};{password};\n"));
         registry.push_str(&format!("  - {{id: unload-{i:03}, user: unload-{i:03}, endpoint: unload-app-{i:03}}}\n"));
     }
     std::fs::write(etc.join("pjsip_unload.conf"), endpoints).unwrap();
