@@ -430,7 +430,9 @@ fn path_run(template: &std::sync::Arc<Template>, calls: u64) -> Run {
                 idle = false;
                 match event {
                     DriverEvent::Snapshot(_) => clock = Some(Clock::start()),
-                    DriverEvent::Input(Input::Hangup { uniqueid, .. }) if uniqueid == END => {
+                    DriverEvent::Input(Input::Hangup { uniqueid, .. } | Input::LegEnded { uniqueid, .. })
+                        if uniqueid == END =>
+                    {
                         let (wall_s, cpu_s) = clock.as_ref().expect("snapshot first").stop();
                         let note = format!(
                             "{inputs} session inputs, {opened} sessions opened, {} open at the end",
