@@ -21,6 +21,9 @@
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 
+// The controller is safe Rust: the compiler refuses any `unsafe` block (FFI lives in module/).
+#![forbid(unsafe_code)]
+
 pub mod ami;
 pub mod api;
 pub mod asterisk;

@@ -15,6 +15,9 @@
 //! Exit codes: 0 done, 1 refused by handoffd (the reason is printed), 64 usage, 69 handoffd
 //! not reachable, 78 configuration.
 
+// The controller is safe Rust: the compiler refuses any `unsafe` block (FFI lives in module/).
+#![forbid(unsafe_code)]
+
 use handoff::config::Config;
 use serde_json::{json, Value};
 use std::io::{Read, Write};

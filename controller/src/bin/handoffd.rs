@@ -8,6 +8,9 @@
 //! Under systemd, logs go to the journal as structured entries (see `init_logging`); elsewhere
 //! to stderr. `RUST_LOG` overrides `log.level`.
 
+// The controller is safe Rust: the compiler refuses any `unsafe` block (FFI lives in module/).
+#![forbid(unsafe_code)]
+
 use handoff::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
