@@ -177,14 +177,18 @@ pub const HELLO_INTERVAL_MS: Millis = 5_000;
 /// unbounded memory.
 pub const MAX_HELD_EVENTS: usize = 20_000;
 
+/// The most bytes of events held while `CoreShowChannels` is read (events may be up to the
+/// codec's 64 KiB each): the same drop and fresh snapshot past it.
+pub const MAX_HELD_BYTES: usize = 16 << 20;
+
 #[derive(Debug)]
 enum Phase {
     /// Waiting for the `Asterisk Call Manager/x.y` banner.
     Greeting,
     /// `Login` sent.
     LoggingIn(ActionId),
-    /// `CoreShowChannels` sent; events meanwhile are held.
-    Listing(ActionId, Vec<Event>),
+    /// `CoreShowChannels` sent; events meanwhile are held (with their size in bytes).
+    Listing(ActionId, Vec<Event>, usize),
     Ready,
     Down,
 }
@@ -292,14 +296,25 @@ impl AsteriskDriver {
             Tracked::Completed(id, outcome) => self.on_completed(id, outcome, now),
             Tracked::Pending => {}
             Tracked::Unsolicited(AmiMessage::Event(ev)) => match &mut self.phase {
-                Phase::Listing(_, held) if held.len() >= MAX_HELD_EVENTS => {
+                Phase::Listing(_, _, bytes) if *bytes >= MAX_HELD_BYTES => {
+                    let why = format!(
+                        "more than {} MiB of events arrived while the channel list was read; reconnecting to take a fresh snapshot",
+                        MAX_HELD_BYTES >> 20
+                    );
+                    error!("AMI link to {}: {why}", self.ami.address());
+                    self.lost(why)
+                }
+                Phase::Listing(_, held, _) if held.len() >= MAX_HELD_EVENTS => {
                     let why = format!(
                         "more than {MAX_HELD_EVENTS} events arrived while the channel list was read; reconnecting to take a fresh snapshot"
                     );
                     error!("AMI link to {}: {why}", self.ami.address());
                     self.lost(why)
                 }
-                Phase::Listing(_, held) => held.push(ev),
+                Phase::Listing(_, held, bytes) => {
+                    *bytes += ev.name.len() + ev.headers.byte_size();
+                    held.push(ev)
+                }
                 Phase::Ready => self.on_event(ev, now),
                 _ => {}
             },
@@ -330,10 +345,10 @@ impl AsteriskDriver {
                     detail: format!("logged in to AMI at {} as {}", self.ami.address(), self.ami.username),
                 });
                 let list = self.send(Action::new("CoreShowChannels"), now);
-                self.phase = Phase::Listing(list, Vec::new());
+                self.phase = Phase::Listing(list, Vec::new(), 0);
                 self.deadline = Some(now + self.ami.action_timeout_ms);
             }
-            Phase::Listing(list, held) if list == id => {
+            Phase::Listing(list, held, _) if list == id => {
                 self.phase = Phase::Ready;
                 self.deadline = None;
                 self.events.push_back(DriverEvent::Snapshot(channels_from_list(&outcome.events)));

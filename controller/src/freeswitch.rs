@@ -54,6 +54,10 @@ mod pin;
 /// snapshot read again after the reconnect (a peer flooding events cannot grow handoffd).
 pub const MAX_HELD_DURING_SNAPSHOT: usize = 100_000;
 
+/// The most bytes of events held while the snapshot is read (an ESL event may carry up to the
+/// codec's 1 MiB body): the same drop and fresh snapshot past it.
+pub const MAX_HELD_BYTES_DURING_SNAPSHOT: usize = 16 << 20;
+
 pub use pin::{EMPTY_PIN_REASON, PIN_PROMPT};
 
 /// How long events are held to be released in `Event-Sequence` order (the wire order is not
@@ -113,6 +117,8 @@ pub struct FreeSwitchDriver {
     phase: Phase,
     /// Events that came while the snapshot was read.
     held: Vec<Event>,
+    /// The held events' size in bytes, roughly.
+    held_bytes: usize,
     /// Conference member ids and whether they speak, read at resync (uuid → (id, speaks)).
     members: HashMap<String, (u64, bool)>,
     /// Paths of legs that arrived and wait for a decision.
@@ -149,6 +155,7 @@ impl FreeSwitchDriver {
             client: None,
             phase: Phase::Down,
             held: Vec::new(),
+            held_bytes: 0,
             members: HashMap::new(),
             arrivals: HashMap::new(),
             legs: HashMap::new(),
@@ -278,12 +285,21 @@ impl FreeSwitchDriver {
                 }
                 if matches!(self.phase, Phase::Ready) && !self.release_at_resynced {
                     self.on_event(&event, now);
-                } else if self.held.len() >= MAX_HELD_DURING_SNAPSHOT {
+                } else if self.held.len() >= MAX_HELD_DURING_SNAPSHOT
+                    || self.held_bytes >= MAX_HELD_BYTES_DURING_SNAPSHOT
+                {
+                    let what = if self.held.len() >= MAX_HELD_DURING_SNAPSHOT {
+                        format!("over {MAX_HELD_DURING_SNAPSHOT} events")
+                    } else {
+                        format!("over {} MiB of events", MAX_HELD_BYTES_DURING_SNAPSHOT >> 20)
+                    };
                     self.held = Vec::new();
+                    self.held_bytes = 0;
                     self.lost(format!(
-                        "over {MAX_HELD_DURING_SNAPSHOT} events came while the channel snapshot was read; reconnecting to read it again"
+                        "{what} came while the channel snapshot was read; reconnecting to read it again"
                     ));
                 } else {
+                    self.held_bytes += event.byte_size();
                     self.held.push(event);
                 }
             }
@@ -680,6 +696,7 @@ impl Driver for FreeSwitchDriver {
         self.client = Some(Client::inbound(self.esl.password.expose(), config, now));
         self.phase = Phase::Handshake;
         self.held.clear();
+        self.held_bytes = 0;
         self.members.clear();
         self.far_jobs.clear();
         self.gaps.clear();
@@ -793,6 +810,7 @@ impl Driver for FreeSwitchDriver {
             return;
         }
         let mut held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
         held.sort_by_key(|e| e.sequence().unwrap_or(u64::MAX));
         for e in held {
             self.on_event(&e, now);

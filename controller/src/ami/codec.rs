@@ -62,6 +62,10 @@ impl Headers {
         self.text.get(s[2]..s[3]).unwrap_or("")
     }
     /// The first value of `key` (case-insensitive).
+    /// The memory these headers hold, roughly: their text and their spans.
+    pub fn byte_size(&self) -> usize {
+        self.text.len() + self.spans.len() * std::mem::size_of::<[usize; 4]>()
+    }
     pub fn get(&self, key: &str) -> Option<&str> {
         self.spans.iter().find(|s| self.is(s, key)).map(|s| self.value(s))
     }

@@ -16,6 +16,10 @@ use std::fmt;
 /// members is far beyond what handoff drives); past it the action is given up.
 pub const MAX_LIST_EVENTS: usize = 50_000;
 
+/// The most bytes of events one event list may collect (events may be up to the codec's 64 KiB
+/// each); past it the action is given up the same way.
+pub const MAX_LIST_BYTES: usize = 16 << 20;
+
 /// The ActionID the tracker gave an action.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ActionId(pub String);
@@ -51,6 +55,8 @@ struct Pending {
     seq: u64,
     response: Option<Response>,
     events: Vec<Event>,
+    /// The collected events' size in bytes, roughly.
+    bytes: usize,
 }
 
 /// Pending actions of one connection.
@@ -82,8 +88,9 @@ impl ActionTracker {
         let (id, seq) = (format!("{}-{}", self.prefix, self.next), self.next);
         self.next += 1;
         self.by_age.insert((now_ms, seq));
-        if let Some(old) =
-            self.pending.insert(id.clone(), Pending { started_ms: now_ms, seq, response: None, events: Vec::new() })
+        if let Some(old) = self
+            .pending
+            .insert(id.clone(), Pending { started_ms: now_ms, seq, response: None, events: Vec::new(), bytes: 0 })
         {
             self.by_age.remove(&(old.started_ms, old.seq));
         }
@@ -123,11 +130,12 @@ impl ActionTracker {
                     return Tracked::Completed(ActionId(id), Outcome { response, events: p.events });
                 }
                 if let Some(p) = self.pending.get_mut(&id) {
-                    if p.events.len() >= MAX_LIST_EVENTS {
+                    if p.events.len() >= MAX_LIST_EVENTS || p.bytes >= MAX_LIST_BYTES {
                         // Given up: it never completes, its caller times out and starts over.
-                        self.pending.remove(&id);
+                        self.take(&id);
                         return Tracked::Unsolicited(AmiMessage::Event(e));
                     }
+                    p.bytes += e.name.len() + e.headers.byte_size();
                     p.events.push(e);
                 }
                 Tracked::Pending
@@ -248,6 +256,24 @@ Event: CoreShowChannelsComplete\r\nActionID: h-1\r\nEventList: Complete\r\nListI
         assert_eq!(t.pending(), 0, "the flooded action and its events are dropped");
         let end = msgs(b"Event: CoreShowChannelsComplete\r\nActionID: h-1\r\nEventList: Complete\r\n\r\n");
         assert!(matches!(t.on_message(end.into_iter().next().unwrap()), Tracked::Unsolicited(_)));
+        assert_eq!(t.next_timeout(), None, "nothing of the given-up action is left to time out");
+    }
+
+    #[test]
+    fn a_list_of_big_events_is_bounded_in_bytes_too() {
+        let mut t = ActionTracker::new("h");
+        t.start(Action::new("CoreShowChannels"), 0);
+        let m = msgs(b"Response: Success\r\nActionID: h-1\r\nEventList: start\r\n\r\n");
+        assert_eq!(t.on_message(m.into_iter().next().unwrap()), Tracked::Pending);
+        let big = format!("Event: CoreShowChannel\r\nActionID: h-1\r\nAppData: {}\r\n\r\n", "x".repeat(60_000));
+        let mut fed = 0;
+        while t.pending() == 1 {
+            t.on_message(msgs(big.as_bytes()).into_iter().next().unwrap());
+            fed += 1;
+            assert!(fed < 1_000, "never given up: {fed} events of 60 kB collected");
+        }
+        assert!(fed <= MAX_LIST_BYTES / 60_000 + 2, "given up by bytes after {fed} events");
+        assert_eq!(t.next_timeout(), None);
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn a_flood_of_events_while_the_list_is_read_drops_the_link_instead_of_growing() 
     while fed < MAX_HELD_EVENTS + 5_000 {
         d.receive(&chunk, 3);
         fed += 1000;
-        if let Phase::Listing(_, held) = &d.phase {
+        if let Phase::Listing(_, held, _) = &d.phase {
             assert!(held.len() <= MAX_HELD_EVENTS, "held {}", held.len());
         }
     }
@@ -54,6 +54,31 @@ fn a_flood_of_events_while_the_list_is_read_drops_the_link_instead_of_growing() 
     d.connected(10);
     d.receive(b"Asterisk Call Manager/11.0.0\r\n", 11);
     assert!(sent(&mut d).contains("Action: Login\r\n"));
+}
+
+#[test]
+fn big_events_while_the_list_is_read_are_bounded_in_bytes_too() {
+    let mut d = listing();
+    let mut one = b"Event: Newexten\r\nChannel: PJSIP/x-1\r\nUniqueid: 1.1\r\nAppData: ".to_vec();
+    one.extend(std::iter::repeat_n(b'x', 60_000));
+    one.extend_from_slice(b"\r\n\r\n");
+    let mut fed = 0;
+    let mut ev = Vec::new();
+    while ev.is_empty() {
+        d.receive(&one, 3);
+        fed += 1;
+        if let Phase::Listing(_, _, bytes) = &d.phase {
+            assert!(*bytes <= MAX_HELD_BYTES + 64 * 1024, "held {bytes} bytes");
+        }
+        ev = events(&mut d);
+        assert!(fed < 1_000, "never dropped: {fed} events of 60 kB held");
+    }
+    assert!(fed < MAX_HELD_EVENTS, "the byte bound, not the count, dropped the link");
+    assert!(
+        matches!(&ev[..], [DriverEvent::Down(e)] if e.to_string().contains("MiB of events arrived while the channel list was read")),
+        "{ev:?}"
+    );
+    assert!(matches!(d.phase, Phase::Down), "the held events are dropped with the link");
 }
 
 #[test]

@@ -174,6 +174,12 @@ pub struct Event {
 }
 
 impl Event {
+    /// The memory this event holds, roughly: its headers' and body's text.
+    pub fn byte_size(&self) -> usize {
+        self.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+            + self.body.as_ref().map_or(0, String::len)
+    }
+
     /// Event-Name, or the subclass for `CUSTOM` events. The decoder only builds events that
     /// have an `Event-Name`.
     pub fn name(&self) -> EventName<'_> {

@@ -290,3 +290,30 @@ fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
     assert!(why.contains("while the channel snapshot was read"), "{why}");
     assert_eq!(d.held.capacity(), 0, "the held events are freed");
 }
+
+#[test]
+fn big_events_during_the_snapshot_are_bounded_in_bytes_too() {
+    let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
+    let esl = cfg.esl.clone().unwrap();
+    let mut d = FreeSwitchDriver::new(cfg, esl);
+    d.connected(0);
+    d.receive(b"Content-Type: auth/request\n\n", 1);
+    d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
+    d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
+    let _ = events(&mut d);
+    let pad = "x".repeat(200_000);
+    let mut down = Vec::new();
+    let mut fed = 0u64;
+    while down.is_empty() {
+        fed += 1;
+        let body = format!("{{\"Event-Name\":\"HEARTBEAT\",\"Event-Sequence\":\"{fed}\",\"Pad\":\"{pad}\"}}");
+        let frame = format!("Content-Length: {}\nContent-Type: text/event-json\n\n{body}", body.len());
+        d.receive(frame.as_bytes(), 4 + fed * REORDER_WINDOW_MS);
+        assert!(d.held_bytes <= MAX_HELD_BYTES_DURING_SNAPSHOT + 256 * 1024);
+        down.extend(events(&mut d));
+        assert!(fed < 1_000, "never dropped");
+    }
+    assert!(fed < 200, "the byte bound, not the count, dropped the link after {fed} events");
+    let [DriverEvent::Down(LinkError::Lost { why, .. })] = &down[..] else { panic!("{down:?}") };
+    assert!(why.contains("MiB of events came while the channel snapshot was read"), "{why}");
+}
