@@ -264,8 +264,8 @@ fn bad_dial_plan_values_are_refused_on_the_call_not_dropped() {
     assert!(sent(&mut d).starts_with("api uuid_setvar u8 handoff_reason unknown caller ID 'x  y'\n\n"));
 }
 
-#[test]
-fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
+/// A driver logged in whose snapshot (`show channels`) is asked for and not yet answered.
+fn snapshot_pending() -> FreeSwitchDriver {
     let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
     let esl = cfg.esl.clone().unwrap();
     let mut d = FreeSwitchDriver::new(cfg, esl);
@@ -274,6 +274,12 @@ fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
     d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
     d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
     let _ = events(&mut d);
+    d
+}
+
+#[test]
+fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
+    let mut d = snapshot_pending();
     // The snapshot (`show channels`) is pending: a flood of events, never its answer.
     let mut down = Vec::new();
     for n in 1..=MAX_HELD_DURING_SNAPSHOT + 10 {
@@ -293,14 +299,7 @@ fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
 
 #[test]
 fn big_events_during_the_snapshot_are_bounded_in_bytes_too() {
-    let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
-    let esl = cfg.esl.clone().unwrap();
-    let mut d = FreeSwitchDriver::new(cfg, esl);
-    d.connected(0);
-    d.receive(b"Content-Type: auth/request\n\n", 1);
-    d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
-    d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
-    let _ = events(&mut d);
+    let mut d = snapshot_pending();
     let pad = "x".repeat(200_000);
     let mut down = Vec::new();
     let mut fed = 0u64;
