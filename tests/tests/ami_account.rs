@@ -78,6 +78,9 @@ fn only_the_controller_account_may_drive_the_module() {
     assert!(wait_for(5 * SEC, || ast.messages_log().contains(refused).then_some(())).is_some());
     assert!(!ast.messages_log().contains('\u{1b}'));
     assert!(wait_for(5 * SEC, || tester.channels().is_empty().then_some(())).is_some());
+    assert!(tester.conferences().is_empty(), "conferences left: {:#?}", tester.conferences());
+    let status = ast.cli("handoff show status");
+    assert!(status.contains("Waiting in Handoff(): 0") && status.contains("Watched legs:        0"), "{status}");
 }
 
 #[test]

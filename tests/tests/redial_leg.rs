@@ -93,6 +93,7 @@ fn a_redialled_data_leg_keeps_its_group_watched_without_flip_flopping() {
     new.wait(30 * SEC).expect("the new data leg hangs up");
     carrier.wait(30 * SEC).expect("the carrier leg hangs up");
     assert!(wait_for(10 * SEC, || ami.channels().is_empty().then_some(())).is_some(), "{:#?}", ami.channels());
+    assert!(ami.conferences().is_empty(), "conferences left: {:#?}", ami.conferences());
     let status = ast.cli("handoff show status");
     assert!(status.contains("Watched legs:        0") && status.contains("Device groups:       0"), "{status}");
     assert!(status.contains("Panics caught:       0"), "{status}");

@@ -13,7 +13,8 @@ fn names_are_read_from_channel_names_and_application_data() {
     assert_eq!(clean("a\nb\rc"), "a b c");
 }
 
-fn ready() -> FreeSwitchDriver {
+/// A driver logged in whose snapshot (`show channels`) is asked for and not yet answered.
+fn snapshot_pending() -> FreeSwitchDriver {
     let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
     let esl = cfg.esl.clone().unwrap();
     let mut d = FreeSwitchDriver::new(cfg, esl);
@@ -21,6 +22,11 @@ fn ready() -> FreeSwitchDriver {
     d.receive(b"Content-Type: auth/request\n\n", 1);
     d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
     d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
+    d
+}
+
+fn ready() -> FreeSwitchDriver {
+    let mut d = snapshot_pending();
     d.receive(b"Content-Type: api/response\nContent-Length: 16\n\n{\"row_count\": 0}", 4);
     d.resynced(5);
     let _ = sent(&mut d);
@@ -264,22 +270,10 @@ fn bad_dial_plan_values_are_refused_on_the_call_not_dropped() {
     assert!(sent(&mut d).starts_with("api uuid_setvar u8 handoff_reason unknown caller ID 'x  y'\n\n"));
 }
 
-/// A driver logged in whose snapshot (`show channels`) is asked for and not yet answered.
-fn snapshot_pending() -> FreeSwitchDriver {
-    let cfg = Config::parse("pbx: freeswitch\nesl:\n  password: pw\n", "t.yaml").unwrap();
-    let esl = cfg.esl.clone().unwrap();
-    let mut d = FreeSwitchDriver::new(cfg, esl);
-    d.connected(0);
-    d.receive(b"Content-Type: auth/request\n\n", 1);
-    d.receive(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n", 2);
-    d.receive(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n", 3);
-    let _ = events(&mut d);
-    d
-}
-
 #[test]
 fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
     let mut d = snapshot_pending();
+    let _ = events(&mut d);
     // The snapshot (`show channels`) is pending: a flood of events, never its answer.
     let mut down = Vec::new();
     for n in 1..=MAX_HELD_DURING_SNAPSHOT + 10 {
@@ -300,6 +294,7 @@ fn events_flooding_the_snapshot_drop_the_link_instead_of_growing() {
 #[test]
 fn big_events_during_the_snapshot_are_bounded_in_bytes_too() {
     let mut d = snapshot_pending();
+    let _ = events(&mut d);
     let pad = "x".repeat(200_000);
     let mut down = Vec::new();
     let mut fed = 0u64;
