@@ -498,6 +498,9 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
             info!("shutting down; {} session(s) open stay up in {}", ctl.sessions.len(), driver.pbx());
             return Ok(());
         };
+        // What the link held (a snapshot, events held during it, lists) is freed now; give it
+        // back to the system so that a flood leaves no lasting RSS.
+        handoff_heap::release_free_memory();
         if result.is_fatal() {
             let wait = Duration::from_millis(settings.login_retry_ms);
             error!(

@@ -6,118 +6,16 @@
 //! descriptors without a cap; a local stand-in for the PBX's AMI port accepts and drops the
 //! daemon's link, so that its reconnects show whether descriptors are left for the PBX link.
 
+mod daemon_support;
+
+use daemon_support::{exchange, metric, request, Daemon, FD_LIMIT};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const FLOOD: usize = 3000;
-const FD_LIMIT: usize = 1024;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("test harness").local_addr().expect("test harness").port()
-}
-
-struct Daemon {
-    child: Child,
-    api: SocketAddr,
-    metrics: SocketAddr,
-    token: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn start(ami_port: u16) -> Self {
-        let dir = tempfile::tempdir().expect("test harness");
-        let (api, metrics) = (free_port(), free_port());
-        let d = dir.path().display();
-        let config = format!(
-            "ami:\n  port: {ami_port}\n  username: h\n  secret: s\n  reconnect_initial_ms: 100\n  reconnect_max_ms: 200\n\
-             metrics:\n  listen: 127.0.0.1:{metrics}\n\
-             store:\n  path: {d}/store\n  pepper_file: {d}/pepper\n\
-             api:\n  listen: 127.0.0.1:{api}\n  admin_token_file: {d}/admin-token\n  requests_per_minute: 100000\n\
-             log:\n  level: info\n"
-        );
-        let cfg = dir.path().join("handoffd.yaml");
-        std::fs::write(&cfg, config).expect("test harness");
-        let log = dir.path().join("handoffd.log");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" --config \"$1\" 2>\"$2\""))
-            .arg(env!("CARGO_BIN_EXE_handoffd"))
-            .arg(&cfg)
-            .arg(&log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("test harness");
-        let api: SocketAddr = format!("127.0.0.1:{api}").parse().expect("test harness");
-        let metrics: SocketAddr = format!("127.0.0.1:{metrics}").parse().expect("test harness");
-        let start = Instant::now();
-        let token = loop {
-            let up = TcpStream::connect(api).is_ok() && TcpStream::connect(metrics).is_ok();
-            match std::fs::read_to_string(dir.path().join("admin-token")) {
-                Ok(t) if up && !t.is_empty() => break t.trim().to_string(),
-                _ if start.elapsed() > Duration::from_secs(20) => {
-                    panic!("handoffd did not come up: {}", std::fs::read_to_string(&log).unwrap_or_default())
-                }
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        Daemon { child, api, metrics, token, log, _dir: dir }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("test harness");
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("test harness");
-        line.split_whitespace().nth(1).expect("test harness").parse().expect("test harness")
-    }
-
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("test harness").count()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Sends raw bytes, returns the whole answer ("" if the connection was closed without one).
-fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
-    let mut c = TcpStream::connect(addr).expect("test harness");
-    c.set_read_timeout(Some(Duration::from_secs(10))).expect("test harness");
-    let _ = c.write_all(raw);
-    let mut out = Vec::new();
-    let _ = c.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> String {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    exchange(
-        addr,
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
-    )
-}
-
-/// A value from `GET /metrics` (`None` if it is not there or the listener did not answer).
-fn metric(d: &Daemon, name: &str) -> Option<u64> {
-    let text = request(d.metrics, "GET", "/metrics", None, "");
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-}
 
 /// A stand-in for the AMI port: counts the daemon's connects and drops each at once.
 fn ami_stand_in() -> (u16, Arc<AtomicU64>) {
