@@ -20,6 +20,9 @@
 //! out, 431 head over 8 KiB. Bodies and PINs are never
 //! logged.
 
+// Clock, tokio and sockets are allowed here: the HTTP API: I/O layer (sockets, per-address rate clock) (controller/clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use crate::credentials::Passcode;
 use crate::moves::Reason;
 use crate::service::{MoveService, Refusal};

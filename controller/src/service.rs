@@ -12,6 +12,9 @@
 //! | [`redeem`](MoveService::redeem)   | device B calling in with the ticket (SIP header) | the [`Restore`] to carry out |
 //! | [`pull`](MoveService::pull)       | device B dialling the feature code and the PIN   | the [`Restore`] (a ticket issued and spent at once) |
 
+// Clock, tokio and sockets are allowed here: calls the store on the blocking pool: I/O layer (controller/clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use crate::credentials::{Passcode, Verdict, Verifier};
 use crate::moves::{
     redeem, request_move, Granted, MoveFacts, MoveRequest, MoveRules, Presentation, Reason, RedeemFacts, Restore,

@@ -4,6 +4,9 @@
 //! goodbye before it closes. The shipped handoffd closed without a word (22–28 end in
 //! `c2s_eof` followed by a notice nobody read).
 
+// Clock, tokio and sockets are allowed here: a test that drives real processes and sockets (controller/clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod esl_support;
 
 use esl_support::{load, Dir};

@@ -16,6 +16,9 @@
 //! It runs as a plain program (`harness = false`) because it spawns itself; extra arguments that
 //! `cargo test` passes (filters, `--test-threads`) are ignored.
 
+// Clock, tokio and sockets are allowed here: a test that drives real processes and sockets (controller/clippy.toml).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use handoff::store::{AuditAction, AuditRecord, Bar, Outcome, Store, TicketHash, TicketRecord, UnixMs, Write};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write as _};
