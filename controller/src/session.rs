@@ -49,6 +49,7 @@
 //! | live                | `Tick`, a leg stalled longer than `leg_dead_after` | same | `Hangup` that leg         |
 //! | `Ending`            | last channel gone / `Tick` after linger | removed     | —                                 |
 
+use crate::hangup_cause::q850;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -72,7 +73,7 @@ pub const MOVE_FAR: &str = "move";
 
 /// The Q.850 cause the old device's legs are hung up with when the call moves away
 /// (26: non-selected user clearing: the call was answered elsewhere).
-pub const MOVED_AWAY_CAUSE: u32 = 26;
+pub const MOVED_AWAY_CAUSE: u32 = q850::NON_SELECTED_USER_CLEARING;
 
 /// A session as it stands (see [`Sessions::view`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -471,7 +472,7 @@ impl Sessions {
             ),
         );
         if !far_live {
-            self.end(&id, "found without its far party".into(), 16, now, &mut out);
+            self.end(&id, "found without its far party".into(), q850::NORMAL_CLEARING, now, &mut out);
         }
         out
     }
@@ -843,7 +844,7 @@ impl Sessions {
                 id,
                 format!("{} leg {} replaces its stalled predecessor", leg.path.as_str(), leg.channel),
             );
-            out.commands.push(Command::Hangup { uniqueid: old_uid.clone(), cause: 16 });
+            out.commands.push(Command::Hangup { uniqueid: old_uid.clone(), cause: q850::NORMAL_CLEARING });
             if let Some(s) = self.sessions.get_mut(id) {
                 if let Some(o) = s.legs.get_mut(&old_uid) {
                     o.live = false;
@@ -960,7 +961,7 @@ impl Sessions {
                     format!("far call ended before answer: {cause_txt}")
                 };
                 // Pass the far side's cause (busy, no answer, ...) on to the phone.
-                let to_clients = if answered { 16 } else { cause };
+                let to_clients = if answered { q850::NORMAL_CLEARING } else { cause };
                 self.end(&id, why, to_clients, now, out);
             }
         } else if let Some(leg) = s.legs.get_mut(uniqueid) {
@@ -983,7 +984,7 @@ impl Sessions {
             // timeout, declared dead) is a lost leg (crate::hangup_cause has the table).
             let user_hung_up = end == crate::hangup_cause::LegEnd::ClearedByUser && !by_us;
             if live && was_live && user_hung_up {
-                self.end(&id, format!("the phone hung up its {} leg", path.as_str()), 16, now, out);
+                self.end(&id, format!("the phone hung up its {} leg", path.as_str()), q850::NORMAL_CLEARING, now, out);
             } else if live && remaining == 0 && was_live {
                 match s.state {
                     State::Connected => {
@@ -996,7 +997,13 @@ impl Sessions {
                             format!("every client leg is gone: far party on hold for {} s", self.rules.grace_ms / 1000),
                         );
                     }
-                    _ => self.end(&id, "the phone hung up before the far party answered".into(), 16, now, out),
+                    _ => self.end(
+                        &id,
+                        "the phone hung up before the far party answered".into(),
+                        q850::NORMAL_CLEARING,
+                        now,
+                        out,
+                    ),
                 }
             } else if live && remaining > 0 && was_live {
                 if let Some((_, other)) = s.legs.iter().find(|(_, l)| l.live) {
@@ -1062,7 +1069,13 @@ impl Sessions {
                     continue;
                 }
                 State::Grace { until } if now >= until => {
-                    self.end(&id, "no client leg came back within the grace period".into(), 16, now, out);
+                    self.end(
+                        &id,
+                        "no client leg came back within the grace period".into(),
+                        q850::NORMAL_CLEARING,
+                        now,
+                        out,
+                    );
                     continue;
                 }
                 State::AwaitingFarAnswer
@@ -1089,7 +1102,7 @@ impl Sessions {
                     l.stalled_since = None; // declared once; its hangup event finishes it
                     l.hung_up_by_us = true;
                 }
-                out.commands.push(Command::Hangup { uniqueid: uid, cause: 16 });
+                out.commands.push(Command::Hangup { uniqueid: uid, cause: q850::NORMAL_CLEARING });
                 Self::record(
                     out,
                     now,
@@ -1160,13 +1173,13 @@ fn normalise_number(n: &str) -> String {
 fn far_failure_cause(reason: &str) -> u32 {
     let r = reason.to_ascii_lowercase();
     if r.contains("busy") {
-        17
+        q850::USER_BUSY
     } else if r.contains("no answer") || r.contains("timeout") {
-        19
+        q850::NO_ANSWER
     } else if r.contains("congest") {
-        34
+        q850::NORMAL_CIRCUIT_CONGESTION
     } else {
-        41
+        q850::NORMAL_TEMPORARY_FAILURE
     }
 }
 

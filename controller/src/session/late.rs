@@ -8,6 +8,7 @@
 //! live, it is hung up again, in whatever order the events come.
 
 use super::{Command, Input, LegArrival, Millis, Outputs, Path, Session, SessionId, Sessions, State, NO_SESSION};
+use crate::hangup_cause::q850;
 
 /// The suffix of the far channel's uniqueid (`<session>-far`, set with the originate's
 /// `ChannelId`): how a far channel of handoff is told apart from any other channel.
@@ -81,7 +82,7 @@ impl Sessions {
                     State::Ending { reason, .. } => reason.clone(),
                     _ => String::new(),
                 };
-                out.commands.push(Command::Hangup { uniqueid: uniqueid.to_string(), cause: 16 });
+                out.commands.push(Command::Hangup { uniqueid: uniqueid.to_string(), cause: q850::NORMAL_CLEARING });
                 Self::record(
                     out,
                     now,
@@ -90,7 +91,7 @@ impl Sessions {
                 );
             }
             None => {
-                out.commands.push(Command::Hangup { uniqueid: uniqueid.to_string(), cause: 16 });
+                out.commands.push(Command::Hangup { uniqueid: uniqueid.to_string(), cause: q850::NORMAL_CLEARING });
                 Self::record(
                     out,
                     now,
