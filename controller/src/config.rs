@@ -78,9 +78,17 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The sled database directory (one process at a time).
+    /// Where the records live: `sled` (embedded, one box: the default) or `postgres` (shared by
+    /// the handoffd of a cluster).
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// The sled database directory (one process at a time); `backend: sled` only.
     #[serde(default = "default_store_path")]
     pub path: String,
+    /// `postgres://user:password@host:port/database`; `backend: postgres` only. Its password
+    /// never appears in a log line or an error.
+    #[serde(default)]
+    pub url: String,
     /// 32 random bytes, mode 0600, outside the store: Argon2's secret key for every PIN.
     #[serde(default = "default_pepper_file")]
     pub pepper_file: String,
@@ -93,9 +101,20 @@ pub struct StoreConfig {
     pub audit_max_records: u64,
 }
 
+/// `store.backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    #[default]
+    Sled,
+    Postgres,
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sled,
+            url: String::new(),
             path: default_store_path(),
             pepper_file: default_pepper_file(),
             audit_keep_days: default_audit_keep_days(),
@@ -685,6 +704,17 @@ impl Config {
             if v == 0 {
                 return err(key, "must be greater than 0".into());
             }
+        }
+        if self.store.backend == StoreBackend::Postgres
+            && !(self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://"))
+        {
+            return err(
+                "store.url",
+                format!(
+                    "'{}' is not a PostgreSQL URL (postgres://user:password@host:port/database); backend postgres needs one",
+                    crate::store::redact_url(&self.store.url)
+                ),
+            );
         }
         if self.store.audit_max_records < 1_000 {
             return err(

@@ -395,7 +395,7 @@ impl VerifierInner {
             return Ok(Verdict::Accepted);
         }
         let policy = self.policy;
-        let failures = self.store.record_failure(user, |prev| policy.on_failure(prev, now))?;
+        let failures = self.store.record_failure(user, move |prev| policy.on_failure(prev, now))?;
         let locked_until = failures.locked_at(now);
         let mut writes = vec![Write::Audit(audit(Outcome::Refused).reason("wrong PIN or passphrase"))];
         if let Some(until) = locked_until {

@@ -67,11 +67,11 @@ pub enum StartError {
 }
 
 impl Controller {
-    /// Opens the store (`store.path`), loads the pepper (made on first start, when the store
+    /// Opens the store (`store.backend`: the sled `store.path` or the PostgreSQL `store.url`), loads the pepper (made on first start, when the store
     /// holds no PIN yet) and the admin token (made if missing), and imports the devices listed
     /// in the config into the store.
     pub fn open(cfg: Config) -> Result<Self, StartError> {
-        let store = Store::open(&cfg.store.path)?;
+        let store = Store::open_configured(&cfg.store)?;
         let pepper_path = std::path::Path::new(&cfg.store.pepper_file);
         let pepper = if pepper_path.exists() {
             crate::credentials::Pepper::load(pepper_path)?

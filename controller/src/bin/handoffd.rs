@@ -82,7 +82,8 @@ fn report_device_differences(cfg: &Config) {
     if cfg.devices.is_empty() {
         return;
     }
-    if !std::path::Path::new(&cfg.store.path).exists() {
+    let sled = cfg.store.backend == handoff::config::StoreBackend::Sled;
+    if sled && !std::path::Path::new(&cfg.store.path).exists() {
         println!(
             "handoffd: store {} does not exist yet: the {} listed device(s) are added at start",
             cfg.store.path,
@@ -90,7 +91,7 @@ fn report_device_differences(cfg: &Config) {
         );
         return;
     }
-    let store = match handoff::store::Store::open(&cfg.store.path) {
+    let store = match handoff::store::Store::open_configured(&cfg.store) {
         Ok(s) => s,
         Err(e) => {
             println!("handoffd: devices not compared with the store: {e}");

@@ -1,0 +1,206 @@
+//! The store on a real PostgreSQL (Debian's, started by `tests/testbed/testbed postgres start`):
+//! every store conformance case that sled passes, then what only a shared database can show —
+//! several handoffd ("nodes", each its own connection) racing for the same tickets, a schema from
+//! a newer handoff, a wrong password, a damaged row, and the database going away and coming
+//! back under a running store.
+//!
+//! Each fresh store is a schema of its own in the testbed's `handoff` database (selected by the
+//! URL's `options=-c search_path=…`), so cases never see each other's rows.
+
+use handoff::store::conformance::{self, Fixture};
+use handoff::store::{Store, StoreError, TicketHash, TicketRecord, UnixMs};
+use handoff_tests::testbed::testbed;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn database_url() -> String {
+    let out = testbed(&["postgres", "start"]);
+    out.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// Fresh schemas in the testbed database; a URL per schema.
+struct OnPostgres {
+    base: String,
+    run: String,
+    next: AtomicUsize,
+}
+
+impl OnPostgres {
+    fn new() -> Self {
+        Self { base: database_url(), run: format!("t{}", std::process::id()), next: AtomicUsize::new(0) }
+    }
+    /// A new empty schema and the URL whose connections use it.
+    fn schema_url(&self) -> String {
+        let schema = format!("{}_{}", self.run, self.next.fetch_add(1, Ordering::Relaxed));
+        let mut admin = postgres::Client::connect(&self.base, postgres::NoTls).unwrap();
+        admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).unwrap();
+        format!("{}?options=-c%20search_path%3D{schema}", self.base)
+    }
+    fn open(url: &str) -> Store {
+        Store::open_postgres(url).unwrap_or_else(|e| panic!("open the PostgreSQL store: {e}"))
+    }
+}
+
+thread_local! {
+    static URLS: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Fixture for OnPostgres {
+    fn fresh(&self) -> Store {
+        let url = self.schema_url();
+        let store = Self::open(&url);
+        URLS.with(|u| u.borrow_mut().push((store.path().to_string(), url)));
+        store
+    }
+    fn reopen(&self, store: Store) -> Store {
+        let name = store.path().to_string();
+        drop(store);
+        let url = URLS.with(|u| u.borrow().iter().rev().find(|(n, _)| *n == name).map(|(_, url)| url.clone()));
+        Self::open(&url.expect("a store this fixture opened"))
+    }
+}
+
+#[test]
+fn postgres_passes_every_store_conformance_case() {
+    let pg = OnPostgres::new();
+    conformance::run_all(&pg);
+    // The password is never part of what the store calls itself (errors, logs).
+    let store = pg.fresh();
+    assert_eq!(store.backend(), "postgres");
+    assert!(!store.path().contains("handoff-testbed-db"), "{}", store.path());
+}
+
+#[test]
+fn tickets_raced_by_eight_nodes_are_each_spent_exactly_once() {
+    let pg = OnPostgres::new();
+    let url = pg.schema_url();
+    let nodes: Vec<Store> = (0..8).map(|_| OnPostgres::open(&url)).collect();
+    const TICKETS: u32 = 2_000;
+    const ATTEMPTS: u32 = 12_000;
+    let ticket = |n: u32| {
+        let mut hash = [0u8; 32];
+        hash[..4].copy_from_slice(&n.to_be_bytes());
+        TicketRecord { hash: TicketHash(hash), ..conformance::ticket(0) }
+    };
+    for n in 0..TICKETS {
+        nodes[(n % 8) as usize].put_ticket(&ticket(n)).unwrap();
+    }
+    let started = Instant::now();
+    // Each node presents tickets in its own pseudo-random order; 6 presentations per ticket.
+    let wins: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                s.spawn(move || {
+                    let mut won = Vec::new();
+                    let mut x = 0x9e37_79b9u32.wrapping_mul(i as u32 + 1);
+                    for a in 0..ATTEMPTS / 8 {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        let n = x % TICKETS;
+                        let before = node.take_ticket(&ticket(n).hash, UnixMs(2_000 + u64::from(a))).unwrap();
+                        if before.expect("every ticket was issued").presented.is_none() {
+                            won.push(n);
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let per_attempt_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(ATTEMPTS);
+    let mut spent = vec![0u32; TICKETS as usize];
+    for n in wins.iter().flatten() {
+        spent[*n as usize] += 1;
+    }
+    let twice = spent.iter().filter(|c| **c > 1).count();
+    let once = spent.iter().filter(|c| **c == 1).count();
+    let presented: std::collections::HashSet<u32> = nodes[0]
+        .list_tickets()
+        .unwrap()
+        .iter()
+        .filter(|t| t.presented.is_some())
+        .map(|t| u32::from_be_bytes(t.hash.0[..4].try_into().unwrap()))
+        .collect();
+    eprintln!(
+        "{ATTEMPTS} presentations by 8 nodes over {TICKETS} tickets: {once} spent once, {twice} twice, {} presented, {per_attempt_ms:.2} ms per presentation",
+        presented.len()
+    );
+    assert_eq!(twice, 0, "a ticket was spent twice");
+    assert_eq!(once, presented.len(), "every presented ticket was spent exactly once, by one node");
+    assert!(once > 1_900, "the race presented too few tickets to mean anything: {once}");
+}
+
+#[test]
+fn a_newer_schema_a_wrong_password_and_a_damaged_row_are_clear_errors() {
+    let pg = OnPostgres::new();
+    // A schema written by a newer handoff.
+    let url = pg.schema_url();
+    drop(OnPostgres::open(&url));
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    raw.execute("UPDATE handoff_meta SET value = value + 1 WHERE key = 'schema'", &[]).unwrap();
+    let err = Store::open_postgres(&url).expect_err("a newer schema must be refused");
+    assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+    assert!(!err.to_string().contains("handoff-testbed-db"), "the password leaked: {err}");
+
+    // A wrong password: one line, naming the store without any password.
+    let wrong = pg.base.replace("handoff-testbed-db", "not-the-password");
+    let started = Instant::now();
+    let err = Store::open_postgres(&wrong).expect_err("a wrong password must be refused");
+    let line = err.to_string();
+    eprintln!("wrong password: {line}");
+    assert!(matches!(err, StoreError::Open { .. }), "{line}");
+    assert!(line.contains("password authentication failed"), "{line}");
+    assert!(!line.contains("not-the-password") && !line.contains('\n'), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A row that is not a record: named by table and key.
+    let url = pg.schema_url();
+    let store = OnPostgres::open(&url);
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    raw.execute("INSERT INTO users (name, rec) VALUES ('mallory', '{not json')", &[]).unwrap();
+    let err = store.get_user("mallory").expect_err("a damaged row must be an error");
+    assert!(matches!(err, StoreError::Corrupt { tree: "users", .. }), "{err}");
+    assert!(err.to_string().contains("users key \"mallory\""), "{err}");
+}
+
+#[test]
+fn while_the_database_is_down_calls_fail_at_once_and_work_again_when_it_is_back() {
+    let pg = OnPostgres::new();
+    let store = pg.fresh();
+    store.add_user("alice", UnixMs(1)).unwrap();
+    testbed(&["postgres", "stop"]);
+    let started = Instant::now();
+    let err = store.put_ticket(&conformance::ticket(3)).err();
+    let down_ms = started.elapsed().as_millis();
+    eprintln!("with the database down: {err:?} after {down_ms} ms");
+    assert!(matches!(err, Some(StoreError::Io { .. })), "a write while the database is down must fail: {err:?}");
+    assert!(down_ms < 5_000, "a call while the database is down must not hang ({down_ms} ms)");
+    testbed(&["postgres", "start"]);
+    let back = Instant::now();
+    let mut last = None;
+    while back.elapsed() < Duration::from_secs(10) {
+        match store.put_ticket(&conformance::ticket(3)) {
+            Ok(()) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(last.is_none(), "the store did not reconnect: {last:?}");
+    eprintln!("the store wrote again {} ms after the database was back", back.elapsed().as_millis());
+    assert_eq!(
+        store.get_user("alice").unwrap().map(|u| u.name),
+        Some("alice".into()),
+        "nothing written before was lost"
+    );
+    assert_eq!(
+        store.take_ticket(&conformance::ticket(3).hash, UnixMs(2_000)).unwrap().map(|t| t.presented),
+        Some(None)
+    );
+}
