@@ -129,7 +129,10 @@ fn writer(dir: &Path, round: u32) {
             let name = format!("f{round}");
             let n = i;
             store
-                .record_failure(&name, move |_| handoff::store::Failures { recent: vec![UnixMs(n)], locked_until: None })
+                .record_failure(&name, move |_| handoff::store::Failures {
+                    recent: vec![UnixMs(n)],
+                    locked_until: None,
+                })
                 .expect("record_failure");
             let _ = writeln!(out, "FAIL {name} {i}");
             let _ = out.flush();

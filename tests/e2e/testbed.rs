@@ -29,6 +29,21 @@ pub fn testbed_with_module(args: &[&str], module: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Starts the testbed's PostgreSQL (if it is not running) and makes a new empty schema in its
+/// `handoff` database: the URL whose connections use that schema, so that a test's store sees
+/// no other test's rows.
+pub fn postgres_schema(name: &str) -> String {
+    let out = testbed(&["postgres", "start"]);
+    let base = out.lines().last().unwrap_or_default().trim().to_string();
+    let schema = format!("{name}_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connect to the testbed PostgreSQL at {base}: {e}"));
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+        .unwrap_or_else(|e| panic!("create schema {schema}: {e}"));
+    format!("{base}?options=-c%20search_path%3D{schema}")
+}
+
 /// A running testbed Asterisk.
 pub struct Asterisk {
     _turn: MutexGuard<'static, ()>,

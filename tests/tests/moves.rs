@@ -134,7 +134,23 @@ fn audit(h: &Handoffd) -> String {
 
 #[test]
 fn the_tablet_takes_the_call_with_an_api_ticket_and_the_phone_is_barred() {
-    let mut c = call_on_the_phone("");
+    ticket_move("");
+}
+
+/// The same move with handoffd's records in the testbed's PostgreSQL (the cluster store)
+/// instead of sled: every decision, refusal, bar and lockout goes through the database.
+#[test]
+fn the_ticket_move_works_the_same_on_the_postgres_store() {
+    let url = handoff_tests::testbed::postgres_schema("moves");
+    let d = handoff_tests::handoffd::state_dir();
+    let d = d.display();
+    ticket_move(&format!(
+        "store:\n  backend: postgres\n  url: \"{url}\"\n  pepper_file: {d}/pepper\napi:\n  admin_token_file: {d}/admin-token\n"
+    ));
+}
+
+fn ticket_move(extra_config: &str) {
+    let mut c = call_on_the_phone(extra_config);
     let (session, device, legs) = live_session();
     assert_eq!((device.as_str(), legs), ("alice-phone", 2));
 

@@ -9,7 +9,7 @@
 
 use handoff::store::conformance::{self, Fixture};
 use handoff::store::{Store, StoreError, TicketHash, TicketRecord, UnixMs};
-use handoff_tests::testbed::testbed;
+use handoff_tests::testbed::{postgres_schema, testbed};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,11 @@ struct OnPostgres {
 
 impl OnPostgres {
     fn new() -> Self {
-        Self { base: database_url(), run: format!("t{}", std::process::id()), next: AtomicUsize::new(0) }
+        Self { base: database_url(), run: "t".into(), next: AtomicUsize::new(0) }
     }
     /// A new empty schema and the URL whose connections use it.
     fn schema_url(&self) -> String {
-        let schema = format!("{}_{}", self.run, self.next.fetch_add(1, Ordering::Relaxed));
-        let mut admin = postgres::Client::connect(&self.base, postgres::NoTls).unwrap();
-        admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).unwrap();
-        format!("{}?options=-c%20search_path%3D{schema}", self.base)
+        postgres_schema(&format!("{}_{}", self.run, self.next.fetch_add(1, Ordering::Relaxed)))
     }
     fn open(url: &str) -> Store {
         Store::open_postgres(url).unwrap_or_else(|e| panic!("open the PostgreSQL store: {e}"))

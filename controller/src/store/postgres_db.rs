@@ -104,19 +104,34 @@ impl PgStore {
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
         let name = redact(url);
         let open_err = |problem: String| StoreError::Open { path: name.clone(), problem };
-        let mut client = connect(url).map_err(|e| open_err(problem(&e)))?;
-        migrate(&mut client, &name)?;
         let (tx, rx) = mpsc::channel::<Job>();
-        let url = url.to_string();
+        let (opened_tx, opened_rx) = mpsc::sync_channel(1);
+        let (url, worker_name) = (url.to_string(), name.clone());
+        // The client is made, used and dropped on the worker thread only: the `postgres`
+        // client runs a runtime of its own, which may not start on a thread of handoffd's.
         std::thread::Builder::new()
             .name("handoff-store-pg".into())
             .spawn(move || {
-                let mut client = Some(client);
+                let mut client = match connect(&url) {
+                    Ok(mut c) => match migrate(&mut c, &worker_name) {
+                        Ok(()) => Some(c),
+                        Err(e) => {
+                            let _ = opened_tx.send(Err(e));
+                            return;
+                        }
+                    },
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(StoreError::Open { path: worker_name, problem: problem(&e) }));
+                        return;
+                    }
+                };
+                let _ = opened_tx.send(Ok(()));
                 for job in rx {
                     job(&mut client, &url);
                 }
             })
             .map_err(|e| open_err(format!("cannot start its worker thread: {e}")))?;
+        opened_rx.recv().unwrap_or_else(|_| Err(open_err("its worker thread ended while connecting".into())))?;
         Ok(PgStore { name, jobs: Mutex::new(tx) })
     }
 
