@@ -72,6 +72,33 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub moves: MovesConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// Several handoffd for several PBX nodes, sharing a PostgreSQL store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The name of the PBX node this handoffd drives (empty: no cluster). Controllers that
+    /// name the same node take turns: one drives it under a lease in the store, the others
+    /// wait as standbys and take over when its lease runs out.
+    #[serde(default)]
+    pub node: String,
+    /// How long a lease lasts without renewal (renewed every third of it): the longest a
+    /// node goes without a controller when its controller dies.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { node: String::new(), lease_ms: default_lease_ms() }
+    }
+}
+
+fn default_lease_ms() -> u64 {
+    1_500
 }
 
 /// Where handoffd keeps its durable state, and the pepper kept outside it.
@@ -716,6 +743,22 @@ impl Config {
                 ),
             );
         }
+        if !self.cluster.node.is_empty() {
+            if self.store.backend != StoreBackend::Postgres {
+                return err("cluster.node", "a cluster needs the shared store: set store.backend: postgres".into());
+            }
+            if self.cluster.node.len() > 64
+                || !self.cluster.node.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return err(
+                    "cluster.node",
+                    format!("'{}' is not a node name (1 to 64 of A-Z a-z 0-9 - _ .)", self.cluster.node),
+                );
+            }
+        }
+        if !(300..=60_000).contains(&self.cluster.lease_ms) {
+            return err("cluster.lease_ms", format!("{} must be 300..=60000", self.cluster.lease_ms));
+        }
         if self.store.audit_max_records < 1_000 {
             return err(
                 "store.audit_max_records",
@@ -1073,6 +1116,18 @@ mod tests {
             (
                 "ami:\n  username: h\n  secret: s\n  reconnect_initial_ms: 5000\n  reconnect_max_ms: 100\n",
                 "t.yaml: ami.reconnect_initial_ms: 5000 is larger than ami.reconnect_max_ms (100)",
+            ),
+            (
+                "ami:\n  username: h\n  secret: s\ncluster:\n  node: ast1\n",
+                "t.yaml: cluster.node: a cluster needs the shared store: set store.backend: postgres",
+            ),
+            (
+                "ami:\n  username: h\n  secret: s\nstore:\n  backend: postgres\n  url: \"mysql://u:pw@h/d\"\n",
+                "t.yaml: store.url: 'mysql://u@h/d' is not a PostgreSQL URL (postgres://user:password@host:port/database); backend postgres needs one",
+            ),
+            (
+                "ami:\n  username: h\n  secret: s\nstore:\n  backend: postgres\n  url: postgres://h/d\ncluster:\n  node: \"a b\"\n",
+                "t.yaml: cluster.node: 'a b' is not a node name (1 to 64 of A-Z a-z 0-9 - _ .)",
             ),
         ];
         for (text, want) in cases {

@@ -62,8 +62,8 @@ pub enum StoreError {
     #[error("store {path}: cannot open: {problem}")]
     Open { path: String, problem: String },
     /// The store was written by a newer handoff.
-    #[error("store {path}: schema version {found} is newer than this handoff's ({SCHEMA_VERSION})")]
-    NewerSchema { path: String, found: u32 },
+    #[error("store {path}: schema version {found} is newer than this handoff's ({ours})")]
+    NewerSchema { path: String, found: u32, ours: u32 },
     /// A read, write or flush failed.
     #[error("store {path}: {tree}: {problem}")]
     Io { path: String, tree: &'static str, problem: String },
@@ -145,6 +145,15 @@ fn check_id(path: &str, what: &'static str, value: &str) -> Result<(), StoreErro
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else { return false };
     (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
+
+/// Who drives a PBX node, as [`Store::hold_node`] found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeLease {
+    /// This holder drives the node until the lease runs out (unless renewed).
+    Held,
+    /// Another handoffd drives it; its lease ends in `remaining_ms` unless renewed.
+    HeldBy { holder: String, remaining_ms: u64 },
 }
 
 /// The store. Cheap to clone; clones share one database (on PostgreSQL, one connection).
@@ -386,6 +395,28 @@ impl Store {
     /// The last `n` records, oldest first.
     pub fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
         on_backend!(self, b => b.audit_tail(n))
+    }
+
+    // ---- node ownership (a cluster on PostgreSQL)
+
+    /// Takes or renews the lease of PBX node `node` for `holder`, for `lease_ms` by the
+    /// database's clock: held when nobody holds it, when `holder` already does, or when the
+    /// holder's lease ran out. Exactly one holder at a time, whatever the race. On sled (one box,
+    /// one process by the store's own lock) the node is always held.
+    pub fn hold_node(&self, node: &str, holder: &str, lease_ms: u64) -> Result<NodeLease, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(NodeLease::Held),
+            Backend::Postgres(p) => p.hold_node(node, holder, lease_ms),
+        }
+    }
+
+    /// Gives the lease of `node` up if `holder` has it (a clean stop: a standby takes over at
+    /// once instead of when the lease runs out).
+    pub fn release_node(&self, node: &str, holder: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Postgres(p) => p.release_node(node, holder),
+        }
     }
 
     // ---- batches

@@ -201,3 +201,41 @@ fn while_the_database_is_down_calls_fail_at_once_and_work_again_when_it_is_back(
         Some(None)
     );
 }
+
+#[test]
+fn one_node_lease_has_one_holder_at_a_time() {
+    use handoff::store::NodeLease;
+    let pg = OnPostgres::new();
+    let url = pg.schema_url();
+    let nodes: Vec<Store> = (0..8).map(|_| OnPostgres::open(&url)).collect();
+    // Eight controllers claim node ast1 at once: exactly one holds it.
+    let held: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| s.spawn(move || n.hold_node("ast1", &format!("c{i}"), 60_000).unwrap() == NodeLease::Held))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(held.iter().filter(|h| **h).count(), 1, "{held:?}");
+    let winner = held.iter().position(|h| *h).unwrap();
+    let other = (winner + 1) % 8;
+    // The holder renews; another is told who holds it and for how long.
+    assert_eq!(nodes[winner].hold_node("ast1", &format!("c{winner}"), 60_000).unwrap(), NodeLease::Held);
+    match nodes[other].hold_node("ast1", &format!("c{other}"), 60_000).unwrap() {
+        NodeLease::HeldBy { holder, remaining_ms } => {
+            assert_eq!(holder, format!("c{winner}"));
+            assert!((50_000..=60_000).contains(&remaining_ms), "{remaining_ms}");
+        }
+        NodeLease::Held => panic!("two holders of one node"),
+    }
+    // Another node is independent.
+    assert_eq!(nodes[other].hold_node("ast2", &format!("c{other}"), 60_000).unwrap(), NodeLease::Held);
+    // Given up: the next claimant holds it at once.
+    nodes[winner].release_node("ast1", &format!("c{winner}")).unwrap();
+    assert_eq!(nodes[other].hold_node("ast1", &format!("c{other}"), 300).unwrap(), NodeLease::Held);
+    // Run out: taken by another without a release.
+    assert!(matches!(nodes[winner].hold_node("ast1", "late", 300).unwrap(), NodeLease::HeldBy { .. }));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(nodes[winner].hold_node("ast1", "late", 300).unwrap(), NodeLease::Held);
+}

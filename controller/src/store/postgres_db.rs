@@ -20,14 +20,15 @@
 //! error or a log line ([`redact`]).
 
 use super::records::{AuditRecord, Bar, CredentialHash, Device, Failures, SessionSnapshot, TicketHash, TicketRecord};
-use super::{check_id, decode, encode, is_e164, StoreError, UnixMs, User, Write, SCHEMA_VERSION};
+use super::{check_id, decode, encode, is_e164, NodeLease, StoreError, UnixMs, User, Write};
 use postgres::{Client, NoTls};
 use serde::de::DeserializeOwned;
 use std::sync::mpsc;
 use std::sync::Mutex;
 
 /// The schema, by version: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE users (name text PRIMARY KEY, rec text NOT NULL);
     CREATE TABLE devices (
         id text PRIMARY KEY,
@@ -42,7 +43,15 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (session, device));
     CREATE TABLE failures (user_name text PRIMARY KEY, rec text NOT NULL);
     CREATE TABLE audit (seq bigint PRIMARY KEY, at bigint NOT NULL, rec text NOT NULL);
-"];
+",
+    "
+    CREATE TABLE node_leases (node text PRIMARY KEY, holder text NOT NULL, expires timestamptz NOT NULL);
+",
+];
+
+/// The database schema version this handoff writes (its own numbering: sled's layout is
+/// [`super::SCHEMA_VERSION`]).
+pub const PG_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Transaction-lock keys (`pg_advisory_xact_lock`): the audit sequence, and the schema set-up.
 const AUDIT_LOCK: i64 = 0x4841_4e44_0001;
@@ -623,6 +632,50 @@ impl PgStore {
         self.apply_returning_seq(writes).map(drop)
     }
 
+    // ---- node ownership
+
+    /// One statement decides: the row is (re)written only if free, ours, or run out.
+    pub fn hold_node(&self, node: &str, holder: &str, lease_ms: u64) -> Result<NodeLease, StoreError> {
+        let (path, node, holder, lease) = (self.name.clone(), node.to_string(), holder.to_string(), ms_i(lease_ms));
+        self.run("node_leases", move |c| {
+            let io = |e: &postgres::Error| db_io(&path, "node_leases", e);
+            let won = c
+                .query_opt(
+                    "INSERT INTO node_leases (node, holder, expires)
+                         VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
+                     ON CONFLICT (node) DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires
+                         WHERE node_leases.holder = EXCLUDED.holder OR node_leases.expires < now()
+                     RETURNING holder",
+                    &[&node, &holder, &lease],
+                )
+                .map_err(|e| io(&e))?;
+            if won.is_some() {
+                return Ok(NodeLease::Held);
+            }
+            let row = c
+                .query_opt(
+                    "SELECT holder, greatest(0, (extract(epoch FROM expires - now()) * 1000))::bigint
+                     FROM node_leases WHERE node = $1",
+                    &[&node],
+                )
+                .map_err(|e| io(&e))?;
+            Ok(match row {
+                Some(r) => NodeLease::HeldBy { holder: r.get(0), remaining_ms: r.get::<_, i64>(1).max(0) as u64 },
+                // released between the two statements: the next call takes it
+                None => NodeLease::HeldBy { holder: "nobody".into(), remaining_ms: 0 },
+            })
+        })
+    }
+
+    pub fn release_node(&self, node: &str, holder: &str) -> Result<(), StoreError> {
+        let (path, node, holder) = (self.name.clone(), node.to_string(), holder.to_string());
+        self.run("node_leases", move |c| {
+            c.execute("DELETE FROM node_leases WHERE node = $1 AND holder = $2", &[&node, &holder])
+                .map(drop)
+                .map_err(|e| db_io(&path, "node_leases", &e))
+        })
+    }
+
     // ---- helpers
 
     fn get_one<T: DeserializeOwned + 'static>(
@@ -655,7 +708,7 @@ impl PgStore {
     }
 }
 
-/// Creates the schema or brings it up to [`SCHEMA_VERSION`], under a transaction lock (two
+/// Creates the schema or brings it up to [`PG_SCHEMA_VERSION`], under a transaction lock (two
 /// nodes starting together migrate once); a newer schema is refused.
 fn migrate(client: &mut Client, name: &str) -> Result<(), StoreError> {
     let io = |e: postgres::Error| StoreError::Io { path: name.to_string(), tree: "meta", problem: problem(&e) };
@@ -668,15 +721,15 @@ fn migrate(client: &mut Client, name: &str) -> Result<(), StoreError> {
         .map_err(io)?
         .map(|r| r.get(0))
         .unwrap_or(0);
-    if found > i64::from(SCHEMA_VERSION) {
-        return Err(StoreError::NewerSchema { path: name.to_string(), found: found as u32 });
+    if found > i64::from(PG_SCHEMA_VERSION) {
+        return Err(StoreError::NewerSchema { path: name.to_string(), found: found as u32, ours: PG_SCHEMA_VERSION });
     }
-    for sql in MIGRATIONS.iter().skip(found as usize).take(SCHEMA_VERSION as usize) {
+    for sql in MIGRATIONS.iter().skip(found as usize) {
         tx.batch_execute(sql).map_err(io)?;
     }
     tx.execute(
         "INSERT INTO handoff_meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        &[&i64::from(SCHEMA_VERSION)],
+        &[&i64::from(PG_SCHEMA_VERSION)],
     )
     .map_err(io)?;
     tx.commit().map_err(io)

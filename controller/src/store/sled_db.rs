@@ -105,7 +105,7 @@ impl SledStore {
                     problem,
                 })?;
                 if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema { path, found });
+                    return Err(StoreError::NewerSchema { path, found, ours: SCHEMA_VERSION });
                 }
             }
             None => {
