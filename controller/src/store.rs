@@ -147,6 +147,52 @@ pub fn is_e164(s: &str) -> bool {
     (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
+/// Everything a store holds, as [`Store::export`] reads it and [`Store::import`] writes it
+/// (`handoffctl store migrate`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dump {
+    pub users: Vec<User>,
+    pub devices: Vec<Device>,
+    pub credentials: Vec<(String, CredentialHash)>,
+    pub sessions: Vec<SessionSnapshot>,
+    pub tickets: Vec<TicketRecord>,
+    pub bars: Vec<Bar>,
+    pub failures: Vec<(String, Failures)>,
+    /// With their sequence numbers, which an import keeps.
+    pub audit: Vec<(u64, AuditRecord)>,
+}
+
+impl Dump {
+    /// The records in key order (byte order of names and ids), whatever order a backend lists
+    /// them in (a database's collation may sort text differently).
+    pub fn canonical(mut self) -> Self {
+        self.users.sort_by(|a, b| a.name.cmp(&b.name));
+        self.devices.sort_by(|a, b| a.id.cmp(&b.id));
+        self.credentials.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        self.tickets.sort_by(|a, b| a.hash.cmp(&b.hash));
+        self.bars.sort_by(|a, b| (&a.session, &a.device).cmp(&(&b.session, &b.device)));
+        self.failures.sort_by(|a, b| a.0.cmp(&b.0));
+        self.audit.sort_by_key(|(seq, _)| *seq);
+        self
+    }
+
+    /// One line of counts, for the operator.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} user(s), {} device(s), {} credential(s), {} session(s), {} ticket(s), {} bar(s), {} failure record(s), {} audit record(s)",
+            self.users.len(),
+            self.devices.len(),
+            self.credentials.len(),
+            self.sessions.len(),
+            self.tickets.len(),
+            self.bars.len(),
+            self.failures.len(),
+            self.audit.len()
+        )
+    }
+}
+
 /// Who drives a PBX node, as [`Store::hold_node`] found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeLease {
@@ -395,6 +441,48 @@ impl Store {
     /// The last `n` records, oldest first.
     pub fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
         on_backend!(self, b => b.audit_tail(n))
+    }
+
+    // ---- whole-store copies
+
+    /// Reads every record (a store that handoffd is not using).
+    pub fn export(&self) -> Result<Dump, StoreError> {
+        let users = self.list_users()?;
+        let mut credentials = Vec::new();
+        let mut failures = Vec::new();
+        for u in &users {
+            if let Some(c) = self.credential(&u.name)? {
+                credentials.push((u.name.clone(), c));
+            }
+            if let Some(f) = self.failures(&u.name)? {
+                failures.push((u.name.clone(), f));
+            }
+        }
+        Ok(Dump {
+            devices: self.list_devices()?,
+            sessions: self.list_sessions()?,
+            tickets: self.list_tickets()?,
+            bars: self.list_bars()?,
+            audit: self.audit_since(0)?,
+            users,
+            credentials,
+            failures,
+        })
+    }
+
+    /// Writes every record of `dump` into this store, which must hold no user and no audit
+    /// record yet (nothing is merged); audit sequence numbers are kept. On PostgreSQL it is one
+    /// transaction: all or nothing.
+    pub fn import(&self, dump: &Dump) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Err(StoreError::Invalid {
+                path: self.path().to_string(),
+                what: "import target",
+                value: "sled".into(),
+                problem: "a store is imported into PostgreSQL (backend: postgres)",
+            }),
+            Backend::Postgres(p) => p.import(dump),
+        }
     }
 
     // ---- node ownership (a cluster on PostgreSQL)

@@ -239,3 +239,87 @@ fn one_node_lease_has_one_holder_at_a_time() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(nodes[winner].hold_node("ast1", "late", 300).unwrap(), NodeLease::Held);
 }
+
+/// `handoffctl store migrate`: a sled store with a bit of everything, copied by the real
+/// binary into an empty schema, reads back the same; a second copy into it and a copy of a
+/// store handoffd holds are refused with one line.
+#[test]
+fn handoffctl_copies_a_sled_store_into_postgres() {
+    use handoff::store::{AuditAction, AuditRecord, Bar, CredentialHash, Device, Failures, Outcome, Write};
+    let dir = std::env::temp_dir().join(format!("handoff-migrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sled_path = dir.join("store");
+    {
+        let sled = Store::open(&sled_path).unwrap();
+        sled.add_user("alice", UnixMs(1)).unwrap();
+        sled.add_user("bob", UnixMs(2)).unwrap();
+        let phone = Device {
+            id: "alice-phone".into(),
+            user: "alice".into(),
+            name: "phone".into(),
+            data_endpoint: Some("alice-app".into()),
+            carrier_number: Some("+15550001".into()),
+        };
+        sled.add_device(&phone).unwrap();
+        sled.set_credential("alice", &CredentialHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into())).unwrap();
+        sled.put_ticket(&conformance::ticket(1)).unwrap();
+        sled.put_ticket(&conformance::ticket(2)).unwrap();
+        sled.take_ticket(&conformance::ticket(2).hash, UnixMs(5_000)).unwrap();
+        sled.put_bar(&Bar { session: "s1".into(), device: "alice-phone".into(), until: UnixMs(9_000) }).unwrap();
+        sled.record_failure("bob", |_| Failures { recent: vec![UnixMs(7)], locked_until: None }).unwrap();
+        for n in 0..5 {
+            let r = AuditRecord::new(UnixMs(n * 1_000), "handoffd", AuditAction::Rejoin, Outcome::Refused);
+            sled.apply(&[Write::Audit(r)]).unwrap();
+        }
+        // numbering that does not start at 1 (pruned) must survive the copy
+        assert_eq!(sled.prune_audit(UnixMs(10_000), 7_500, 1_000, 0).unwrap(), 3);
+    }
+    let config = dir.join("handoffd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "ami:\n  username: h\n  secret: s\nstore:\n  path: {}\n  pepper_file: {}/pepper\n",
+            sled_path.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let url = OnPostgres::new().schema_url();
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(handoff_tests::target_dir().join("release/handoffctl"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, out) = ctl(&["store", "migrate", "--to", &url]);
+    eprintln!("{out}");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("copied 2 user(s), 1 device(s), 1 credential(s), 0 session(s), 2 ticket(s), 1 bar(s), 1 failure record(s), 2 audit record(s)"), "{out}");
+    assert!(!out.contains("handoff-testbed-db"), "the password was printed: {out}");
+    let sled = Store::open(&sled_path).unwrap().export().unwrap().canonical();
+    let pg = OnPostgres::open(&url);
+    assert_eq!(pg.export().unwrap().canonical(), sled, "PostgreSQL holds what sled held");
+    assert_eq!(pg.audit_tail(1).unwrap()[0].0, 5, "audit numbers kept");
+    assert_eq!(
+        pg.take_ticket(&conformance::ticket(2).hash, UnixMs(6_000)).unwrap().and_then(|t| t.presented),
+        Some(UnixMs(5_000)),
+        "a spent ticket stays spent"
+    );
+    drop(pg);
+    // Into a database that holds records already: refused, nothing merged.
+    let (code, out) = ctl(&["store", "migrate", "--to", &url]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.trim().ends_with("already holds users or audit records; import into an empty one"), "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    // A sled store in use (handoffd running): refused by sled's lock.
+    let held = Store::open(&sled_path).unwrap();
+    let (code, out) = ctl(&["store", "migrate", "--to", &OnPostgres::new().schema_url()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("is in use (is handoffd running?)"), "{out}");
+    drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
+}

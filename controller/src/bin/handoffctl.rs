@@ -10,6 +10,8 @@
 //!   pin set USER                       the PIN or passphrase is read from standard input
 //!   unlock USER                        lift a lockout after wrong PINs
 //!   sessions | tickets                 what the store holds now
+//!   store migrate --to URL             copy the sled store (handoffd stopped) into an empty
+//!                                      PostgreSQL database, then set store.backend: postgres
 //!   moves [--tail N] | audit [--tail N]
 //! ```
 //! Exit codes: 0 done, 1 refused by handoffd (the reason is printed), 64 usage, 69 handoffd
@@ -26,7 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const DEFAULT_CONFIG: &str = "/etc/handoff/handoffd.yaml";
-const USAGE: &str = "usage: handoffctl [--config PATH] init | user add NAME | user list | device add ID --user USER [--name TEXT] [--endpoint EP] [--number +E164] | device remove ID | device list | pin set USER | unlock USER | sessions | tickets | moves [--tail N] | audit [--tail N]";
+const USAGE: &str = "usage: handoffctl [--config PATH] init | user add NAME | user list | device add ID --user USER [--name TEXT] [--endpoint EP] [--number +E164] | device remove ID | device list | pin set USER | unlock USER | sessions | tickets | moves [--tail N] | audit [--tail N] | store migrate --to postgres://USER:PASSWORD@HOST/DB";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -101,6 +103,10 @@ fn tail(words: &[&str]) -> Result<String, Failure> {
 fn run(cfg: &Config, words: &[&str]) -> Result<(), Failure> {
     match words {
         ["init"] => init(cfg),
+        ["store", "migrate", rest @ ..] => {
+            let url = flag(rest, "--to")?.ok_or_else(|| Failure::Usage("store migrate needs --to URL".into()))?;
+            migrate(cfg, url)
+        }
         ["user", "add", name] => show(admin(cfg, "POST", "users", Some(json!({ "name": name })))?),
         ["user", "list"] => list(admin(cfg, "GET", "users", None)?, |u| {
             format!("{}  (since {})", u["name"].as_str().unwrap_or(""), u["created"])
@@ -199,6 +205,33 @@ fn list(v: Value, line: impl Fn(&Value) -> String) -> Result<(), Failure> {
 }
 
 /// Makes the pepper and the admin token (mode 0600) if they are missing; never replaces one.
+/// `store migrate`: the sled store of `store.path` (handoffd must be stopped: sled's lock says
+/// so) copied into an empty PostgreSQL database, in one transaction, then read back and compared.
+fn migrate(cfg: &Config, url: &str) -> Result<(), Failure> {
+    if cfg.store.backend != handoff::config::StoreBackend::Sled {
+        return Err(Failure::Refused(
+            "store migrate copies a sled store; this config's store is already postgres".into(),
+        ));
+    }
+    let from = handoff::store::Store::open(&cfg.store.path).map_err(|e| Failure::Refused(e.to_string()))?;
+    let dump = from.export().map_err(|e| Failure::Refused(e.to_string()))?.canonical();
+    drop(from);
+    let to = handoff::store::Store::open_postgres(url).map_err(|e| Failure::Refused(e.to_string()))?;
+    to.import(&dump).map_err(|e| Failure::Refused(e.to_string()))?;
+    let copied = to.export().map_err(|e| Failure::Refused(e.to_string()))?.canonical();
+    if copied != dump {
+        return Err(Failure::Refused(format!(
+            "{}: the records read back differ from the sled store's ({} vs {})",
+            to.path(),
+            copied.summary(),
+            dump.summary()
+        )));
+    }
+    println!("copied {} from {} to {}", dump.summary(), cfg.store.path, to.path());
+    println!("now set store.backend: postgres and store.url in handoffd.yaml, and start handoffd");
+    Ok(())
+}
+
 fn init(cfg: &Config) -> Result<(), Failure> {
     let pepper = std::path::Path::new(&cfg.store.pepper_file);
     if pepper.exists() {

@@ -20,7 +20,7 @@
 //! error or a log line ([`redact`]).
 
 use super::records::{AuditRecord, Bar, CredentialHash, Device, Failures, SessionSnapshot, TicketHash, TicketRecord};
-use super::{check_id, decode, encode, is_e164, NodeLease, StoreError, UnixMs, User, Write};
+use super::{check_id, decode, encode, is_e164, Dump, NodeLease, StoreError, UnixMs, User, Write};
 use postgres::{Client, NoTls};
 use serde::de::DeserializeOwned;
 use std::sync::mpsc;
@@ -630,6 +630,75 @@ impl PgStore {
 
     pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
         self.apply_returning_seq(writes).map(drop)
+    }
+
+    // ---- whole-store copies
+
+    /// Writes a dump into empty tables, in one transaction, keeping audit numbers.
+    pub fn import(&self, dump: &Dump) -> Result<(), StoreError> {
+        let (path, d) = (self.name.clone(), dump.clone());
+        self.run("import", move |c| {
+            let io = |e: &postgres::Error| db_io(&path, "import", e);
+            let mut tx = c.transaction().map_err(|e| io(&e))?;
+            let row = tx
+                .query_one("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM audit)", &[])
+                .map_err(|e| io(&e))?;
+            if row.get::<_, i64>(0) > 0 {
+                return Err(StoreError::Invalid {
+                    path,
+                    what: "import target",
+                    value: "the database".into(),
+                    problem: "already holds users or audit records; import into an empty one",
+                });
+            }
+            for u in &d.users {
+                tx.execute("INSERT INTO users (name, rec) VALUES ($1, $2)", &[&u.name, &text(u)])
+                    .map_err(|e| io(&e))?;
+            }
+            for dev in &d.devices {
+                tx.execute(
+                    "INSERT INTO devices (id, user_name, endpoint, number, rec) VALUES ($1, $2, $3, $4, $5)",
+                    &[&dev.id, &dev.user, &dev.data_endpoint, &dev.carrier_number, &text(dev)],
+                )
+                .map_err(|e| io(&e))?;
+            }
+            for (user, hash) in &d.credentials {
+                tx.execute("INSERT INTO credentials (user_name, rec) VALUES ($1, $2)", &[user, &text(hash)])
+                    .map_err(|e| io(&e))?;
+            }
+            for s in &d.sessions {
+                tx.execute("INSERT INTO sessions (id, rec) VALUES ($1, $2)", &[&s.id, &text(s)]).map_err(|e| io(&e))?;
+            }
+            for t in &d.tickets {
+                tx.execute(
+                    "INSERT INTO tickets (hash, expires, presented, rec) VALUES ($1, $2, $3, $4)",
+                    &[
+                        &t.hash.0.to_vec(),
+                        &ms(t.expires),
+                        &t.presented.map(ms),
+                        &text(&TicketRecord { presented: None, ..t.clone() }),
+                    ],
+                )
+                .map_err(|e| io(&e))?;
+            }
+            for b in &d.bars {
+                tx.execute(
+                    "INSERT INTO bars (session, device, until, rec) VALUES ($1, $2, $3, $4)",
+                    &[&b.session, &b.device, &ms(b.until), &text(b)],
+                )
+                .map_err(|e| io(&e))?;
+            }
+            for (user, f) in &d.failures {
+                tx.execute("INSERT INTO failures (user_name, rec) VALUES ($1, $2)", &[user, &text(f)])
+                    .map_err(|e| io(&e))?;
+            }
+            for (seq, r) in &d.audit {
+                let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+                tx.execute("INSERT INTO audit (seq, at, rec) VALUES ($1, $2, $3)", &[&seq, &ms(r.at), &text(r)])
+                    .map_err(|e| io(&e))?;
+            }
+            tx.commit().map_err(|e| io(&e))
+        })
     }
 
     // ---- node ownership
