@@ -170,7 +170,7 @@ impl Dump {
         self.devices.sort_by(|a, b| a.id.cmp(&b.id));
         self.credentials.sort_by(|a, b| a.0.cmp(&b.0));
         self.sessions.sort_by(|a, b| a.id.cmp(&b.id));
-        self.tickets.sort_by(|a, b| a.hash.cmp(&b.hash));
+        self.tickets.sort_by_key(|t| t.hash);
         self.bars.sort_by(|a, b| (&a.session, &a.device).cmp(&(&b.session, &b.device)));
         self.failures.sort_by(|a, b| a.0.cmp(&b.0));
         self.audit.sort_by_key(|(seq, _)| *seq);
