@@ -2,7 +2,8 @@
 //!
 //! It holds users, their devices, credential hashes, session snapshots, move tickets,
 //! per-session device bars, per-user failure counters and lockouts, and an append-only audit
-//! log. Records are the plain serde types of [`records`], each kept as JSON inside a versioned
+//! log, and each session's timeline (bounded: [`crate::timeline::TIMELINE_MAX_ENTRIES`]).
+//! Records are the plain serde types of [`records`], each kept as JSON inside a versioned
 //! envelope `{"v":1,"r":{..}}`; a record of an unknown version is an error that names its tree
 //! and key, never a silent skip. Nothing outside this module names a sled type, so the
 //! database underneath can be replaced.
@@ -27,6 +28,7 @@
 
 pub mod config_devices;
 pub mod records;
+mod timeline;
 
 pub use records::{
     AuditAction, AuditRecord, Bar, CredentialHash, Device, Failures, LegPath, Outcome, SessionSnapshot, SessionState,
@@ -114,6 +116,10 @@ struct Inner {
     bars: sled::Tree,
     failures: sled::Tree,
     audit: sled::Tree,
+    /// Session timelines: `<session>\0<seq>` → entry, and `<session>` → what is kept
+    /// ([`timeline`]).
+    timeline: sled::Tree,
+    timeline_meta: sled::Tree,
     /// The last audit sequence number handed out; held while an audit write runs so that
     /// numbers are committed in order.
     audit_seq: Mutex<u64>,
@@ -267,6 +273,8 @@ impl Store {
             bars: tree("bars")?,
             failures: tree("failures")?,
             audit,
+            timeline: tree("timeline")?,
+            timeline_meta: tree("timeline_meta")?,
             audit_seq: Mutex::new(last_seq),
             db,
             path,
