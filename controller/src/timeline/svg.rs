@@ -77,7 +77,7 @@ pub fn render(t: &Timeline) -> String {
     // Lane backgrounds and labels.
     let mut labels: Vec<(String, String)> =
         story.lanes.iter().map(|l| (l.label.clone(), l.sublabel())).collect::<Vec<_>>();
-    labels.push(("mix (feeds the conference)".into(), format!("{} switches", story.switches.len())));
+    labels.push(("mix (feeds the conference)".into(), format!("{} switch(es)", story.switches.len())));
     labels.push(("far party".into(), story.far_number.clone()));
     labels.push(("music on hold (grace)".into(), String::new()));
     labels.push(("moves".into(), format!("{} step(s)", story.moves.len())));
@@ -161,7 +161,8 @@ pub fn render(t: &Timeline) -> String {
     let y = lane_y(mix + 1) + (LANE_H - BAR_H) / 2.0 - 3.0;
     bars(&mut s, &scale, &story.ringing, y, BAR_H, RINGING, "far party ringing");
     bars(&mut s, &scale, &story.answered, y, BAR_H, ANSWERED, "far party answered");
-    points(&mut s, &scale, &story.far_marks, y + BAR_H / 2.0, Shape::Cross, STALL, true);
+    points(&mut s, &scale, &story.far_failed, y + BAR_H / 2.0, Shape::Cross, STALL, true);
+    points(&mut s, &scale, &story.far_gone, y + BAR_H + 2.0, Shape::Tick, END, false);
     // Hold.
     let y = lane_y(mix + 2) + (LANE_H - BAR_H) / 2.0 - 3.0;
     bars(&mut s, &scale, &story.hold, y, BAR_H, HOLD, "far party hears music on hold");
@@ -260,7 +261,8 @@ fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape:
             e.1.push(what.as_str());
         }
     }
-    let mut free_from = f64::MIN;
+    // Labels take the first of two rows where they do not overlap the one before.
+    let mut free_from = [f64::MIN; 2];
     for (_, (at, whats, n)) in bins {
         let x = scale.x(at);
         let mut tip = format!("{}: {}", clock(UnixMs(at)), whats.join("; "));
@@ -281,15 +283,16 @@ fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape:
         if labelled {
             let label = if n > 1 { format!("×{n}") } else { clip(whats.first().copied().unwrap_or(""), 28) };
             let width = label.chars().count() as f64 * 6.0 + 6.0;
-            if !label.is_empty() && x + 7.0 >= free_from && x + 7.0 + width <= PLOT_X + PLOT_W + 40.0 {
+            let row = (0..2).find(|r| x + 7.0 >= free_from[*r]);
+            if let (false, Some(row), true) = (label.is_empty(), row, x + 7.0 + width <= WIDTH) {
                 let _ = writeln!(
                     s,
                     r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#333333">{}</text>"##,
                     x + 7.0,
-                    y + 4.0,
+                    y + 4.0 + row as f64 * 11.0,
                     esc(&label)
                 );
-                free_from = x + 7.0 + width;
+                free_from[row] = x + 7.0 + width;
             }
         }
     }
@@ -453,7 +456,8 @@ struct Story {
     answered_since: Option<u64>,
     ringing: Vec<(u64, u64)>,
     answered: Vec<(u64, u64)>,
-    far_marks: Vec<(u64, String)>,
+    far_failed: Vec<(u64, String)>,
+    far_gone: Vec<(u64, String)>,
     far_number: String,
     hold_since: Option<u64>,
     hold: Vec<(u64, u64)>,
@@ -540,11 +544,11 @@ impl Story {
                 if let Some(r) = self.ringing_since.take() {
                     self.ringing.push((r, at));
                 }
-                self.far_marks.push((at, format!("far call failed: {reason}")));
+                self.far_failed.push((at, format!("far call failed: {reason}")));
             }
             Mark::FarGone { cause } => {
                 self.far_over(at);
-                self.far_marks.push((at, format!("far party gone: {cause}")));
+                self.far_gone.push((at, format!("far party gone: {cause}")));
             }
             Mark::OnHold { .. } => {
                 self.hold_since.get_or_insert(at);
