@@ -208,6 +208,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // waits for sled to release the reopened store's lock
     fn timelines_survive_a_reopen_and_carry_the_sessions_moves() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
@@ -229,7 +230,15 @@ mod tests {
             store.audit(&far_away).unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        // sled's flusher thread may hold the old handle's lock a moment after the drop.
+        let reopened = (0..100).find_map(|_| match Store::open(&path) {
+            Err(StoreError::InUse { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+            other => Some(other),
+        });
+        let store = reopened.expect("the store's lock is released").unwrap();
         let t = store.timeline("s1").unwrap().expect("kept across a reopen");
         let texts: Vec<&str> = t.entries.iter().map(|e| e.text.as_str()).collect();
         assert_eq!(texts.len(), 3, "{texts:?}");

@@ -138,11 +138,11 @@ pub fn render(t: &Timeline) -> String {
         bars(&mut s, &scale, &lane.feeding, y, BAR_H, feed, "feeds the conference");
         bars(&mut s, &scale, &lane.stalls, y + BAR_H - 5.0, 5.0, STALL, "stalled (no voice frames)");
         let ends: Vec<(u64, String)> = lane.downs.iter().map(|(t, c)| (*t, format!("leg down: {c}"))).collect();
-        points(&mut s, &scale, &ends, y + BAR_H + 5.0, Shape::Tick, END, false);
+        points(&mut s, &scale, &ends, y + BAR_H + 5.0, Shape::Tick, END, &[]);
     }
-    // Mix lane: which path fed, and the switches.
+    // Mix lane: which path fed (the bar low in the lane), and the switches above it.
     let mix = story.lanes.len();
-    let y = lane_y(mix) + (LANE_H - BAR_H) / 2.0 - 3.0;
+    let y = lane_y(mix) + LANE_H - BAR_H - 3.0;
     for path in [LegPath::Data, LegPath::Carrier] {
         let fed: Vec<(u64, u64)> =
             story.lanes.iter().filter(|l| l.path == path).flat_map(|l| l.feeding.iter().copied()).collect::<Vec<_>>();
@@ -156,19 +156,19 @@ pub fn render(t: &Timeline) -> String {
             (w.at, gap)
         })
         .collect();
-    points(&mut s, &scale, &switch_marks, y - 1.0, Shape::Switch, END, true);
+    points(&mut s, &scale, &switch_marks, y - 1.0, Shape::Switch, END, &[-1.0]);
     // Far party.
     let y = lane_y(mix + 1) + (LANE_H - BAR_H) / 2.0 - 3.0;
     bars(&mut s, &scale, &story.ringing, y, BAR_H, RINGING, "far party ringing");
     bars(&mut s, &scale, &story.answered, y, BAR_H, ANSWERED, "far party answered");
-    points(&mut s, &scale, &story.far_failed, y + BAR_H / 2.0, Shape::Cross, STALL, true);
-    points(&mut s, &scale, &story.far_gone, y + BAR_H + 2.0, Shape::Tick, END, false);
+    points(&mut s, &scale, &story.far_failed, y + BAR_H / 2.0, Shape::Cross, STALL, &[4.0]);
+    points(&mut s, &scale, &story.far_gone, y + BAR_H + 2.0, Shape::Tick, END, &[]);
     // Hold.
     let y = lane_y(mix + 2) + (LANE_H - BAR_H) / 2.0 - 3.0;
     bars(&mut s, &scale, &story.hold, y, BAR_H, HOLD, "far party hears music on hold");
     // Moves.
     let y = lane_y(mix + 3) + LANE_H / 2.0 - 3.0;
-    points(&mut s, &scale, &story.moves, y, Shape::Diamond, MOVE, true);
+    points(&mut s, &scale, &story.moves, y, Shape::Diamond, MOVE, &[4.0, 15.0]);
     // The end.
     if let Some((at, why)) = &story.end {
         let x = scale.x(*at);
@@ -249,9 +249,10 @@ fn bars(s: &mut String, scale: &Scale, spans: &[(u64, u64)], y: f64, h: f64, fil
     }
 }
 
-/// Point marks, one per bin of [`BIN_PX`] (with the count when several share it); `labelled`
-/// writes the mark's text (or the count) beside it when there is room.
-fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape: Shape, fill: &str, labelled: bool) {
+/// Point marks, one per bin of [`BIN_PX`] (with the count when several share it); the mark's
+/// text (or the count) is written beside it, on the first of the label rows (offsets from `y`)
+/// where it overlaps no label before it.
+fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape: Shape, fill: &str, rows: &[f64]) {
     let mut bins: BTreeMap<i64, (u64, Vec<&str>, usize)> = BTreeMap::new();
     for (at, what) in marks {
         let bin = ((scale.x(*at) - PLOT_X) / BIN_PX).floor() as i64;
@@ -261,8 +262,7 @@ fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape:
             e.1.push(what.as_str());
         }
     }
-    // Labels take the first of two rows where they do not overlap the one before.
-    let mut free_from = [f64::MIN; 2];
+    let mut free_from = vec![f64::MIN; rows.len()];
     for (_, (at, whats, n)) in bins {
         let x = scale.x(at);
         let mut tip = format!("{}: {}", clock(UnixMs(at)), whats.join("; "));
@@ -280,16 +280,16 @@ fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape:
             Shape::Tick => format!(r#"<path d="M{x:.1},{:.1} v-{BAR_H}" stroke="{fill}" stroke-width="2"/>"#, y),
         };
         let _ = writeln!(s, r#"<g>{shape_svg}<title>{}</title></g>"#, esc(&tip));
-        if labelled {
+        if !rows.is_empty() {
             let label = if n > 1 { format!("×{n}") } else { clip(whats.first().copied().unwrap_or(""), 28) };
             let width = label.chars().count() as f64 * 6.0 + 6.0;
-            let row = (0..2).find(|r| x + 7.0 >= free_from[*r]);
+            let row = (0..rows.len()).find(|r| x + 7.0 >= free_from[*r]);
             if let (false, Some(row), true) = (label.is_empty(), row, x + 7.0 + width <= WIDTH) {
                 let _ = writeln!(
                     s,
                     r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#333333">{}</text>"##,
                     x + 7.0,
-                    y + 4.0 + row as f64 * 11.0,
+                    y + rows[row],
                     esc(&label)
                 );
                 free_from[row] = x + 7.0 + width;
