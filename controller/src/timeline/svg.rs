@@ -52,13 +52,13 @@ pub fn render(t: &Timeline) -> String {
     let lanes_n = story.lanes.len() + 4;
     let axis_y = TOP + lanes_n as f64 * LANE_H + 8.0;
     let legend_y = axis_y + 44.0;
-    let height = legend_y + 74.0;
+    let height = legend_y + 96.0;
     let mut s = String::with_capacity(16 * 1024);
     let _ = write!(
         s,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Verdana, sans-serif" font-size="12">
 <title>handoff session {} timeline</title>
-<defs><pattern id="notkept" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="3" height="6" fill="#cccccc"/></pattern></defs>
+<defs><pattern id="notkept" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="3" height="6" fill="#cccccc"/></pattern><pattern id="both" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="4" height="8" fill="{DATA_FEED}"/><rect x="4" width="4" height="8" fill="{CARRIER_FEED}"/></pattern></defs>
 <rect width="{WIDTH}" height="{height}" fill="#ffffff"/>
 "##,
         esc(&t.session)
@@ -140,14 +140,10 @@ pub fn render(t: &Timeline) -> String {
         let ends: Vec<(u64, String)> = lane.downs.iter().map(|(t, c)| (*t, format!("leg down: {c}"))).collect();
         points(&mut s, &scale, &ends, y + BAR_H + 5.0, Shape::Tick, END, &[]);
     }
-    // Mix lane: which path fed (the bar low in the lane), and the switches above it.
+    // Mix lane: the switches' labels, the switches, and which path fed (low in the lane).
     let mix = story.lanes.len();
-    let y = lane_y(mix) + LANE_H - BAR_H - 3.0;
-    for path in [LegPath::Data, LegPath::Carrier] {
-        let fed: Vec<(u64, u64)> =
-            story.lanes.iter().filter(|l| l.path == path).flat_map(|l| l.feeding.iter().copied()).collect::<Vec<_>>();
-        bars(&mut s, &scale, &sorted(fed), y, BAR_H, colours(path).1, &format!("{} leg feeds", path_str(path)));
-    }
+    let y = lane_y(mix) + 18.0;
+    mix_bar(&mut s, &scale, &story, y, 10.0);
     let switch_marks: Vec<(u64, String)> = story
         .switches
         .iter()
@@ -156,7 +152,7 @@ pub fn render(t: &Timeline) -> String {
             (w.at, gap)
         })
         .collect();
-    points(&mut s, &scale, &switch_marks, y - 1.0, Shape::Switch, END, &[-1.0]);
+    points(&mut s, &scale, &switch_marks, y - 1.0, Shape::Switch, END, &[-8.0]);
     // Far party.
     let y = lane_y(mix + 1) + (LANE_H - BAR_H) / 2.0 - 3.0;
     bars(&mut s, &scale, &story.ringing, y, BAR_H, RINGING, "far party ringing");
@@ -270,7 +266,7 @@ fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape:
             tip.push_str(&format!(" … {n} in all"));
         }
         let shape_svg = match shape {
-            Shape::Switch => format!(r#"<path d="M{:.1},{:.1} l5,-8 h-10 z" fill="{fill}"/>"#, x, y),
+            Shape::Switch => format!(r#"<path d="M{:.1},{:.1} l4,-6 h-8 z" fill="{fill}"/>"#, x, y),
             Shape::Diamond => format!(r#"<path d="M{x:.1},{:.1} l6,6 l-6,6 l-6,-6 z" fill="{fill}"/>"#, y - 6.0),
             Shape::Cross => format!(
                 r#"<path d="M{:.1},{:.1} l10,10 m0,-10 l-10,10" stroke="{fill}" stroke-width="3"/>"#,
@@ -299,7 +295,7 @@ fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape:
 }
 
 fn legend(s: &mut String, y: f64) {
-    let items: [(&str, &str, &str); 12] = [
+    let items: [(&str, &str, &str); 13] = [
         ("bar", DATA_UP, "data leg up"),
         ("bar", DATA_FEED, "data leg feeds the conference"),
         ("bar", CARRIER_UP, "carrier leg up"),
@@ -312,6 +308,7 @@ fn legend(s: &mut String, y: f64) {
         ("bar", HOLD, "music on hold (grace)"),
         ("diamond", MOVE, "move step (×n: n in one spot)"),
         ("end", END, "end of the call, with its cause"),
+        ("both", "", "both paths fed (switches closer than the picture shows)"),
     ];
     let _ = writeln!(s, r#"<text x="10" y="{:.1}" font-weight="bold">Legend</text>"#, y + 12.0);
     for (i, (kind, colour, text)) in items.iter().enumerate() {
@@ -321,7 +318,8 @@ fn legend(s: &mut String, y: f64) {
         let sw = match *kind {
             "bar" => format!(r#"<rect x="{x}" y="{yy}" width="22" height="12" fill="{colour}"/>"#),
             "tick" => format!(r#"<path d="M{:.1},{yy} v12" stroke="{colour}" stroke-width="2"/>"#, x + 11.0),
-            "switch" => format!(r#"<path d="M{:.1},{:.1} l5,-8 h-10 z" fill="{colour}"/>"#, x + 11.0, yy + 10.0),
+            "switch" => format!(r#"<path d="M{:.1},{:.1} l4,-6 h-8 z" fill="{colour}"/>"#, x + 11.0, yy + 10.0),
+            "both" => format!(r#"<rect x="{x}" y="{yy}" width="22" height="12" fill="url(#both)"/>"#),
             "diamond" => format!(r#"<path d="M{:.1},{yy} l6,6 l-6,6 l-6,-6 z" fill="{colour}"/>"#, x + 11.0),
             _ => format!(
                 r#"<path d="M{:.1},{yy} v12" stroke="{colour}" stroke-width="2" stroke-dasharray="3,2"/>"#,
@@ -329,6 +327,70 @@ fn legend(s: &mut String, y: f64) {
             ),
         };
         let _ = writeln!(s, r#"{sw}<text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#, x + 28.0, yy + 10.5, text);
+    }
+}
+
+/// The mix lane's bar: for each column of [`MERGE_PX`], the path that fed the conference most
+/// of its time, or both (hatched) when the column holds two switches or more; drawn as runs.
+fn mix_bar(s: &mut String, scale: &Scale, story: &Story, y: f64, h: f64) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fed {
+        None,
+        Only(LegPath),
+        Both,
+    }
+    let cols = (PLOT_W / MERGE_PX).ceil() as usize;
+    let col_of = |t: u64| -> usize {
+        let rel = u128::from(t.saturating_sub(scale.t0).min(scale.span));
+        ((rel * cols as u128 / u128::from(scale.span)) as usize).min(cols - 1)
+    };
+    let col_start = |c: usize| -> u64 { scale.t0 + (u128::from(scale.span) * c as u128 / cols as u128) as u64 };
+    let mut fed = vec![[0u64; 2]; cols];
+    for lane in &story.lanes {
+        let k = usize::from(lane.path == LegPath::Carrier);
+        for &(a, b) in &lane.feeding {
+            for (c, col) in fed.iter_mut().enumerate().take(col_of(b) + 1).skip(col_of(a)) {
+                let (c0, c1) = (col_start(c), col_start(c + 1));
+                col[k] += b.min(c1).saturating_sub(a.max(c0));
+            }
+        }
+    }
+    let mut switches = vec![0u32; cols];
+    for w in &story.switches {
+        let c = col_of(w.at);
+        switches[c] = switches[c].saturating_add(1);
+    }
+    let kinds: Vec<Fed> = fed
+        .iter()
+        .zip(&switches)
+        .map(|([d, c], n)| match (*d > 0, *c > 0) {
+            (false, false) => Fed::None,
+            (true, true) if *n >= 2 => Fed::Both,
+            _ if d >= c => Fed::Only(LegPath::Data),
+            _ => Fed::Only(LegPath::Carrier),
+        })
+        .collect();
+    let mut c = 0;
+    while c < cols {
+        let kind = kinds[c];
+        let run = kinds[c..].iter().take_while(|k| **k == kind).count();
+        let (fill, what) = match kind {
+            Fed::None => ("", ""),
+            Fed::Only(p) => (colours(p).1, if p == LegPath::Data { "data leg feeds" } else { "carrier leg feeds" }),
+            Fed::Both => ("url(#both)", "both paths fed, switching"),
+        };
+        if !fill.is_empty() {
+            let (a, b) = (col_start(c), col_start(c + run));
+            let x0 = PLOT_X + c as f64 * PLOT_W / cols as f64;
+            let w = run as f64 * PLOT_W / cols as f64;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{h}" fill="{fill}"><title>{what} {}–{}</title></rect>"#,
+                clock(UnixMs(a)),
+                clock(UnixMs(b))
+            );
+        }
+        c += run;
     }
 }
 
@@ -344,11 +406,6 @@ fn path_str(p: LegPath) -> &'static str {
         LegPath::Data => "data",
         LegPath::Carrier => "carrier",
     }
-}
-
-fn sorted(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    v.sort_unstable();
-    v
 }
 
 /// The grid step (ms) giving at most about ten ticks, and whether labels need tenths.
@@ -813,8 +870,7 @@ mod tests {
         assert!(!svg.contains("<script"));
     }
 
-    #[test]
-    fn a_twelve_hour_call_with_thousands_of_switches_stays_bounded_and_aggregated() {
+    fn long() -> Timeline {
         let mut entries = vec![
             e(0.0, Mark::FarCalled { number: "+1555".into() }),
             e(0.0, up("d", LegPath::Data, "p")),
@@ -836,8 +892,23 @@ mod tests {
             entries.push(e(twelve_h - 5.0, up(&format!("x{k}"), LegPath::Data, &format!("dev{k}"))));
         }
         entries.push(e(twelve_h, Mark::Ending { reason: "far party hung up".into() }));
-        let t = Timeline { session: "long".into(), entries, ..Default::default() };
-        let svg = render(&t);
+        Timeline {
+            session: "long".into(),
+            entries,
+            dropped: Dropped {
+                count: 900,
+                from: Some(UnixMs(T0 + 3_600_000)),
+                to: Some(UnixMs(T0 + 7_200_000)),
+                switches: 300,
+                stalls: 300,
+            },
+            until: None,
+        }
+    }
+
+    #[test]
+    fn a_twelve_hour_call_with_thousands_of_switches_stays_bounded_and_aggregated() {
+        let svg = render(&long());
         well_formed(&svg);
         assert!(svg.len() < 400_000, "{} bytes", svg.len());
         assert!(svg.contains("×"), "aggregated marks show their count");
@@ -846,7 +917,7 @@ mod tests {
         let lanes = svg.matches(r#"<rect x="0" y="#).count();
         assert_eq!(lanes, MAX_LEG_LANES + 4, "leg lanes capped");
         // At most one switch mark per bin across the plot.
-        let marks = svg.matches("l5,-8 h-10 z").count();
+        let marks = svg.matches("l4,-6 h-8 z").count();
         assert!(marks <= (PLOT_W / BIN_PX) as usize + 2, "{marks} switch marks");
     }
 
