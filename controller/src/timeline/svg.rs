@@ -554,6 +554,16 @@ impl Story {
             Mark::Adopted { device, legs, far_present } => {
                 self.device = device.clone();
                 self.moves.push((at, "adopted by a restarted handoffd".into()));
+                // Legs the PBX no longer had went while handoffd was away.
+                let gone: Vec<String> = self
+                    .legs
+                    .iter()
+                    .filter(|(id, l)| l.up_since.is_some() && !legs.iter().any(|(u, _, _)| u == *id))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for leg in gone {
+                    self.leg_down(at, &leg, "gone while handoffd was away");
+                }
                 for (leg, path, channel) in legs {
                     self.leg_up(at, leg, *path, channel, device);
                 }
@@ -919,6 +929,32 @@ mod tests {
         // At most one switch mark per bin across the plot.
         let marks = svg.matches("l4,-6 h-8 z").count();
         assert!(marks <= (PLOT_W / BIN_PX) as usize + 2, "{marks} switch marks");
+    }
+
+    #[test]
+    fn an_adopted_session_closes_the_legs_that_went_while_handoffd_was_away() {
+        let t = Timeline {
+            session: "s".into(),
+            entries: vec![
+                e(0.0, up("a", LegPath::Data, "p")),
+                e(0.0, up("b", LegPath::Carrier, "p")),
+                e(
+                    5.0,
+                    Mark::Adopted {
+                        device: "p".into(),
+                        legs: vec![("b".into(), LegPath::Carrier, "PJSIP/b".into())],
+                        far_present: true,
+                    },
+                ),
+                e(9.0, Mark::Ended),
+            ],
+            ..Default::default()
+        };
+        let svg = render(&t);
+        well_formed(&svg);
+        assert!(svg.contains(&format!("leg up {}–{}", clock(UnixMs(T0)), clock(UnixMs(T0 + 5000)))), "{svg}");
+        assert!(svg.contains(&format!("leg up {}–{}", clock(UnixMs(T0)), clock(UnixMs(T0 + 9000)))), "{svg}");
+        assert!(svg.contains("gone while handoffd was away") && svg.contains("adopted by a restarted handoffd"));
     }
 
     #[test]
