@@ -277,7 +277,13 @@ fn points(s: &mut String, scale: &Scale, marks: &[(u64, String)], y: f64, shape:
         };
         let _ = writeln!(s, r#"<g>{shape_svg}<title>{}</title></g>"#, esc(&tip));
         if !rows.is_empty() {
-            let label = if n > 1 { format!("×{n}") } else { clip(whats.first().copied().unwrap_or(""), 28) };
+            // Moves name their first step (`ticket issued +2`); switches show their count.
+            let first = whats.first().copied().unwrap_or("");
+            let label = match (n, shape) {
+                (1, _) => clip(first, 28),
+                (_, Shape::Diamond) => format!("{} +{}", clip(first, 22), n - 1),
+                _ => format!("×{n}"),
+            };
             let width = label.chars().count() as f64 * 6.0 + 6.0;
             let row = (0..rows.len()).find(|r| x + 7.0 >= free_from[*r]);
             if let (false, Some(row), true) = (label.is_empty(), row, x + 7.0 + width <= WIDTH) {
@@ -306,7 +312,7 @@ fn legend(s: &mut String, y: f64) {
         ("bar", RINGING, "far party ringing"),
         ("bar", ANSWERED, "far party answered"),
         ("bar", HOLD, "music on hold (grace)"),
-        ("diamond", MOVE, "move step (×n: n in one spot)"),
+        ("diamond", MOVE, "move step (+n: n more in one spot)"),
         ("end", END, "end of the call, with its cause"),
         ("both", "", "both paths fed (switches closer than the picture shows)"),
     ];
