@@ -9,6 +9,7 @@
 //! | POST   | `/v1/admin/users`             | handoffctl     | `{"name"}` |
 //! | POST   | `/v1/admin/devices`           | handoffctl     | `{"id","user"[,"name","endpoint","number"]}` |
 //! | DELETE | `/v1/admin/devices/<id>`      | handoffctl     | |
+//! | GET    | `/v1/admin/timeline/<session>` | handoffctl    | `{"session","text","timeline"}`: the stored timeline with its moves ([`crate::timeline`]); 404 if none |
 //! | POST   | `/v1/admin/credentials`       | handoffctl     | `{"user","pin"}` |
 //! | POST   | `/v1/admin/unlock`            | handoffctl     | `{"user"}` |
 //!
@@ -369,6 +370,27 @@ impl Api {
                             .collect()
                     });
                     list(to_json(records))
+                }
+                ("GET", p) if p.starts_with("timeline/") => {
+                    let id = &p["timeline/".len()..];
+                    match store.timeline(id) {
+                        Ok(Some(mut t)) => {
+                            // A running session's open lanes reach to now.
+                            let running = store
+                                .get_session(id)
+                                .ok()
+                                .flatten()
+                                .is_some_and(|s| s.state != crate::store::SessionState::Ended);
+                            if running {
+                                t.until = Some(now);
+                            }
+                            reply(200, json!({ "session": id, "text": crate::timeline::text(&t), "timeline": t }))
+                        }
+                        Ok(None) => {
+                            error(404, "not_found", format!("no timeline for session {id} (unknown, or purged)"))
+                        }
+                        Err(e) => store_error(e),
+                    }
                 }
                 ("POST", "users") => {
                     let b: UserBody = match parse_body(&body, "user") {

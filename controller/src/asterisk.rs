@@ -69,7 +69,12 @@ pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
                 header: "To",
                 value: to_text.clone(),
             })?;
-            Ok(Some(Input::LegSwitched { uniqueid: required(ev, "Uniqueid")?, to, reason: optional(ev, "Reason") }))
+            Ok(Some(Input::LegSwitched {
+                uniqueid: required(ev, "Uniqueid")?,
+                to,
+                reason: optional(ev, "Reason"),
+                gap_ms: ev.get("GapMs").and_then(|g| g.parse().ok()),
+            }))
         }
         "Hangup" => {
             let cause_text = optional(ev, "Cause");

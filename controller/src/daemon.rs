@@ -53,7 +53,19 @@ pub struct Controller {
     service: MoveService,
     inbox_tx: tokio::sync::mpsc::UnboundedSender<Inbox>,
     inbox: tokio::sync::mpsc::UnboundedReceiver<Inbox>,
+    timeline: TimelineQueue,
 }
+
+/// Batches of timeline entries waiting for the store (written by [`write_timelines`] on the
+/// blocking pool); bounded: past [`TIMELINE_QUEUE`] batches, entries are dropped and counted.
+struct TimelineQueue {
+    tx: Option<tokio::sync::mpsc::Sender<Vec<(String, crate::timeline::Entry)>>>,
+    rx: Option<tokio::sync::mpsc::Receiver<Vec<(String, crate::timeline::Entry)>>>,
+    lost: std::sync::atomic::AtomicU64,
+}
+
+/// Batches of timeline entries the queue to the store holds at most.
+const TIMELINE_QUEUE: usize = 1024;
 
 /// Why handoffd could not start (one line; exit code 78 for configuration problems).
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +115,11 @@ impl Controller {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let sessions = Sessions::new(rules, Vec::new(), format!("{}-", radix36(start)));
         let (inbox_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(TIMELINE_QUEUE);
+        let timeline = TimelineQueue { tx: Some(tx), rx: Some(rx), lost: Default::default() };
+        let epoch = Instant::now();
         let mut ctl =
-            Self { cfg, metrics: Default::default(), epoch: Instant::now(), sessions, store, service, inbox_tx, inbox };
+            Self { cfg, metrics: Default::default(), epoch, sessions, store, service, inbox_tx, inbox, timeline };
         ctl.reload_devices()?;
         Ok(ctl)
     }
@@ -412,6 +427,30 @@ impl Controller {
         for r in &out.records {
             info!(target: "handoff::timeline", session = %r.session, at_ms = r.at, "{}", r.what);
         }
+        self.keep_timeline(out);
+    }
+
+    /// Queues a session's timeline records for the store (refusals of no session are only
+    /// logged); a full queue drops them, counted and logged.
+    fn keep_timeline(&self, out: &Outputs) {
+        let batch: Vec<(String, crate::timeline::Entry)> = out
+            .records
+            .iter()
+            .filter(|r| r.session.0 != "-")
+            .map(|r| {
+                let entry =
+                    crate::timeline::Entry { at: self.unix_of(r.at), mark: r.mark.clone(), text: r.what.clone() };
+                (r.session.0.clone(), entry)
+            })
+            .collect();
+        let (Some(tx), false) = (&self.timeline.tx, batch.is_empty()) else { return };
+        let n = batch.len() as u64;
+        if tx.try_send(batch).is_err() {
+            let before = self.timeline.lost.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            if before == 0 || (before + n) / 1000 > before / 1000 {
+                warn!("timeline queue to the store is full: {} timeline entries not stored so far", before + n);
+            }
+        }
     }
 }
 
@@ -492,6 +531,7 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
         _ => return Err(LinkError::Refused("handoffd.yaml names no PBX link (ami: or esl:)".into())),
     };
     let settings = ctl.cfg.link();
+    let writer = ctl.timeline.rx.take().map(|rx| tokio::spawn(write_timelines(ctl.store.clone(), rx)));
     tokio::pin!(shutdown);
     let turn = NodeTurn::of(&ctl.cfg);
     let mut backoff = Duration::from_millis(settings.reconnect_initial_ms);
@@ -532,6 +572,15 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
                 turn.release(&ctl.store).await;
             }
             info!("shutting down; {} session(s) open stay up in {}", ctl.sessions.len(), driver.pbx());
+            // The timeline entries still queued go to the store, which is flushed.
+            ctl.timeline.tx = None;
+            if let Some(w) = writer {
+                let _ = tokio::time::timeout(Duration::from_secs(3), w).await;
+            }
+            let store = ctl.store.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.flush()).await {
+                warn!("flushing the store: {e}");
+            }
             return Ok(());
         };
         // What the link held (a snapshot, events held during it, lists) is freed now; give it
@@ -732,8 +781,32 @@ impl AuditRetention {
     }
 }
 
+/// Writes queued timeline entries to the store on the blocking pool, a batch at a time, until
+/// the queue is closed.
+async fn write_timelines(store: Store, mut rx: tokio::sync::mpsc::Receiver<Vec<(String, crate::timeline::Entry)>>) {
+    while let Some(mut batch) = rx.recv().await {
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.append_timeline(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("timeline not stored: {e}"),
+            Err(e) => error!("timeline writer: {e}"),
+        }
+    }
+}
+
 fn housekeeping(store: &Store, retention: AuditRetention) {
     let now = UnixMs::now();
+    match store.purge_timelines(now, retention.keep_ms) {
+        Ok(n) if n > 0 => info!("purged {n} session timeline(s) past store.audit_keep_days"),
+        Ok(_) => {}
+        Err(e) => warn!("purging session timelines: {e}"),
+    }
     match store.prune_audit(now, retention.keep_ms, retention.max_records, retention.floor_ms) {
         Ok(n) if n > 0 => info!("pruned {n} audit record(s) past store.audit_keep_days or store.audit_max_records"),
         Ok(_) => {}

@@ -629,7 +629,8 @@ impl FreeSwitchDriver {
             self.events.push_back(DriverEvent::Failover { gap_ms: None });
         }
         if current.is_some() || failed {
-            self.input(Input::LegSwitched { uniqueid: want, to: to.path, reason: why.to_string() });
+            // The gap is measured later (when mod_conference confirms the unmute): not known here.
+            self.input(Input::LegSwitched { uniqueid: want, to: to.path, reason: why.to_string(), gap_ms: None });
         }
     }
 

@@ -20,6 +20,7 @@
 //! - [`hangup_cause`]: the one table deciding "user hung up" vs "leg lost" per PBX.
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
+//! - [`timeline`]: a session's timeline as typed marks, as text and as an SVG picture (no I/O).
 
 // The controller is safe Rust: the compiler refuses any `unsafe` block (FFI lives in module/).
 #![forbid(unsafe_code)]
@@ -41,3 +42,4 @@ pub mod pbx;
 pub mod service;
 pub mod session;
 pub mod store;
+pub mod timeline;

@@ -50,6 +50,7 @@
 //! | `Ending`            | last channel gone / `Tick` after linger | removed     | —                                 |
 
 use crate::hangup_cause::q850;
+use crate::timeline::Mark;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -189,8 +190,9 @@ pub enum Input {
     LegStalled { uniqueid: String, silent_ms: u64 },
     /// A stalled leg delivers frames again.
     LegRecovered { uniqueid: String },
-    /// The module moved the mix to another leg (recorded only: the switch already happened).
-    LegSwitched { uniqueid: String, to: Path, reason: String },
+    /// The module moved the mix to another leg (recorded only: the switch already happened);
+    /// `gap_ms`: how long the mix had no frame, when the PBX measured it.
+    LegSwitched { uniqueid: String, to: Path, reason: String, gap_ms: Option<u64> },
     /// A far channel of handoff's naming (`<session>-far`) exists in the PBX (it was created,
     /// or a snapshot lists it): one whose session is gone or ending is hung up.
     FarSeen { uniqueid: String },
@@ -215,13 +217,15 @@ pub enum Command {
     Hangup { uniqueid: String, cause: u32 },
 }
 
-/// A line of a session's timeline (logged by the daemon, printed by the demo). Refusals that
-/// belong to no session carry the session id `-`.
+/// A line of a session's timeline (logged and stored by the daemon, printed by the demo), with
+/// what it says typed for the picture ([`crate::timeline`]). Refusals that belong to no session
+/// carry the session id `-`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub at: Millis,
     pub session: SessionId,
     pub what: String,
+    pub mark: Mark,
 }
 
 /// Everything one input produced.
@@ -460,11 +464,17 @@ impl Sessions {
             self.by_channel.insert(session.far_uniqueid.clone(), id.clone());
         }
         let n = session.legs.len();
+        let mark = Mark::Adopted {
+            device: found.device.clone(),
+            legs: found.legs.iter().map(|(u, c, p)| (u.clone(), (*p).into(), c.clone())).collect(),
+            far_present: far_live,
+        };
         self.sessions.insert(id.clone(), session);
-        Self::record(
+        Self::mark(
             &mut out,
             now,
             &id,
+            mark,
             format!(
                 "adopted from the PBX: device {}, {n} client leg(s), far party {}",
                 found.device,
@@ -589,10 +599,18 @@ impl Sessions {
         self.by_channel.insert(leg.uniqueid.clone(), id.clone());
         let Some(s) = self.sessions.get(id) else { return Err(format!("session {id} has ended")) };
         out.commands.push(self.assign(id, s, &leg.uniqueid));
-        Self::record(
+        let mark = Mark::Moved {
+            from: from.clone(),
+            to: to.id.clone(),
+            leg: leg.uniqueid.clone(),
+            path: leg.path.into(),
+            channel: leg.channel.clone(),
+        };
+        Self::mark(
             &mut out,
             now,
             id,
+            mark,
             format!(
                 "moved from device {from} to device {}: {} leg {} ({}) joins, then {} leg(s) of {from} are hung up; {from} barred for {} s",
                 to.id,
@@ -658,9 +676,12 @@ impl Sessions {
             Input::LegStalled { uniqueid, silent_ms } => self.recv_stall(&uniqueid, silent_ms, now, &mut out),
             Input::LegRecovered { uniqueid } => self.recv_recovery(&uniqueid, now, &mut out),
             Input::LegJoined { uniqueid } => self.recv_joined(&uniqueid, now, &mut out),
-            Input::LegSwitched { uniqueid, to, reason } => {
+            Input::LegSwitched { uniqueid, to, reason, gap_ms } => {
                 if let Some(id) = self.by_channel.get(&uniqueid).cloned() {
-                    Self::record(&mut out, now, &id, format!("mix switched to the {} leg ({reason})", to.as_str()));
+                    let gap = gap_ms.map(|g| format!(", {g} ms without a frame")).unwrap_or_default();
+                    let what = format!("mix switched to the {} leg ({reason}{gap})", to.as_str());
+                    let mark = Mark::Switched { leg: uniqueid, to: to.into(), gap_ms, reason };
+                    Self::mark(&mut out, now, &id, mark, what);
                 }
             }
             Input::FarSeen { uniqueid } => self.recv_far_seen(&uniqueid, now, &mut out),
@@ -671,7 +692,11 @@ impl Sessions {
     }
 
     fn record(out: &mut Outputs, at: Millis, session: &SessionId, what: String) {
-        out.records.push(Record { at, session: session.clone(), what });
+        Self::mark(out, at, session, Mark::Note, what);
+    }
+
+    fn mark(out: &mut Outputs, at: Millis, session: &SessionId, mark: Mark, what: String) {
+        out.records.push(Record { at, session: session.clone(), what, mark });
     }
 
     fn refuse(out: &mut Outputs, now: Millis, leg: &LegArrival, reason: String) {
@@ -765,10 +790,18 @@ impl Sessions {
                     leg.caller.clone()
                 }
             });
-        Self::record(
+        let mark = Mark::Opened {
+            device: device.id.clone(),
+            user: device.user.clone(),
+            leg: leg.uniqueid.clone(),
+            path: leg.path.into(),
+            channel: leg.channel.clone(),
+        };
+        Self::mark(
             out,
             now,
             &id,
+            mark,
             format!(
                 "opened for device {} of {}: {} leg {} ({}) calls {}",
                 device.id,
@@ -813,10 +846,11 @@ impl Sessions {
             bridge,
             caller_id: caller_id.clone(),
         });
-        Self::record(
+        Self::mark(
             out,
             now,
             &id,
+            Mark::FarCalled { number: leg.far.clone() },
             format!("far party {} called as {far_uniqueid} with caller ID {caller_id}", leg.far),
         );
         self.by_channel.insert(leg.uniqueid, id.clone());
@@ -838,10 +872,11 @@ impl Sessions {
             }
             // The app re-dialled after its old leg went silent: the new leg replaces it.
             let old_uid = old_uid.clone();
-            Self::record(
+            Self::mark(
                 out,
                 now,
                 id,
+                Mark::LegDown { leg: old_uid.clone(), cause: "replaced by a new leg".into() },
                 format!("{} leg {} replaces its stalled predecessor", leg.path.as_str(), leg.channel),
             );
             out.commands.push(Command::Hangup { uniqueid: old_uid.clone(), cause: q850::NORMAL_CLEARING });
@@ -853,6 +888,12 @@ impl Sessions {
             }
         }
         let Some(s) = self.sessions.get_mut(id) else { return };
+        let mark = Mark::LegUp {
+            leg: leg.uniqueid.clone(),
+            path: leg.path.into(),
+            channel: leg.channel.clone(),
+            device: device.id.clone(),
+        };
         let what = match s.state {
             State::Grace { .. } => {
                 s.state = State::Connected;
@@ -882,7 +923,7 @@ impl Sessions {
             None => return,
         };
         out.commands.push(cmd);
-        Self::record(out, now, id, what);
+        Self::mark(out, now, id, mark, what);
     }
 
     fn recv_far_answer(&mut self, uniqueid: &str, now: Millis, out: &mut Outputs) {
@@ -893,7 +934,7 @@ impl Sessions {
         if s.far_uniqueid == uniqueid && s.state == State::AwaitingFarAnswer {
             s.state = State::Connected;
             let after = now.saturating_sub(s.opened_at);
-            Self::record(out, now, &id, format!("far party answered after {after} ms; connected"));
+            Self::mark(out, now, &id, Mark::FarAnswered, format!("far party answered after {after} ms; connected"));
         }
     }
 
@@ -903,7 +944,8 @@ impl Sessions {
         if s.far_uniqueid != uniqueid || !s.state.is_live() {
             return;
         }
-        Self::record(out, now, &id, format!("far call failed: {reason}"));
+        let mark = Mark::FarFailed { reason: reason.to_string() };
+        Self::mark(out, now, &id, mark, format!("far call failed: {reason}"));
         if !no_channel {
             // The far channel exists: its Hangup event follows with the real cause (busy, no
             // answer, ...), which the phone should hear; that event ends the session (or the
@@ -953,7 +995,8 @@ impl Sessions {
         if s.far_uniqueid == uniqueid {
             s.far_live = false;
             let answered = matches!(s.state, State::Connected | State::Grace { .. });
-            Self::record(out, now, &id, format!("far party hung up (cause {cause} {cause_txt})"));
+            let mark = Mark::FarGone { cause: format!("{cause} {cause_txt}") };
+            Self::mark(out, now, &id, mark, format!("far party hung up (cause {cause} {cause_txt})"));
             if live {
                 let why = if answered {
                     "far party hung up".to_string()
@@ -970,10 +1013,16 @@ impl Sessions {
             let (path, channel, by_us) = (leg.path, leg.channel.clone(), leg.hung_up_by_us);
             let remaining = s.live_clients();
             if was_live {
-                Self::record(
+                let why = if by_us {
+                    format!("{cause} {cause_txt}, hung up by handoffd")
+                } else {
+                    format!("{cause} {cause_txt}")
+                };
+                Self::mark(
                     out,
                     now,
                     &id,
+                    Mark::LegDown { leg: uniqueid.to_string(), cause: why },
                     format!(
                         "{} leg {channel} hung up (cause {cause} {cause_txt}); {remaining} client leg(s) left",
                         path.as_str()
@@ -990,10 +1039,11 @@ impl Sessions {
                     State::Connected => {
                         let until = now + self.rules.grace_ms;
                         s.state = State::Grace { until };
-                        Self::record(
+                        Self::mark(
                             out,
                             now,
                             &id,
+                            Mark::OnHold { grace_ms: self.rules.grace_ms },
                             format!("every client leg is gone: far party on hold for {} s", self.rules.grace_ms / 1000),
                         );
                     }
@@ -1022,7 +1072,7 @@ impl Sessions {
             if leg.live && leg.stalled_since.is_none() {
                 leg.stalled_since = Some(now.saturating_sub(silent_ms));
                 let what = format!("{} leg {} stalled (silent {silent_ms} ms)", leg.path.as_str(), leg.channel);
-                Self::record(out, now, &id, what);
+                Self::mark(out, now, &id, Mark::LegStalled { leg: uniqueid.to_string(), silent_ms }, what);
             }
         }
     }
@@ -1053,7 +1103,7 @@ impl Sessions {
         if let Some(leg) = s.legs.get_mut(uniqueid) {
             if leg.live && leg.stalled_since.take().is_some() {
                 let what = format!("{} leg {} recovered", leg.path.as_str(), leg.channel);
-                Self::record(out, now, &id, what);
+                Self::mark(out, now, &id, Mark::LegRecovered { leg: uniqueid.to_string() }, what);
             }
         }
     }
@@ -1128,7 +1178,7 @@ impl Sessions {
                 out.commands.push(Command::Hangup { uniqueid: uniqueid.clone(), cause });
             }
         }
-        Self::record(out, now, id, format!("ending: {reason}"));
+        Self::mark(out, now, id, Mark::Ending { reason: reason.clone() }, format!("ending: {reason}"));
         s.state = State::Ending { since: now, reason };
         self.remove_if_gone(id, now, out);
     }
@@ -1138,7 +1188,8 @@ impl Sessions {
         if gone {
             let lasted = self.sessions.get(id).map(|s| now.saturating_sub(s.opened_at)).unwrap_or(0);
             self.remove(id, now, out);
-            Self::record(out, now, id, format!("ended after {lasted} ms; {} session(s) open", self.sessions.len()));
+            let what = format!("ended after {lasted} ms; {} session(s) open", self.sessions.len());
+            Self::mark(out, now, id, Mark::Ended, what);
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! It holds users, their devices, credential hashes, session snapshots, move tickets,
 //! per-session device bars, per-user failure counters and lockouts, and an append-only audit
-//! log. Records are the plain serde types of [`records`], each kept as JSON inside a versioned
+//! log, and each session's timeline (bounded: [`crate::timeline::TIMELINE_MAX_ENTRIES`]).
+//! Records are the plain serde types of [`records`], each kept as JSON inside a versioned
 //! envelope `{"v":1,"r":{..}}`; a record of an unknown version is an error that names its tree
 //! and key, never a silent skip. Nothing outside this module names a sled type, so the
 //! database underneath can be replaced.
@@ -30,6 +31,7 @@ pub mod conformance;
 mod postgres_db;
 pub mod records;
 mod sled_db;
+mod timeline;
 
 pub use postgres_db::redact as redact_url;
 use postgres_db::PgStore;
@@ -443,6 +445,29 @@ impl Store {
         on_backend!(self, b => b.audit_tail(n))
     }
 
+    // ---- session timelines (bounded: [`crate::timeline::TIMELINE_MAX_ENTRIES`] per session)
+
+    /// Appends timeline entries, `(session, entry)` in the order they happened (on sled not
+    /// flushed). Entries of an invalid session id are refused with the id named; the rest are
+    /// written.
+    pub fn append_timeline(&self, entries: &[(String, crate::timeline::Entry)]) -> Result<(), StoreError> {
+        on_backend!(self, b => b.append_timeline(entries))
+    }
+    /// A session's timeline with its move records from the audit log merged in
+    /// ([`crate::timeline::Timeline::merge_audit`]); `None` if the store has none for `id`.
+    pub fn timeline(&self, id: &str) -> Result<Option<crate::timeline::Timeline>, StoreError> {
+        on_backend!(self, b => b.timeline(id))
+    }
+    /// Sessions with a stored timeline, as (id, entries kept, last entry).
+    pub fn timelines(&self) -> Result<Vec<(String, u64, UnixMs)>, StoreError> {
+        on_backend!(self, b => b.timelines())
+    }
+    /// Drops the timelines whose last entry is more than `keep_ms` before `now`, then the
+    /// oldest past [`timeline::TIMELINE_MAX_SESSIONS`]. Returns how many went.
+    pub fn purge_timelines(&self, now: UnixMs, keep_ms: u64) -> Result<usize, StoreError> {
+        on_backend!(self, b => b.purge_timelines(now, keep_ms))
+    }
+
     // ---- whole-store copies
 
     /// Reads every record (a store that handoffd is not using).
@@ -547,10 +572,19 @@ mod tests {
             let n = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Store::open(self.0.path().join(format!("store-{n}"))).unwrap()
         }
+        #[allow(clippy::disallowed_methods)] // waits for sled to release the reopened store's lock
         fn reopen(&self, store: Store) -> Store {
             let path = store.path().to_string();
             drop(store);
-            Store::open(path).unwrap()
+            // sled's flusher thread may hold the old handle's lock a moment after the drop.
+            let reopened = (0..100).find_map(|_| match Store::open(&path) {
+                Err(StoreError::InUse { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                other => Some(other),
+            });
+            reopened.expect("the store's lock is released").unwrap()
         }
     }
 

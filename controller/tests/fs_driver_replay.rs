@@ -189,7 +189,8 @@ fn a_running_conference_is_taken_over_and_fails_over_on_recorded_bytes() {
             DriverEvent::Input(Input::LegSwitched {
                 uniqueid: carrier.into(),
                 to: Path::Carrier,
-                reason: "the data leg left the conference".into()
+                reason: "the data leg left the conference".into(),
+                gap_ms: None
             }),
         ]
     );

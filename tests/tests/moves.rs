@@ -269,6 +269,29 @@ fn ticket_move(extra_config: &str) {
         "session_ended",
     );
     c.handoffd.assert_nothing_left(&c.ast, &c.ami);
+
+    // The session's timeline tells the move, with its steps from the audit log.
+    let (code, text) = c.handoffd.ctl(&["timeline", &session], "");
+    assert_eq!(code, 0, "{text}");
+    for needle in [
+        "move ticket issued",
+        "moved from device alice-phone to device alice-tablet",
+        "ticket redeemed: new device joins",
+        "old device barred",
+        "ending: ",
+    ] {
+        assert!(text.contains(needle), "timeline lacks {needle:?}:\n{text}");
+    }
+    assert!(!text.contains(&ticket), "a ticket leaked into the timeline");
+    let dir = handoff_tests::target_dir().join("test-artefacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("timeline-move.svg");
+    let (code, out) = c.handoffd.ctl(&["timeline", &session, "--svg", file.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{out}");
+    let svg = std::fs::read_to_string(&file).unwrap();
+    for needle in ["alice-phone · data", "alice-tablet · ", "moved alice-phone → alice-tablet", "ticket issued"] {
+        assert!(svg.contains(needle), "the timeline picture lacks {needle:?}: {}", file.display());
+    }
 }
 
 #[test]

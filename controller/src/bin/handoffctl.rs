@@ -13,6 +13,7 @@
 //!   store migrate --to URL             copy the sled store (handoffd stopped) into an empty
 //!                                      PostgreSQL database, then set store.backend: postgres
 //!   moves [--tail N] | audit [--tail N]
+//!   timeline SESSION [--svg FILE]      what happened to a call: text, or the picture as SVG
 //! ```
 //! Exit codes: 0 done, 1 refused by handoffd (the reason is printed), 64 usage, 69 handoffd
 //! not reachable, 78 configuration.
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const DEFAULT_CONFIG: &str = "/etc/handoff/handoffd.yaml";
-const USAGE: &str = "usage: handoffctl [--config PATH] init | user add NAME | user list | device add ID --user USER [--name TEXT] [--endpoint EP] [--number +E164] | device remove ID | device list | pin set USER | unlock USER | sessions | tickets | moves [--tail N] | audit [--tail N] | store migrate --to postgres://USER:PASSWORD@HOST/DB";
+const USAGE: &str = "usage: handoffctl [--config PATH] init | user add NAME | user list | device add ID --user USER [--name TEXT] [--endpoint EP] [--number +E164] | device remove ID | device list | pin set USER | unlock USER | sessions | tickets | moves [--tail N] | audit [--tail N] | timeline SESSION [--svg FILE] | store migrate --to postgres://USER:PASSWORD@HOST/DB";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -167,8 +168,44 @@ fn run(cfg: &Config, words: &[&str]) -> Result<(), Failure> {
         }),
         ["moves", rest @ ..] => list(admin(cfg, "GET", &format!("moves{}", tail(rest)?), None)?, audit_line),
         ["audit", rest @ ..] => list(admin(cfg, "GET", &format!("audit{}", tail(rest)?), None)?, audit_line),
+        ["timeline", session, rest @ ..] => timeline(cfg, session, rest),
         _ => Err(Failure::Usage(format!("unknown command '{}'", words.join(" ")))),
     }
+}
+
+/// `timeline SESSION [--svg FILE]`: the session's timeline as text, or its picture written to
+/// FILE (`-`: standard output).
+fn timeline(cfg: &Config, session: &str, rest: &[&str]) -> Result<(), Failure> {
+    let svg = match rest {
+        [] => None,
+        ["--svg", file] => Some(*file),
+        ["--svg"] => return Err(Failure::Usage("--svg needs a file (- for standard output)".into())),
+        _ => return Err(Failure::Usage(format!("timeline: unexpected '{}'", escaped(&rest.join(" "))))),
+    };
+    if session.is_empty() || session.starts_with('-') || session.contains(['/', '?', '#', '%', ' ']) {
+        return Err(Failure::Usage(format!("timeline: '{}' is not a session id", escaped(session))));
+    }
+    let v = admin(cfg, "GET", &format!("timeline/{session}"), None)?;
+    let Some(file) = svg else {
+        print!("{}", v["text"].as_str().map(escaped_lines).unwrap_or_default());
+        return Ok(());
+    };
+    let t: handoff::timeline::Timeline = serde_json::from_value(v["timeline"].clone())
+        .map_err(|e| Failure::Refused(format!("timeline of {session}: handoffd's answer is not a timeline: {e}")))?;
+    let picture = handoff::timeline::render(&t);
+    if file == "-" {
+        print!("{picture}");
+        return Ok(());
+    }
+    std::fs::write(file, picture.as_bytes())
+        .map_err(|e| Failure::Config(format!("timeline: cannot write {file}: {e}")))?;
+    println!("{file}: timeline of session {session} ({} entries)", t.entries.len());
+    Ok(())
+}
+
+/// Each line of `s` with its control characters escaped (the line breaks kept).
+fn escaped_lines(s: &str) -> String {
+    s.lines().map(|l| escaped(l) + "\n").collect()
 }
 
 fn audit_line(r: &Value) -> String {

@@ -121,7 +121,8 @@ fn a_parked_leg_arrives_joins_muted_and_one_leg_feeds_the_mix() {
             DriverEvent::Input(Input::LegSwitched {
                 uniqueid: "u2".into(),
                 to: Path::Carrier,
-                reason: "the data leg hung up (MEDIA_TIMEOUT)".into()
+                reason: "the data leg hung up (MEDIA_TIMEOUT)".into(),
+                gap_ms: None
             })
         ]
     );
@@ -139,7 +140,8 @@ fn a_parked_leg_arrives_joins_muted_and_one_leg_feeds_the_mix() {
         DriverEvent::Input(Input::LegSwitched {
             uniqueid: "u3".into(),
             to: Path::Data,
-            reason: "the data leg joined".into()
+            reason: "the data leg joined".into(),
+            gap_ms: None
         })
     );
     assert_eq!(ev.len(), 2, "a leg joining is no failover");

@@ -6,6 +6,7 @@ use super::{
     AuditAction, AuditRecord, Bar, Device, Outcome, SessionSnapshot, SessionState, Store, StoreError, TicketHash,
     TicketRecord, UnixMs, Write,
 };
+use crate::timeline::{Entry, Mark, TIMELINE_HEAD, TIMELINE_MAX_ENTRIES};
 
 /// How a test gets stores of one backend.
 pub trait Fixture: Sync {
@@ -27,6 +28,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("audit_retention_drops_the_oldest_but_never_within_the_floor_or_the_newest", audit_retention),
     ("failures_count_every_concurrent_wrong_pin", failures_all_count),
     ("bad_ids_are_refused_with_their_name", bad_ids),
+    ("timelines_survive_a_reopen_and_carry_the_sessions_moves", timelines_survive),
+    ("a_timeline_keeps_its_head_and_recent_past_and_counts_what_it_dropped", timeline_bounded),
+    ("old_timelines_are_purged", timelines_purged),
 ];
 
 /// Runs every case; a failing case panics with its name first.
@@ -239,4 +243,67 @@ fn bad_ids(f: &dyn Fixture) {
         Err(StoreError::NoSuchUser { .. })
     ));
     assert_eq!(ok(store.list_bars()), Vec::new());
+}
+
+fn note(at: u64, text: &str) -> Entry {
+    Entry { at: UnixMs(at), mark: Mark::Note, text: text.into() }
+}
+
+fn timelines_survive(f: &dyn Fixture) {
+    let store = f.fresh();
+    ok(store.append_timeline(&[
+        ("s1".into(), note(1_000, "opened")),
+        ("s2".into(), note(1_100, "other")),
+        ("s1".into(), Entry { at: UnixMs(9_000), mark: Mark::Ended, text: "ended".into() }),
+    ]));
+    let issued =
+        AuditRecord::new(UnixMs(5_000), "api:x", AuditAction::MoveRequest, Outcome::Granted).session("s1").device("b");
+    ok(store.audit(&issued));
+    let far_away = AuditRecord::new(UnixMs(900_000), "api:x", AuditAction::MoveRequest, Outcome::Granted).session("s1");
+    ok(store.audit(&far_away));
+    ok(store.flush());
+    let store = f.reopen(store);
+    let t = ok(store.timeline("s1")).unwrap_or_else(|| panic!("the timeline is kept across a reopen"));
+    let texts: Vec<&str> = t.entries.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert_eq!(texts[0], "opened");
+    assert!(texts[1].starts_with("move ticket issued"), "{texts:?}");
+    assert_eq!(texts[2], "ended");
+    assert_eq!(ok(store.timeline("nope")), None);
+    assert_eq!(ok(store.timeline("bad id")), None);
+    assert_eq!(ok(store.timeline("")), None);
+    assert!(store.append_timeline(&[("bad id".into(), note(1, "x"))]).is_err());
+}
+
+fn timeline_bounded(f: &dyn Fixture) {
+    let store = f.fresh();
+    let n = TIMELINE_MAX_ENTRIES + 500;
+    let batch: Vec<(String, Entry)> = (0..n)
+        .map(|i| {
+            let mark = if i % 2 == 0 { Mark::LegStalled { leg: "l".into(), silent_ms: 1 } } else { Mark::Note };
+            ("s".to_string(), Entry { at: UnixMs(i), mark, text: format!("e{i}") })
+        })
+        .collect();
+    for chunk in batch.chunks(333) {
+        ok(store.append_timeline(chunk));
+    }
+    let t = ok(store.timeline("s")).unwrap_or_else(|| panic!("a timeline"));
+    assert_eq!(t.entries.len() as u64, TIMELINE_MAX_ENTRIES);
+    assert_eq!(t.dropped.count, 500);
+    assert_eq!(t.dropped.stalls, 250);
+    assert_eq!(t.dropped.from, Some(UnixMs(TIMELINE_HEAD)));
+    assert_eq!(t.dropped.to, Some(UnixMs(TIMELINE_HEAD + 499)));
+    assert_eq!(t.entries[0].text, "e0");
+    assert_eq!(t.entries[TIMELINE_HEAD as usize - 1].text, format!("e{}", TIMELINE_HEAD - 1));
+    assert_eq!(t.entries[TIMELINE_HEAD as usize].text, format!("e{}", TIMELINE_HEAD + 500));
+    assert_eq!(t.entries.last().map(|e| e.text.clone()), Some(format!("e{}", n - 1)));
+}
+
+fn timelines_purged(f: &dyn Fixture) {
+    let store = f.fresh();
+    ok(store.append_timeline(&[("old".into(), note(1_000, "a")), ("new".into(), note(50_000, "b"))]));
+    assert_eq!(ok(store.purge_timelines(UnixMs(60_000), 30_000)), 1);
+    assert_eq!(ok(store.timeline("old")), None);
+    assert!(ok(store.timeline("new")).is_some());
+    assert_eq!(ok(store.timelines()).len(), 1);
 }

@@ -17,25 +17,29 @@ use std::sync::{Arc, Mutex};
 /// The store on sled. Cheap to clone; clones share one database.
 #[derive(Clone)]
 pub struct SledStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    path: String,
-    db: sled::Db,
-    users: sled::Tree,
-    devices: sled::Tree,
-    by_endpoint: sled::Tree,
-    by_number: sled::Tree,
-    credentials: sled::Tree,
-    sessions: sled::Tree,
-    tickets: sled::Tree,
-    bars: sled::Tree,
-    failures: sled::Tree,
-    audit: sled::Tree,
+pub(super) struct Inner {
+    pub(super) path: String,
+    pub(super) db: sled::Db,
+    pub(super) users: sled::Tree,
+    pub(super) devices: sled::Tree,
+    pub(super) by_endpoint: sled::Tree,
+    pub(super) by_number: sled::Tree,
+    pub(super) credentials: sled::Tree,
+    pub(super) sessions: sled::Tree,
+    pub(super) tickets: sled::Tree,
+    pub(super) bars: sled::Tree,
+    pub(super) failures: sled::Tree,
+    pub(super) audit: sled::Tree,
+    /// Session timelines: `<session>\0<seq>` → entry, and `<session>` → what is kept
+    /// ([`super::timeline`]).
+    pub(super) timeline: sled::Tree,
+    pub(super) timeline_meta: sled::Tree,
     /// The last audit sequence number handed out; held while an audit write runs so that
     /// numbers are committed in order.
-    audit_seq: Mutex<u64>,
+    pub(super) audit_seq: Mutex<u64>,
 }
 
 impl fmt::Debug for SledStore {
@@ -138,6 +142,8 @@ impl SledStore {
             bars: tree("bars")?,
             failures: tree("failures")?,
             audit,
+            timeline: tree("timeline")?,
+            timeline_meta: tree("timeline_meta")?,
             audit_seq: Mutex::new(last_seq),
             db,
             path,
@@ -167,11 +173,11 @@ impl SledStore {
         self.inner.db.flush().map(drop).map_err(|e| self.io("flush", e))
     }
 
-    fn io(&self, tree: &'static str, e: sled::Error) -> StoreError {
+    pub(super) fn io(&self, tree: &'static str, e: sled::Error) -> StoreError {
         StoreError::Io { path: self.inner.path.clone(), tree, problem: e.to_string() }
     }
 
-    fn corrupt(&self, tree: &'static str, key: &[u8], problem: String) -> StoreError {
+    pub(super) fn corrupt(&self, tree: &'static str, key: &[u8], problem: String) -> StoreError {
         let key = match tree {
             "audit" => seq_of(key).map(|s| s.to_string()).unwrap_or_else(|| records::hex(key)),
             "tickets" => match <[u8; 32]>::try_from(key) {
@@ -183,7 +189,7 @@ impl SledStore {
         StoreError::Corrupt { path: self.inner.path.clone(), tree, key, problem }
     }
 
-    fn get<T: DeserializeOwned>(
+    pub(super) fn get<T: DeserializeOwned>(
         &self,
         tree: &sled::Tree,
         name: &'static str,
@@ -204,7 +210,7 @@ impl SledStore {
             .collect()
     }
 
-    fn check(&self, what: &'static str, value: &str) -> Result<(), StoreError> {
+    pub(super) fn check(&self, what: &'static str, value: &str) -> Result<(), StoreError> {
         check_id(&self.inner.path, what, value)
     }
 
@@ -588,7 +594,10 @@ impl SledStore {
         Ok(tail)
     }
 
-    fn audit_entry(&self, kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(u64, AuditRecord), StoreError> {
+    pub(super) fn audit_entry(
+        &self,
+        kv: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Result<(u64, AuditRecord), StoreError> {
         let (k, v) = kv.map_err(|e| self.io("audit", e))?;
         let seq = seq_of(&k).ok_or_else(|| self.corrupt("audit", &k, "key is not an 8-byte sequence number".into()))?;
         let record = decode(&v).map_err(|p| self.corrupt("audit", &k, p))?;
@@ -648,6 +657,6 @@ impl SledStore {
     }
 }
 
-fn seq_of(key: &[u8]) -> Option<u64> {
+pub(super) fn seq_of(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
 }

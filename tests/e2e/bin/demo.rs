@@ -2,7 +2,8 @@
 //! handoffd; Alice's phone calls 2000 twice for one conversation, over the carrier trunk and over
 //! its app; the far party answers; mid-call the app's Wi-Fi path is really cut (nftables) and
 //! restored. Prints the AMI events, handoffd's session timeline, and what the far party heard:
-//! the gap at the cut and whether the voice was ever heard twice.
+//! the gap at the cut and whether the voice was ever heard twice; the timeline's picture (drawn
+//! by `handoffctl timeline SESSION --svg`) is written to `target/demo/timeline.svg`.
 
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
@@ -12,7 +13,7 @@ use handoff_tests::rtp::Recorder;
 use handoff_tests::signal::{coded_signal, hear, report};
 use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp, CARRIER_RTP, DATA_RTP};
 use handoff_tests::testbed::Asterisk;
-use handoff_tests::wait_for;
+use handoff_tests::{target_dir, wait_for};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,7 @@ fn main() -> ExitCode {
     for l in handoffd.log().iter().filter(|l| l.contains("handoff::timeline")) {
         println!("  {}", l.split("handoff::timeline: ").nth(1).unwrap_or(l));
     }
+    let picture = draw_timeline(&handoffd, &ami);
     let heard = hear(&far_rec.packets());
     let before = report(&heard, both_from, cut_at);
     let through = report(&heard, cut_at - sec, healed_at + sec);
@@ -116,11 +118,15 @@ fn main() -> ExitCode {
         "  stall of the data leg detected {} ms after its last frame",
         detect.map(|d| d.to_string()).unwrap_or("?".into())
     );
+    match &picture {
+        Ok(path) => println!("\n== timeline picture: {path}  (handoffctl timeline SESSION --svg FILE)"),
+        Err(e) => println!("\n== timeline picture: not drawn: {e}"),
+    }
     let channels = ami.channels().len();
     println!("\n== after the call: {channels} channel(s) left in Asterisk");
     println!("{}", ast.cli("handoff show status").trim_end());
     match ok {
-        Ok(()) if through.longest_gap_ms <= 120.0 && before.doubled == 0 && channels == 0 => {
+        Ok(()) if through.longest_gap_ms <= 120.0 && before.doubled == 0 && channels == 0 && picture.is_ok() => {
             println!("\nRESULT: the Wi-Fi cut was bridged by the carrier leg inside Asterisk; the far party heard the voice once, without interruption.");
             ExitCode::SUCCESS
         }
@@ -128,5 +134,36 @@ fn main() -> ExitCode {
             println!("\nRESULT: FAILED ({other:?})");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Draws the call's timeline with the real `handoffctl timeline SESSION --svg` into
+/// `target/demo/timeline.svg`; returns its path.
+fn draw_timeline(handoffd: &Handoffd, ami: &AmiClient) -> Result<String, String> {
+    let session = ami
+        .events()
+        .into_iter()
+        .find_map(|e| (e.name == "HandoffLegSwitched").then(|| e.headers.get("Session").map(str::to_string)).flatten())
+        .ok_or("no HandoffLegSwitched event named the session")?;
+    let dir = target_dir().join("demo");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join("timeline.svg");
+    // The last entries reach the store off handoffd's loop: give them a moment.
+    let drawn = wait_for(Duration::from_secs(5), || {
+        let (code, out) = handoffd.ctl(&["timeline", &session, "--svg", &file.display().to_string()], "");
+        let done = code == 0 && std::fs::read_to_string(&file).is_ok_and(|s| s.contains("end: "));
+        if done {
+            Some(Ok(()))
+        } else if code != 0 && !out.contains("404") {
+            Some(Err(out))
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+            None
+        }
+    });
+    match drawn {
+        Some(Ok(())) => Ok(file.display().to_string()),
+        Some(Err(out)) => Err(out.trim().to_string()),
+        None => Err(format!("handoffctl timeline {session}: no complete timeline within 5 s")),
     }
 }
