@@ -20,6 +20,7 @@
 //! - [`hangup_cause`]: the one table deciding "user hung up" vs "leg lost" per PBX.
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
+//! - [`status`]: the status page (`GET /status`): its model and HTML rendering (no I/O).
 
 // The controller is safe Rust: the compiler refuses any `unsafe` block (FFI lives in module/).
 #![forbid(unsafe_code)]
@@ -40,4 +41,5 @@ pub mod moves;
 pub mod pbx;
 pub mod service;
 pub mod session;
+pub mod status;
 pub mod store;
