@@ -558,7 +558,7 @@ mod tests {
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
         // The only tags are the page's own.
         let tags: std::collections::BTreeSet<&str> =
-            html.split('<').skip(1).map(|t| t.split(|c: char| c == ' ' || c == '>').next().unwrap_or("")).collect();
+            html.split('<').skip(1).map(|t| t.split([' ', '>']).next().unwrap_or("")).collect();
         for t in &tags {
             let allowed = [
                 "!DOCTYPE", "html", "head", "meta", "title", "style", "body", "h1", "h2", "small", "time", "p", "span",

@@ -9,7 +9,7 @@
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
 use handoff_tests::browser::{artefact_dir, png_size, Browser};
-use handoff_tests::handoffd::{admin_token, api, testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::handoffd::{admin_token, api, state_dir, testbed_config, Handoffd, AMI_SECRET};
 use handoff_tests::netcut::Cut;
 use handoff_tests::rtp::Recorder;
 use handoff_tests::signal::coded_signal;
@@ -115,15 +115,20 @@ fn settle_on(ami: &AmiClient, path: &str) {
     assert!(settled.is_some(), "the mix did not settle on the {path} leg: {:#?}", switch_events(ami));
 }
 
-/// A plain GET of `path` on the API: (status line, body).
-fn get(path: &str) -> (String, String) {
+/// A plain request to handoffd's API at `addr`: (status line, body).
+fn request(addr: &str, method: &str, path: &str, bearer: Option<&str>) -> (String, String) {
     use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect("127.0.0.1:9188").expect("connect to handoffd's API");
-    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).expect("send");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to handoffd's API");
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    conn.write_all(format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n").as_bytes()).expect("send");
     let mut text = String::new();
     let _ = conn.read_to_string(&mut text);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+fn get(path: &str) -> (String, String) {
+    request("127.0.0.1:9188", "GET", path, None)
 }
 
 #[test]
@@ -267,4 +272,49 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
         t0.elapsed().as_secs_f64(),
         shots.display()
     );
+}
+
+#[test]
+fn on_a_listener_that_is_not_loopback_the_status_pages_need_the_admin_token() {
+    // No PBX (port 9 refuses): the page shows the link down. The API listens on every
+    // address, on a port of its own (other tests use 9188).
+    let d = state_dir();
+    let token_file = d.join("admin-token-wide");
+    let config = format!(
+        "{}api:\n  listen: 0.0.0.0:0\n  admin_token_file: {}\n",
+        testbed_config(9, AMI_SECRET),
+        token_file.display()
+    );
+    let h = Handoffd::spawn(&config);
+    let line = h.wait_log("api: listening on http://0.0.0.0:", 10 * SEC).unwrap_or_else(|| panic!("{:#?}", h.log()));
+    let port = line.split("http://0.0.0.0:").nth(1).and_then(|t| t.split('/').next()).unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let token = std::fs::read_to_string(&token_file).expect("handoffd made the admin token").trim().to_string();
+
+    for bearer in [None, Some("wrong"), Some(&token[..token.len() - 1])] {
+        let (status, body) = request(&addr, "GET", "/status", bearer);
+        assert!(status.starts_with("HTTP/1.1 401"), "{bearer:?}: {status}\n{body}");
+        assert!(body.contains("need Authorization: Bearer <api.admin_token_file>"), "{body}");
+        assert!(!body.contains("<html"), "{body}");
+    }
+    let (status, _) = request(&addr, "GET", "/status/sessions/x/timeline.svg", None);
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let (status, body) = request(&addr, "GET", "/status", Some(&token));
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}\n{body}");
+    assert!(body.contains("<h2>PBX link</h2>") && body.contains("class=\"down\""), "{body}");
+    let (status, body) = request(&addr, "GET", "/status/sessions/x/timeline.svg", Some(&token));
+    assert!(status.starts_with("HTTP/1.1 404") && body.trim() == "timeline not available", "{status}\n{body}");
+    let (status, _) = request(&addr, "POST", "/status", Some(&token));
+    assert!(status.starts_with("HTTP/1.1 405"), "{status}");
+    // Each refusal is in the audit log.
+    let (status, audit) = request(&addr, "GET", "/v1/admin/audit?tail=20", Some(&token));
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let audit: serde_json::Value = serde_json::from_str(&audit).expect("the audit log as JSON");
+    let refused = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["record"]["reason"] == "admin request GET /status without a valid admin token")
+        .count();
+    assert_eq!(refused, 3, "{audit}");
 }
