@@ -1,8 +1,8 @@
 //! handoffd's status page in a real browser: a real dual-leg call on the testbed Asterisk (the
 //! phone's app leg and carrier leg from SIPp, as in dual_leg.rs), its Wi-Fi really cut
 //! (nftables) and restored, and the page (`GET /status` on the API listener, loopback) loaded
-//! by Debian's headless Chromium from the testbed root, scripts off, before the cut, during it
-//! and after it. The DOM Chromium built must show the session, both legs, which leg feeds the
+//! by Debian's headless Chromium from the testbed root (driven over the DevTools protocol,
+//! scripts off) before the cut, during it and after it. The DOM Chromium built must show the session, both legs, which leg feeds the
 //! conference, and the failover with the silence the module measured; screenshots of each
 //! load are kept in target/test-artefacts/status_page/.
 
@@ -150,6 +150,11 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     let _ = std::fs::remove_dir_all(&shots);
     let mut took = Duration::ZERO;
 
+    // The browser really runs with scripts off.
+    let probe = "data:text/html,<p id=probe>off</p><script>document.getElementById('probe').textContent='on'</script>";
+    let off = browser.dump_dom(probe);
+    assert!(off.stdout.contains("<p id=\"probe\">off</p>"), "a script ran: {}", off.stdout);
+
     // No call yet: the page loads and says so, with the link up.
     let idle = browser.dump_dom(PAGE);
     took += idle.took;
@@ -157,13 +162,13 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     assert!(idle.stdout.contains("<span class=\"up\">up</span>: Asterisk"), "{}", idle.stdout);
 
     // The phone calls over its app (data) and its carrier line; the user hangs up on the app
-    // after 30 s.
+    // after 20 s.
     let far_rec = Recorder::bind("127.0.0.3");
     let mut far = Sipp::far_party("far_uas.xml", far_rec.port, None);
     let data_rec = Recorder::bind("127.0.0.1");
     let carrier_rec = Recorder::bind("127.0.0.2");
     let mut data =
-        Sipp::leg("data_leg_uac.xml", "127.0.0.1", 5071, "alice-app", "2000", data_rec.port, 30_000, DATA_RTP);
+        Sipp::leg("data_leg_uac.xml", "127.0.0.1", 5071, "alice-app", "2000", data_rec.port, 20_000, DATA_RTP);
     let mut carrier = Sipp::leg(
         "carrier_leg_uac_wait.xml",
         "127.0.0.2",
@@ -171,7 +176,7 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
         "+15550001",
         "2000",
         carrier_rec.port,
-        30_000,
+        20_000,
         CARRIER_RTP,
     );
     wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
@@ -266,7 +271,8 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
         assert!(png.len() > 10_000, "{name} is only {} bytes: an empty page?", png.len());
     }
     println!(
-        "status page: {} Chromium runs took {:.1} s in all ({stalls} failover(s) seen); the test {:.1} s; screenshots in {}",
+        "status page: Chromium started in {:.1} s; {} page loads took {:.1} s in all ({stalls} failover(s) seen); the test {:.1} s; screenshots in {}",
+        browser.started_in.as_secs_f64(),
         browser.runs(),
         took.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
