@@ -9,7 +9,7 @@
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
 use handoff_tests::browser::{artefact_dir, png_size, Browser};
-use handoff_tests::handoffd::{admin_token, api, state_dir, testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::handoffd::{state_dir, testbed_config, Handoffd, AMI_SECRET};
 use handoff_tests::netcut::Cut;
 use handoff_tests::rtp::Recorder;
 use handoff_tests::signal::coded_signal;
@@ -19,7 +19,6 @@ use handoff_tests::wait_for;
 use std::time::{Duration, Instant};
 
 const SEC: Duration = Duration::from_secs(1);
-const PAGE: &str = "http://127.0.0.1:9188/status";
 
 /// The first `name` event after the first `skip` events that `pred` accepts.
 fn event_after(
@@ -54,12 +53,13 @@ fn switch_events(ami: &AmiClient) -> Vec<handoff::ami::Event> {
 /// to one of those switches. Returns the DOM and the switches seen after the load.
 fn load_and_check(
     browser: &mut Browser,
+    page: &str,
     ami: &AmiClient,
     session: &str,
     took: &mut Duration,
 ) -> (String, Vec<handoff::ami::Event>) {
     let before = switch_events(ami);
-    let run = browser.dump_dom(PAGE);
+    let run = browser.dump_dom(page);
     *took += run.took;
     let after = switch_events(ami);
     let dom = run.stdout;
@@ -127,8 +127,38 @@ fn request(addr: &str, method: &str, path: &str, bearer: Option<&str>) -> (Strin
     (head.lines().next().unwrap_or("").to_string(), body.to_string())
 }
 
-fn get(path: &str) -> (String, String) {
-    request("127.0.0.1:9188", "GET", path, None)
+/// The address handoffd's listener `name` (`api`, `metrics`) bound, from its log.
+fn bound(h: &Handoffd, name: &str) -> String {
+    let line = h
+        .wait_log(&format!("{name}: listening on http://"), 10 * SEC)
+        .unwrap_or_else(|| panic!("handoffd's {name} listener did not start: {:#?}", h.log()));
+    let addr = line.split("listening on http://").nth(1).and_then(|t| t.split('/').next()).unwrap();
+    addr.replace("0.0.0.0", "127.0.0.1")
+}
+
+/// After the call nothing is left (what `Handoffd::assert_nothing_left` checks, on this
+/// handoffd's own ports): no channel or conference, no leg in the module, no session open in
+/// handoffd nor in its store.
+fn nothing_left(ast: &Asterisk, ami: &AmiClient, h: &Handoffd, api_addr: &str, metrics_addr: &str, token: &str) {
+    assert!(wait_for(10 * SEC, || ami.channels().is_empty().then_some(())).is_some(), "{:#?}", ami.channels());
+    assert!(ami.conferences().is_empty(), "conferences left: {:#?}", ami.conferences());
+    let idle = |s: &String| s.contains("Waiting in Handoff(): 0") && s.contains("Watched legs:        0");
+    let status = wait_for(10 * SEC, || Some(ast.cli("handoff show status")).filter(idle));
+    assert!(status.is_some(), "the module still holds legs:\n{}", ast.cli("handoff show status"));
+    let closed = wait_for(10 * SEC, || {
+        request(metrics_addr, "GET", "/metrics", None).1.contains("\nhandoff_sessions 0\n").then_some(())
+    });
+    assert!(closed.is_some(), "handoffd still holds a session: {:#?}", h.log());
+    let (status, stored) = request(api_addr, "GET", "/v1/admin/sessions", Some(token));
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let open: Vec<_> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] != "ended" || s["legs"].as_array().is_some_and(|l| !l.is_empty()))
+        .collect();
+    assert!(open.is_empty(), "store records of sessions not closed: {open:#?}");
 }
 
 #[test]
@@ -140,8 +170,17 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     let ami = AmiClient::connect();
     // A cut data leg is declared dead after 20 s here (4 s in the testbed config): the page is
     // loaded several times while the cut lasts.
-    let config = testbed_config(5038, AMI_SECRET).replace("leg_dead_after_s: 4", "leg_dead_after_s: 20");
+    // Its API and metrics listen on ports of their own (other tests' handoffd may hold 9187/9188).
+    let token_file = state_dir().join("admin-token-call");
+    let config = format!(
+        "{}api:\n  listen: 127.0.0.1:0\n  admin_token_file: {}\nmetrics:\n  listen: 127.0.0.1:0\n",
+        testbed_config(5038, AMI_SECRET).replace("leg_dead_after_s: 4", "leg_dead_after_s: 20"),
+        token_file.display()
+    );
     let h = Handoffd::spawn(&config);
+    let (api_addr, metrics_addr) = (bound(&h, "api"), bound(&h, "metrics"));
+    let page = format!("http://{api_addr}/status");
+    let page = page.as_str();
     assert!(h.wait_log("logged in to AMI", 10 * SEC).is_some(), "handoffd did not log in: {:#?}", h.log());
     wait_for(10 * SEC, || ast.cli("handoff show status").contains("Controller:          connected").then_some(()))
         .expect("res_handoff sees handoffd's hello");
@@ -156,7 +195,7 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     assert!(off.stdout.contains("<p id=\"probe\">off</p>"), "a script ran: {}", off.stdout);
 
     // No call yet: the page loads and says so, with the link up.
-    let idle = browser.dump_dom(PAGE);
+    let idle = browser.dump_dom(page);
     took += idle.took;
     assert!(idle.stdout.contains("no call runs now"), "{}", idle.stdout);
     assert!(idle.stdout.contains("<span class=\"up\">up</span>: Asterisk"), "{}", idle.stdout);
@@ -183,8 +222,10 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
         .expect("data, carrier and far party in one conference");
     let first = event_after(&ami, &h, 0, "HandoffLegSwitched", |e| e.headers.get("To") == Some("data"));
     let data_leg = first.headers.get("Uniqueid").unwrap().to_string();
-    let (status, sessions) = api("GET", "/v1/admin/sessions", "", Some(&admin_token()));
-    assert_eq!(status, 200, "{sessions}");
+    let token = std::fs::read_to_string(&token_file).expect("handoffd made the admin token").trim().to_string();
+    let (status, sessions) = request(&api_addr, "GET", "/v1/admin/sessions", Some(&token));
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let sessions: serde_json::Value = serde_json::from_str(&sessions).unwrap();
     let live: Vec<_> = sessions.as_array().unwrap().iter().filter(|s| s["state"] != "ended").collect();
     assert_eq!(live.len(), 1, "{sessions}");
     let session = live[0]["id"].as_str().unwrap().to_string();
@@ -194,7 +235,7 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
 
     // Both legs up: the page shows the session, its two legs and the one feeding.
     settle_on(&ami, "data");
-    let (before, _) = load_and_check(&mut browser, &ami, &session, &mut took);
+    let (before, _) = load_and_check(&mut browser, page, &ami, &session, &mut took);
     let row = session_row(&before, &session);
     for want in [
         "<td>alice</td>",
@@ -208,7 +249,7 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     ] {
         assert!(row.contains(want), "the session row lacks {want:?}:\n{row}");
     }
-    took += browser.screenshot(PAGE, 1280, 720, &shots.join("1-both-legs.png")).took;
+    took += browser.screenshot(page, 1280, 720, &shots.join("1-both-legs.png")).took;
 
     // Wi-Fi goes away: the module switches the mix to the carrier leg and measures the gap.
     settle_on(&ami, "data");
@@ -218,7 +259,7 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     assert_eq!(switched.headers.get("Reason"), Some("stall"));
     assert_eq!(switched.headers.get("Uniqueid"), Some(carrier_leg.as_str()));
     let gap = switched.headers.get("GapMs").unwrap().to_string();
-    let (during, _) = load_and_check(&mut browser, &ami, &session, &mut took);
+    let (during, _) = load_and_check(&mut browser, page, &ami, &session, &mut took);
     let row = session_row(&during, &session);
     assert!(
         row.contains(&format!("<li class=\"leg carrier feeding\" data-uniqueid=\"{carrier_leg}\">▶ carrier leg")),
@@ -237,30 +278,30 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     ] {
         assert!(failover.contains(&want), "the newest failover row lacks {want:?}:\n{failover}");
     }
-    took += browser.screenshot(PAGE, 1280, 720, &shots.join("2-wifi-cut.png")).took;
+    took += browser.screenshot(page, 1280, 720, &shots.join("2-wifi-cut.png")).took;
 
     // Wi-Fi is back: the preferred data leg takes the mix back.
     let before_heal = ami.events().len();
     cut.heal();
     event_after(&ami, &h, before_heal, "HandoffLegSwitched", |e| e.headers.get("To") == Some("data"));
     settle_on(&ami, "data");
-    let (after, _) = load_and_check(&mut browser, &ami, &session, &mut took);
+    let (after, _) = load_and_check(&mut browser, page, &ami, &session, &mut took);
     assert!(after.contains("preferred-recovered"), "the take-back is listed:\n{after}");
-    took += browser.screenshot(PAGE, 1280, 720, &shots.join("3-wifi-back.png")).took;
+    took += browser.screenshot(page, 1280, 720, &shots.join("3-wifi-back.png")).took;
 
     // The timeline link's route exists; its picture is not wired yet.
-    let (status, body) = get(&format!("/status/sessions/{session}/timeline.svg"));
+    let (status, body) = request(&api_addr, "GET", &format!("/status/sessions/{session}/timeline.svg"), None);
     assert!(status.starts_with("HTTP/1.1 404") && body.trim() == "timeline not available", "{status}\n{body}");
-    let (status, _) = get("/status/nothing");
+    let (status, _) = request(&api_addr, "GET", "/status/nothing", None);
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
 
     // The call ends; the page says no call runs, and keeps the failovers in its recent list.
     data.wait(60 * SEC).expect("data leg scenario");
     carrier.wait(60 * SEC).expect("the carrier leg is hung up when the user hangs up the app leg");
     far.wait(60 * SEC).expect("the far party gets its BYE");
-    h.assert_nothing_left(&ast, &ami);
+    nothing_left(&ast, &ami, &h, &api_addr, &metrics_addr, &token);
     let stalls = switch_events(&ami).iter().filter(|e| e.headers.get("Reason") == Some("stall")).count();
-    let ended = browser.dump_dom(PAGE);
+    let ended = browser.dump_dom(page);
     took += ended.took;
     assert!(ended.stdout.contains("no call runs now"), "{}", ended.stdout);
     assert!(ended.stdout.contains(&format!("({stalls} failover(s))")), "{}", ended.stdout);
@@ -283,18 +324,17 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
 #[test]
 fn on_a_listener_that_is_not_loopback_the_status_pages_need_the_admin_token() {
     // No PBX (port 9 refuses): the page shows the link down. The API listens on every
-    // address, on a port of its own (other tests use 9188).
+    // address, on a port of its own (other tests use 9188); no metrics listener.
     let d = state_dir();
     let token_file = d.join("admin-token-wide");
     let config = format!(
-        "{}api:\n  listen: 0.0.0.0:0\n  admin_token_file: {}\n",
+        "{}api:\n  listen: 0.0.0.0:0\n  admin_token_file: {}\nmetrics:\n  listen: \"\"\n",
         testbed_config(9, AMI_SECRET),
         token_file.display()
     );
     let h = Handoffd::spawn(&config);
-    let line = h.wait_log("api: listening on http://0.0.0.0:", 10 * SEC).unwrap_or_else(|| panic!("{:#?}", h.log()));
-    let port = line.split("http://0.0.0.0:").nth(1).and_then(|t| t.split('/').next()).unwrap().to_string();
-    let addr = format!("127.0.0.1:{port}");
+    assert!(h.wait_log("api: listening on http://0.0.0.0:", 10 * SEC).is_some(), "{:#?}", h.log());
+    let addr = bound(&h, "api");
     let token = std::fs::read_to_string(&token_file).expect("handoffd made the admin token").trim().to_string();
 
     for bearer in [None, Some("wrong"), Some(&token[..token.len() - 1])] {
