@@ -712,8 +712,11 @@ async fn link(
                     }
                     DriverEvent::Input(input) => {
                         if let Input::LegSwitched { uniqueid, to, reason } = &input {
-                            if let Some(id) = ctl.sessions.session_of(uniqueid).cloned() {
-                                ctl.tell_board(|b| b.switched(&id.0, uniqueid, (*to).into(), reason, UnixMs::now()));
+                            match ctl.sessions.session_of(uniqueid).cloned() {
+                                Some(id) => {
+                                    ctl.tell_board(|b| b.switched(&id.0, uniqueid, (*to).into(), reason, UnixMs::now()))
+                                }
+                                None => ctl.tell_board(|b| b.switched_without_session()),
                             }
                         }
                         let commands = ctl.on_input(input);

@@ -150,6 +150,12 @@ impl Board {
         });
     }
 
+    /// The PBX switched the mix of a leg handoffd knows no session of (a call being torn
+    /// down): a gap held for it pairs with nothing.
+    pub fn switched_without_session(&mut self) {
+        self.held_gap = None;
+    }
+
     /// `session` ended: its feed is forgotten (its switches stay in the recent list).
     pub fn ended(&mut self, session: &str) {
         self.feeds.remove(session);
@@ -616,6 +622,11 @@ mod tests {
         assert!(html.contains("being measured"), "{html}");
         b.failover(Some(345), T0.plus_ms(160));
         assert_eq!(b.switches().last().and_then(|s| s.gap_ms), Some(345));
+        // A gap whose switch found no session (a call torn down) is not pinned on the next one.
+        b.failover(Some(77), T0.plus_ms(1_000));
+        b.switched_without_session();
+        b.switched("s2", "2.2", LegPath::Carrier, "preferred-recovered", T0.plus_ms(1_100));
+        assert_eq!(b.switches().last().map(|s| (s.gap_ms, s.is_failover())), Some((None, false)));
         // A gap too far from any switch is not pinned on the next one.
         b.failover(Some(99), T0.plus_ms(10_000));
         b.switched("s2", "2.1", LegPath::Data, "preferred-recovered", T0.plus_ms(20_000));
