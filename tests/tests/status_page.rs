@@ -222,8 +222,11 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
         20_000,
         CARRIER_RTP,
     );
-    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
-        .expect("data, carrier and far party in one conference");
+    // (20 s: SIPp and Asterisk are slow to set calls up when other builds load this host.)
+    wait_for(20 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
+        .unwrap_or_else(|| {
+            panic!("data, carrier and far party not in one conference; handoffd:\n{}", h.log().join("\n"))
+        });
     let first = event_after(&ami, &h, 0, "HandoffLegSwitched", |e| e.headers.get("To") == Some("data"));
     let data_leg = first.headers.get("Uniqueid").unwrap().to_string();
     let token = std::fs::read_to_string(&token_file).expect("handoffd made the admin token").trim().to_string();
@@ -301,9 +304,12 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
 
     // The call ends; the page says no call runs, and keeps the failovers in its recent list.
-    data.wait(60 * SEC).expect("data leg scenario");
-    carrier.wait(60 * SEC).expect("the carrier leg is hung up when the user hangs up the app leg");
-    far.wait(60 * SEC).expect("the far party gets its BYE");
+    let log = || h.log().join("\n");
+    data.wait(60 * SEC).unwrap_or_else(|e| panic!("data leg scenario: {e}; handoffd:\n{}", log()));
+    carrier
+        .wait(60 * SEC)
+        .unwrap_or_else(|e| panic!("carrier leg (hung up when the app leg is): {e}; handoffd:\n{}", log()));
+    far.wait(60 * SEC).unwrap_or_else(|e| panic!("far party (gets its BYE): {e}; handoffd:\n{}", log()));
     nothing_left(&ast, &ami, &h, &api_addr, &metrics_addr, &token);
     let stalls = switch_events(&ami).iter().filter(|e| e.headers.get("Reason") == Some("stall")).count();
     let ended = browser.dump_dom(page);
