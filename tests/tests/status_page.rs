@@ -9,7 +9,7 @@
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
 use handoff_tests::browser::{artefact_dir, png_size, Browser};
-use handoff_tests::handoffd::{state_dir, testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::handoffd::{testbed_config, Handoffd, AMI_SECRET};
 use handoff_tests::netcut::Cut;
 use handoff_tests::rtp::Recorder;
 use handoff_tests::signal::coded_signal;
@@ -131,6 +131,17 @@ fn request(addr: &str, method: &str, path: &str, bearer: Option<&str>) -> (Strin
     (head.lines().next().unwrap_or("").to_string(), body.to_string())
 }
 
+/// A fresh directory for one handoffd's store, pepper and admin token, and the YAML that
+/// points there (the harness's state directory is named after the process id, which a later
+/// run may get again with the records of an earlier one).
+fn fresh_state(name: &str) -> (std::path::PathBuf, String) {
+    let d = std::env::temp_dir().join(format!("handoff-status-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("make the state directory");
+    let yaml = format!("store:\n  path: {0}/store\n  pepper_file: {0}/pepper\n", d.display());
+    (d, yaml)
+}
+
 /// The address handoffd's listener `name` (`api`, `metrics`) bound, from its log.
 fn bound(h: &Handoffd, name: &str) -> String {
     let line = h
@@ -175,9 +186,10 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     // A cut data leg is declared dead after 20 s here (4 s in the testbed config): the page is
     // loaded several times while the cut lasts.
     // Its API and metrics listen on ports of their own (other tests' handoffd may hold 9187/9188).
-    let token_file = state_dir().join("admin-token-call");
+    let (dir, store) = fresh_state("call");
+    let token_file = dir.join("admin-token");
     let config = format!(
-        "{}api:\n  listen: 127.0.0.1:0\n  admin_token_file: {}\nmetrics:\n  listen: 127.0.0.1:0\n",
+        "{}api:\n  listen: 127.0.0.1:0\n  admin_token_file: {}\nmetrics:\n  listen: 127.0.0.1:0\n{store}",
         testbed_config(5038, AMI_SECRET).replace("leg_dead_after_s: 4", "leg_dead_after_s: 20"),
         token_file.display()
     );
@@ -338,10 +350,10 @@ fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
 fn on_a_listener_that_is_not_loopback_the_status_pages_need_the_admin_token() {
     // No PBX (port 9 refuses): the page shows the link down. The API listens on every
     // address, on a port of its own (other tests use 9188); no metrics listener.
-    let d = state_dir();
-    let token_file = d.join("admin-token-wide");
+    let (dir, store) = fresh_state("wide");
+    let token_file = dir.join("admin-token");
     let config = format!(
-        "{}api:\n  listen: 0.0.0.0:0\n  admin_token_file: {}\nmetrics:\n  listen: \"\"\n",
+        "{}api:\n  listen: 0.0.0.0:0\n  admin_token_file: {}\nmetrics:\n  listen: \"\"\n{store}",
         testbed_config(9, AMI_SECRET),
         token_file.display()
     );
