@@ -12,6 +12,11 @@
 //! | GET    | `/v1/admin/timeline/<session>` | handoffctl    | `{"session","text","timeline"}`: the stored timeline with its moves ([`crate::timeline`]); 404 if none |
 //! | POST   | `/v1/admin/credentials`       | handoffctl     | `{"user","pin"}` |
 //! | POST   | `/v1/admin/unlock`            | handoffctl     | `{"user"}` |
+//! | GET    | `/status`                     | a browser      | the status page (HTML, [`crate::status`]) |
+//! | GET    | `/status/sessions/<id>/timeline.svg` | a browser | a session's timeline picture |
+//!
+//! The status pages need the admin token only when `api.listen` is not a loopback address
+//! (a browser on the host itself reads them as they are; through an SSH tunnel, say).
 //!
 //! Admin requests carry `Authorization: Bearer <api.admin_token_file>`, compared in constant
 //! time. Refusals are JSON `{"error":"<code>","reason":"<one line>"}`: 400 malformed (bad
@@ -62,6 +67,10 @@ pub struct Api {
     pub per_minute: u32,
     pub notify: tokio::sync::mpsc::UnboundedSender<Notice>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// What the daemon tells the status page (the link, feeding legs, switches).
+    pub board: Arc<Mutex<crate::status::Board>>,
+    /// `api.listen` is not loopback: the status pages need the admin token too.
+    pub status_needs_token: bool,
     rate: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     rate_log: crate::http::LogLimiter,
 }
@@ -103,6 +112,10 @@ pub async fn serve(listen: String, api: Arc<Api>) {
                     );
                 }
                 error(429, "rate_limited", format!("over {} requests per minute", api.per_minute))
+            } else if req.path == "/status" || req.path.starts_with("/status/") {
+                let r = api.status(&req, &peer.ip().to_string()).await;
+                info!("api: {peer} {} {} -> {}", req.method, req.path, r.status);
+                return r;
             } else {
                 let r = api.handle(&req, &peer.ip().to_string()).await;
                 info!("api: {peer} {} {} -> {}", req.method, req.path, r.status);
@@ -229,6 +242,8 @@ impl Api {
             per_minute: cfg.requests_per_minute,
             notify,
             metrics,
+            board: Arc::default(),
+            status_needs_token: !crate::status::listen_is_loopback(&cfg.listen),
             rate: Mutex::new(HashMap::new()),
             rate_log: crate::http::LogLimiter::default(),
         }
@@ -255,6 +270,81 @@ impl Api {
         a.len() == b.len() && bool::from(a.ct_eq(b))
     }
 
+    /// Audits a request refused for want of the admin token (off the executor).
+    async fn audit_no_token(&self, req: &Request, peer: &str) {
+        let audit = AuditRecord::new(UnixMs::now(), format!("api:{peer}"), AuditAction::Unlock, Outcome::Refused)
+            .reason(format_args!("admin request {} {} without a valid admin token", req.method, req.path));
+        let store = self.service.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.audit(&audit)).await;
+    }
+
+    /// The status pages (`/status`, `/status/sessions/<id>/timeline.svg`): HTML, read-only.
+    pub async fn status(&self, req: &Request, peer: &str) -> crate::http::Response {
+        use crate::http::Response;
+        let text = |status: u16, body: &str| Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: format!("{body}\n"),
+        };
+        if req.method != "GET" {
+            return text(405, "the status pages are read-only: use GET");
+        }
+        if self.status_needs_token && !self.admin_ok(req) {
+            self.audit_no_token(req, peer).await;
+            return text(
+                401,
+                "api.listen is not loopback: the status pages need Authorization: Bearer <api.admin_token_file>",
+            );
+        }
+        if req.path != "/status" {
+            let Some(id) = crate::status::timeline_session(&req.path) else {
+                return text(404, &format!("no status page {}", req.path));
+            };
+            // The session's picture, drawn from the store (a running session's lanes reach now).
+            let store = self.service.store.clone();
+            let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
+                let Some(mut t) = store.timeline(&id).map_err(|e| e.to_string())? else { return Ok(None) };
+                let running =
+                    store.get_session(&id).ok().flatten().is_some_and(|s| s.state != crate::store::SessionState::Ended);
+                if running {
+                    t.until = Some(UnixMs::now());
+                }
+                Ok(Some(t))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            return match read {
+                Ok(Some(t)) => {
+                    Response { status: 200, content_type: "image/svg+xml", body: crate::timeline::render(&t) }
+                }
+                Ok(None) => text(404, "no timeline for this session (unknown, or purged)"),
+                Err(e) => text(503, &format!("the store could not be read: {e}")),
+            };
+        }
+        let store = self.service.store.clone();
+        let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let sessions = store.list_sessions().map_err(|e| e.to_string())?;
+            let audit = store.audit_tail(crate::status::AUDIT_TAIL).map_err(|e| e.to_string())?;
+            Ok((sessions, audit))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let (sessions, audit, store_error) = match read {
+            Ok((s, a)) => (s, a, None),
+            Err(e) => (Vec::new(), Vec::new(), Some(e)),
+        };
+        let board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        let body = crate::status::render(&crate::status::Page {
+            now: UnixMs::now(),
+            version: env!("CARGO_PKG_VERSION"),
+            board: &board,
+            sessions: &sessions,
+            audit: &audit,
+            store_error,
+        });
+        Response { status: 200, content_type: "text/html; charset=utf-8", body }
+    }
+
     /// Answers one request.
     pub async fn handle(&self, req: &Request, peer: &str) -> Reply {
         match (req.method.as_str(), req.path.as_str()) {
@@ -262,14 +352,7 @@ impl Api {
             (_, "/v1/moves") => error(405, "method", "use POST /v1/moves"),
             (_, p) if p.starts_with("/v1/admin/") => {
                 if !self.admin_ok(req) {
-                    let audit =
-                        AuditRecord::new(UnixMs::now(), format!("api:{peer}"), AuditAction::Unlock, Outcome::Refused)
-                            .reason(format_args!(
-                                "admin request {} {} without a valid admin token",
-                                req.method, req.path
-                            ));
-                    let store = self.service.store.clone();
-                    let _ = tokio::task::spawn_blocking(move || store.audit(&audit)).await;
+                    self.audit_no_token(req, peer).await;
                     return error(
                         401,
                         "admin_token",

@@ -54,6 +54,8 @@ pub struct Controller {
     inbox_tx: tokio::sync::mpsc::UnboundedSender<Inbox>,
     inbox: tokio::sync::mpsc::UnboundedReceiver<Inbox>,
     timeline: TimelineQueue,
+    /// What the status page shows of the link and the mix ([`crate::status`]).
+    pub board: std::sync::Arc<std::sync::Mutex<crate::status::Board>>,
 }
 
 /// Batches of timeline entries waiting for the store (written by [`write_timelines`] on the
@@ -117,9 +119,18 @@ impl Controller {
         let (inbox_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
         let (tx, rx) = tokio::sync::mpsc::channel(TIMELINE_QUEUE);
         let timeline = TimelineQueue { tx: Some(tx), rx: Some(rx), lost: Default::default() };
-        let epoch = Instant::now();
-        let mut ctl =
-            Self { cfg, metrics: Default::default(), epoch, sessions, store, service, inbox_tx, inbox, timeline };
+        let mut ctl = Self {
+            cfg,
+            metrics: Default::default(),
+            epoch: Instant::now(),
+            sessions,
+            store,
+            service,
+            inbox_tx,
+            inbox,
+            timeline,
+            board: Default::default(),
+        };
         ctl.reload_devices()?;
         Ok(ctl)
     }
@@ -245,6 +256,7 @@ impl Controller {
         let now = UnixMs::now();
         let mut records = Vec::new();
         for (id, reason) in &out.ended {
+            self.tell_board(|b| b.ended(&id.0));
             let user = self.store.get_session(&id.0).ok().flatten().map(|s| s.user).unwrap_or_default();
             records.push(
                 AuditRecord::new(now, "handoffd", AuditAction::SessionEnd, Outcome::Done)
@@ -423,6 +435,11 @@ impl Controller {
         out
     }
 
+    /// Tells the status page's board something (see [`crate::status::Board`]).
+    fn tell_board(&self, f: impl FnOnce(&mut crate::status::Board)) {
+        f(&mut self.board.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
     fn log(&self, out: &Outputs) {
         for r in &out.records {
             info!(target: "handoff::timeline", session = %r.session, at_ms = r.at, "{}", r.what);
@@ -508,7 +525,8 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
                 }
             }
         });
-        let api = crate::api::Api::new(ctl.service.clone(), admin_token, &ctl.cfg.api, tx, ctl.metrics.clone());
+        let mut api = crate::api::Api::new(ctl.service.clone(), admin_token, &ctl.cfg.api, tx, ctl.metrics.clone());
+        api.board = ctl.board.clone();
         crate::api::serve(ctl.cfg.api.listen.clone(), std::sync::Arc::new(api)).await;
     }
     // Tickets, bars and ended sessions that ran out while handoffd was down, then every hour:
@@ -583,6 +601,7 @@ pub async fn run(mut ctl: Controller, shutdown: impl std::future::Future<Output 
             }
             return Ok(());
         };
+        ctl.tell_board(|b| b.link_down(&result.to_string(), UnixMs::now()));
         // What the link held (a snapshot, events held during it, lists) is freed now; give it
         // back to the system so that a flood leaves no lasting RSS.
         handoff_heap::release_free_memory();
@@ -904,19 +923,31 @@ async fn link(
                     DriverEvent::Up { detail } => {
                         info!("{detail}");
                         ctl.metrics.pbx_connected(driver.pbx());
+                        ctl.tell_board(|b| b.link_up(driver.pbx(), &detail, UnixMs::now()));
                     }
                     DriverEvent::Snapshot(channels) => {
                         resync(ctl, driver, &channels);
                         synced = true;
                     }
                     DriverEvent::Input(input) => {
+                        if let Input::LegSwitched { uniqueid, to, reason, .. } = &input {
+                            match ctl.sessions.session_of(uniqueid).cloned() {
+                                Some(id) => {
+                                    ctl.tell_board(|b| b.switched(&id.0, uniqueid, (*to).into(), reason, UnixMs::now()))
+                                }
+                                None => ctl.tell_board(|b| b.switched_without_session()),
+                            }
+                        }
                         let commands = ctl.on_input(input);
                         ctl.send(driver, commands);
                     }
-                    DriverEvent::Failover { gap_ms } => match gap_ms {
-                        Some(gap) => ctl.metrics.observe_failover(gap),
-                        None => ctl.metrics.count(&ctl.metrics.failovers),
-                    },
+                    DriverEvent::Failover { gap_ms } => {
+                        match gap_ms {
+                            Some(gap) => ctl.metrics.observe_failover(gap),
+                            None => ctl.metrics.count(&ctl.metrics.failovers),
+                        }
+                        ctl.tell_board(|b| b.failover(gap_ms, UnixMs::now()));
+                    }
                     DriverEvent::Down(e) => return Some(e),
                 }
             }

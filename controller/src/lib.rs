@@ -21,6 +21,7 @@
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 //! - [`timeline`]: a session's timeline as typed marks, as text and as an SVG picture (no I/O).
+//! - [`status`]: the status page (`GET /status`): its model and HTML rendering (no I/O).
 
 // The controller is safe Rust: the compiler refuses any `unsafe` block (FFI lives in module/).
 #![forbid(unsafe_code)]
@@ -41,5 +42,6 @@ pub mod moves;
 pub mod pbx;
 pub mod service;
 pub mod session;
+pub mod status;
 pub mod store;
 pub mod timeline;

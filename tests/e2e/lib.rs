@@ -8,6 +8,7 @@
 //! - [`rtp`]: bind an RTP recorder and analyse what arrived ([`audio`] holds the G.711 maths).
 //! - [`signal`]: the coded test signal both client legs send, and its analysis at the far end.
 //! - [`netcut`]: real network faults (nftables drops on loopback).
+//! - [`browser`]: headless Chromium from the testbed root, to load handoffd's pages.
 //! - [`ami`]: a plain AMI client (the project's codec over a std socket) to watch events and
 //!   check that nothing is left over.
 //!
@@ -15,6 +16,7 @@
 
 pub mod ami;
 pub mod audio;
+pub mod browser;
 pub mod handoffd;
 pub mod netcut;
 pub mod rtp;
