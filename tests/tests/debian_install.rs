@@ -141,12 +141,13 @@ impl Services {
     /// `chroot ROOT env -i ... [setpriv ...] CMD` for `unit`'s process `cmd`.
     fn command(&self, unit: &Unit, cmd: &str, extra_env: &[(&str, &str)]) -> Command {
         let mut c = Command::new("chroot");
-        c.arg(&self.root).args(["env", "-i", &format!("PATH={PATH}"), "LANG=C.UTF-8"]);
-        for (k, v) in extra_env {
-            c.arg(format!("{k}={v}"));
-        }
+        c.arg(&self.root).args(["env", "-i"]);
         if let Some(dir) = &unit.working_directory {
             c.args(["-C", dir]);
+        }
+        c.args([format!("PATH={PATH}"), "LANG=C.UTF-8".to_string()]);
+        for (k, v) in extra_env {
+            c.arg(format!("{k}={v}"));
         }
         if let Some(user) = &unit.user {
             let group = unit.group.as_deref().unwrap_or(user);
