@@ -161,11 +161,13 @@ impl Services {
         if self.lock.is_some() {
             return;
         }
+        let waited = Instant::now();
         let file = std::fs::File::create("/var/cache/handoff-testbed/.instance.lock").unwrap();
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor this function owns; blocks until the lock is free.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock the testbed's instance lock");
+        println!("waited {:.1} s for the testbed's instance lock", waited.elapsed().as_secs_f64());
         self.lock = Some(file);
     }
 
