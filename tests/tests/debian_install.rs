@@ -397,7 +397,19 @@ fn the_readmes_debian_section_installs_configures_calls_and_purges_in_a_pristine
     let remove_at = blocks.iter().position(|b| b.script.contains("apt-get remove")).expect("a removal block");
     assert!(blocks[remove_at + 1..].iter().any(|b| b.script.contains("apt-get purge")), "a purge block after it");
 
-    for block in &blocks[..remove_at] {
+    assert!(blocks[0].script.contains("apt-get install"), "the first block installs");
+    run_block(&root, &mut services, &blocks[0]);
+    // What the README says of the fresh install: the unit is enabled although no systemd runs,
+    // and the shipped config's placeholder secret is refused until the administrator sets one.
+    let wants = root.join("etc/systemd/system/multi-user.target.wants/handoffd.service");
+    assert!(wants.is_symlink(), "handoffd.service is enabled on installation");
+    let check = Command::new("chroot").arg(&root).args(["handoffd", "--check"]).output().unwrap();
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(78), "--check on the installed config: {said}");
+    assert!(said.contains("ami.secret: still the sample's placeholder"), "{said}");
+    let devices = std::fs::read_to_string(root.join("etc/handoff/handoffd.yaml")).unwrap();
+    assert!(devices.contains("\ndevices: []\n") && !devices.to_lowercase().contains("freeswitch"), "{devices}");
+    for block in &blocks[1..remove_at] {
         run_block(&root, &mut services, block);
     }
     let t_configured = t0.elapsed();

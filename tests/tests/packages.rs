@@ -87,6 +87,7 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     std::thread::sleep(Duration::from_millis(1_100));
     let second = build_debs();
     assert_eq!(first, second, "two builds of the same tree differ: not reproducible");
+    tar_entries_are_reproducible();
     let root = ast.root();
     let staged = root.join("tmp/handoff-debs");
     let _ = std::fs::remove_dir_all(&staged);
@@ -259,4 +260,33 @@ fn build_debs() -> Vec<(String, String)> {
     }
     sums.sort();
     sums
+}
+
+/// Every data entry of each package: owner 0/0, the time SOURCE_DATE_EPOCH (the last commit's,
+/// as build-debs uses it), in sorted order.
+fn tar_entries_are_reproducible() {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| {
+        let git = Command::new("git").args(["log", "-1", "--format=%ct"]).current_dir(repo_root()).output().unwrap();
+        String::from_utf8_lossy(&git.stdout).trim().to_string()
+    });
+    let when = Command::new("date").args(["-u", "-d", &format!("@{epoch}"), "+%Y-%m-%d %H:%M:%S"]).output().unwrap();
+    let when = String::from_utf8_lossy(&when.stdout).trim().to_string();
+    for entry in std::fs::read_dir(handoff_tests::target_dir().join("debian")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "deb") {
+            continue;
+        }
+        let script = format!("dpkg-deb --fsys-tarfile '{}' | TZ=UTC tar -tv --full-time --numeric-owner", p.display());
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && listing.lines().count() > 5, "{}: {listing}", p.display());
+        let mut names = Vec::new();
+        for line in listing.lines() {
+            assert!(line.contains(" 0/0 ") && line.contains(&when), "{}: not owner 0/0 at {when}: {line}", p.display());
+            names.push(line.rsplit(' ').next().unwrap_or("").to_string());
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "{}: entries not in sorted order", p.display());
+    }
 }
