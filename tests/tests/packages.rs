@@ -83,11 +83,16 @@ fn wait_journal(ast: &Asterisk, needle: &str, limit: Duration) -> Option<Value> 
 fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
     let ast = Asterisk::take_turn();
     // Reproducible: two builds of the same tree give the same bytes (no build time inside).
-    let first = build_debs();
+    // The time build-debs uses by default (the last commit's), read once for both builds.
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| {
+        let git = Command::new("git").args(["log", "-1", "--format=%ct"]).current_dir(repo_root()).output().unwrap();
+        String::from_utf8_lossy(&git.stdout).trim().to_string()
+    });
+    let first = build_debs(&epoch);
     std::thread::sleep(Duration::from_millis(1_100));
-    let second = build_debs();
+    let second = build_debs(&epoch);
     assert_eq!(first, second, "two builds of the same tree differ: not reproducible");
-    tar_entries_are_reproducible();
+    tar_entries_are_reproducible(&epoch);
     let root = ast.root();
     let staged = root.join("tmp/handoff-debs");
     let _ = std::fs::remove_dir_all(&staged);
@@ -246,8 +251,8 @@ fn packages_install_run_a_dual_leg_call_and_purge_cleanly() {
 }
 
 /// Runs `packaging/build-debs` and returns the SHA-256 of each package, by file name.
-fn build_debs() -> Vec<(String, String)> {
-    let out = Command::new(repo_root().join("packaging/build-debs")).output().unwrap();
+fn build_debs(epoch: &str) -> Vec<(String, String)> {
+    let out = Command::new(repo_root().join("packaging/build-debs")).env("SOURCE_DATE_EPOCH", epoch).output().unwrap();
     assert!(out.status.success(), "build-debs: {}", String::from_utf8_lossy(&out.stderr));
     let mut sums = Vec::new();
     for entry in std::fs::read_dir(handoff_tests::target_dir().join("debian")).unwrap() {
@@ -262,13 +267,9 @@ fn build_debs() -> Vec<(String, String)> {
     sums
 }
 
-/// Every data entry of each package: owner 0/0, the time SOURCE_DATE_EPOCH (the last commit's,
-/// as build-debs uses it), in sorted order.
-fn tar_entries_are_reproducible() {
-    let epoch = std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| {
-        let git = Command::new("git").args(["log", "-1", "--format=%ct"]).current_dir(repo_root()).output().unwrap();
-        String::from_utf8_lossy(&git.stdout).trim().to_string()
-    });
+/// Every data entry of each package: owner 0/0, the time `epoch` (SOURCE_DATE_EPOCH), in sorted
+/// order.
+fn tar_entries_are_reproducible(epoch: &str) {
     let when = Command::new("date").args(["-u", "-d", &format!("@{epoch}"), "+%Y-%m-%d %H:%M:%S"]).output().unwrap();
     let when = String::from_utf8_lossy(&when.stdout).trim().to_string();
     for entry in std::fs::read_dir(handoff_tests::target_dir().join("debian")).unwrap() {
