@@ -117,10 +117,9 @@ fn read_unit(root: &Path, name: &str) -> Unit {
     unit
 }
 
-/// A running unit: its main process and everything it wrote.
+/// A running unit: its main process (what it writes goes to [`Services::logs`]).
 struct Service {
     child: Child,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// The service manager of the root (see the file's comment). Holds the testbed's instance lock
@@ -230,7 +229,7 @@ impl Services {
             }
             let _ = std::fs::remove_file(&socket_path);
         }
-        self.running.insert(name.to_string(), Service { child, log });
+        self.running.insert(name.to_string(), Service { child });
     }
 
     fn stop(&mut self, name: &str) {
@@ -241,7 +240,6 @@ impl Services {
             let _ = s.child.kill();
             let _ = s.child.wait();
         }
-        let _ = &s.log;
     }
 
     fn journal(&self, name: &str) -> String {
