@@ -568,7 +568,45 @@ fn default_checks() -> usize {
     2
 }
 
+/// The secrets the samples ship with (`conf/*.sample`, the package's `/etc/handoff/handoffd.yaml`):
+/// `handoffd --check` refuses a config that still holds one, so that a service never starts with
+/// a secret every reader of the samples knows.
+pub const PLACEHOLDER_SECRETS: [&str; 2] = ["change-me-handoffd-secret", "change-me-esl-password"];
+
 impl Config {
+    /// The error `handoffd --check` gives for a secret still at its sample's placeholder
+    /// ([`PLACEHOLDER_SECRETS`]), naming the key; `None` when the secret is the administrator's.
+    pub fn placeholder_secret(&self, file: &str) -> Option<ConfigError> {
+        let placeholder = |key: &str, secret: &Secret, from_file: bool, account: &str| {
+            PLACEHOLDER_SECRETS.contains(&secret.expose()).then(|| ConfigError {
+                file: file.to_string(),
+                key: if from_file { format!("{key}_file") } else { key.to_string() },
+                problem: format!(
+                    "still the sample's placeholder '{}': set a secret of your own here and in {account}",
+                    secret.expose()
+                ),
+            })
+        };
+        let ami = self.ami.as_ref().and_then(|a| {
+            placeholder(
+                "ami.secret",
+                &a.secret,
+                a.secret_file.is_some(),
+                "Asterisk's AMI account (manager.d/handoffd.conf)",
+            )
+        });
+        ami.or_else(|| {
+            self.esl.as_ref().and_then(|e| {
+                placeholder(
+                    "esl.password",
+                    &e.password,
+                    e.password_file.is_some(),
+                    "FreeSWITCH's event_socket.conf.xml",
+                )
+            })
+        })
+    }
+
     /// Reads and validates `path`; `secret_file` is read relative to nothing (absolute paths).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
@@ -1221,5 +1259,17 @@ mod tests {
         }
         let e = Config::parse("pbx: kamailio\n", "t.yaml").unwrap_err().to_string();
         assert!(e.starts_with("t.yaml") && e.contains("kamailio") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn the_samples_placeholder_secrets_are_named_and_any_other_passes() {
+        let c = Config::parse("ami:\n  username: h\n  secret: change-me-handoffd-secret\n", "t.yaml").unwrap();
+        let e = c.placeholder_secret("t.yaml").expect("the placeholder is refused").to_string();
+        assert!(e.starts_with("t.yaml: ami.secret: still the sample's placeholder"), "{e}");
+        let c = Config::parse(MIN, "t.yaml").unwrap();
+        assert_eq!(c.placeholder_secret("t.yaml"), None);
+        let esl = "pbx: freeswitch\nesl:\n  password: change-me-esl-password\n";
+        let c = Config::parse(esl, "t.yaml").unwrap();
+        assert!(c.placeholder_secret("t.yaml").unwrap().to_string().contains("esl.password:"));
     }
 }

@@ -48,10 +48,20 @@ fn config_errors_are_one_line_naming_file_and_key() {
     assert_eq!(code, 78, "{out}");
     assert_eq!(out.trim().lines().count(), 1, "{out}");
 
-    // The shipped samples are valid, for Asterisk and for FreeSWITCH.
-    for name in ["conf/handoffd.yaml.sample", "conf/handoffd-freeswitch.yaml.sample"] {
+    // The shipped samples (and the package's config) are valid once their placeholder secret
+    // is replaced; as shipped, `--check` refuses the secret every reader of them knows.
+    let samples = [
+        ("conf/handoffd.yaml.sample", "change-me-handoffd-secret", "ami.secret"),
+        ("conf/handoffd-freeswitch.yaml.sample", "change-me-esl-password", "esl.password"),
+        ("packaging/handoffd/handoffd.yaml", "change-me-handoffd-secret", "ami.secret"),
+    ];
+    for (name, placeholder, key) in samples {
         let sample = std::fs::read_to_string(repo_root().join(name)).unwrap();
         let (code, out) = handoffd_check(Some(&sample));
+        assert_eq!(code, 78, "{name}: {out}");
+        assert!(out.contains(&format!(": {key}: still the sample's placeholder")), "{name}: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "{out}");
+        let (code, out) = handoffd_check(Some(&sample.replace(placeholder, "an-administrators-own-secret")));
         assert_eq!(code, 0, "{name}: {out}");
     }
 }

@@ -28,7 +28,8 @@ fn an_endpoint_edited_in_the_yaml_is_used_after_the_next_start_and_check_reports
 
     // The admin edits the endpoint; --check names the difference before anything changes.
     let path = std::env::temp_dir().join(format!("handoffd-devices-{}.yaml", std::process::id()));
-    std::fs::write(&path, with_state(&edited)).unwrap();
+    // (`--check` refuses the samples' placeholder secret, which the testbed's AMI account uses)
+    std::fs::write(&path, with_state(&edited.replace(AMI_SECRET, "an-administrators-own-secret"))).unwrap();
     let out = std::process::Command::new(target_dir().join("release/handoffd"))
         .arg("--check")
         .arg("--config")

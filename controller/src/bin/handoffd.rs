@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! handoffd [--config PATH]     run (default config /etc/handoff/handoffd.yaml)
-//! handoffd --check [--config PATH]   validate the config and exit
+//! handoffd --check [--config PATH]   validate the config (a sample's placeholder secret fails) and exit
 //! handoffd --version
 //! ```
 //! Under systemd, logs go to the journal as structured entries (see `init_logging`); elsewhere
@@ -48,6 +48,11 @@ fn main() -> ExitCode {
         }
     };
     if check {
+        // A secret every reader of the samples knows is refused like any invalid value.
+        if let Some(e) = cfg.placeholder_secret(&config.display().to_string()) {
+            eprintln!("handoffd: {e}");
+            return ExitCode::from(78);
+        }
         println!("handoffd: {} is valid", config.display());
         report_device_differences(&cfg);
         return ExitCode::SUCCESS;
