@@ -21,6 +21,7 @@
 pub mod ami_auth;
 pub mod app_args;
 pub mod config;
+pub mod downlink;
 pub mod frame_clock;
 pub mod legs;
 pub mod secret;
