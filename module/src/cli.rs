@@ -64,7 +64,7 @@ pub fn status_text() -> String {
          Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, recover_time={recover} ms, controller_account={account}\n\
          Watched legs:        {hooks}\n\
          Frames watched:      {frames} ({per_frame} ns per frame in the hook)\n\
-         Downlink:            {writes} frames written to watched legs ({per_write} ns per frame in the hook); standby legs got {copied} of the feeding leg's frames, {repeated} repeated, {silenced} silenced, {dropped} dropped\n\
+         Downlink:            {writes} frames written to watched legs ({per_write} ns per frame in the hook); standby legs got {copied} of the feeding leg's frames, {repeated} repeated, {silenced} silenced, {dropped} dropped; {seam} silenced just after a switch\n\
          Device groups:       {ngroups}\n{groups}\
          Panics caught:       {panics}\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -90,6 +90,7 @@ pub fn status_text() -> String {
         repeated = crate::media::FILL_REPEATED.load(Ordering::Relaxed),
         silenced = crate::media::FILL_SILENCE.load(Ordering::Relaxed),
         dropped = crate::media::FILL_DROPPED.load(Ordering::Relaxed),
+        seam = crate::media::SEAM_SILENCED.load(Ordering::Relaxed),
         ngroups = groups.len(),
         groups = groups.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )

@@ -52,6 +52,8 @@ pub static FILL_COPIED: AtomicU64 = AtomicU64::new(0);
 pub static FILL_REPEATED: AtomicU64 = AtomicU64::new(0);
 pub static FILL_SILENCE: AtomicU64 = AtomicU64::new(0);
 pub static FILL_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Frames written to feeding legs just after a switch, silenced (see [`Group::on_mixed`]).
+pub static SEAM_SILENCED: AtomicU64 = AtomicU64::new(0);
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC, the clock handoffd and the tests also read).
 pub fn now_ns() -> u64 {
@@ -231,37 +233,47 @@ fn on_write(hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame 
     // SAFETY: a live voice frame handed to this hook; written by ast_write's caller, who keeps it
     // (and so its payload) for us alone until ast_write returns.
     let voice = unsafe { asterisk::voice(frame) };
-    let out = if feeding {
-        let others = hook.group.hooks(Path::Data) + hook.group.hooks(Path::Carrier) > 1;
-        if let Some(v) = voice.filter(|_| others) {
-            if let Some(format) = Format::from_name(v.format) {
-                hook.downlink.store(format, v.samples, v.data, start);
+    let format = voice.as_ref().and_then(|v| Format::from_name(v.format));
+    let fill = match voice {
+        None => Fill::Unwritable,
+        Some(v) if feeding => {
+            if hook.group.on_mixed(hook.path, start) {
+                // Just after a switch the bridge may still mix the old leg's frames into this
+                // one: the phone would hear itself on every leg. Silence instead.
+                SEAM_SILENCED.fetch_add(1, Ordering::Relaxed);
+                match format {
+                    Some(f) => v.data.fill(f.silence_byte()),
+                    None => return drop_written(start),
+                }
             }
+            if let Some(f) = format.filter(|_| hook.group.hooks(Path::Data) + hook.group.hooks(Path::Carrier) > 1) {
+                hook.downlink.store(f, v.samples, v.data, start);
+            }
+            WRITES.fetch_add(1, Ordering::Relaxed);
+            WRITE_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+            return frame;
         }
-        frame
-    } else {
-        let fill = match voice {
-            Some(v) => hook.downlink.fill(&hook.cursor, Format::from_name(v.format), v.samples, v.data, start),
-            None => Fill::Unwritable,
-        };
-        let counter = match fill {
-            Fill::Copied => &FILL_COPIED,
-            Fill::Repeated => &FILL_REPEATED,
-            Fill::Silence => &FILL_SILENCE,
-            Fill::Unwritable => &FILL_DROPPED,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if fill == Fill::Unwritable {
-            // Never the phone's own voice: the frame is not sent. ast_write's caller still owns
-            // and frees the original; ast_null_frame is static (nothing to free).
-            std::ptr::addr_of_mut!(ffi::ast_null_frame)
-        } else {
-            frame
-        }
+        Some(v) => hook.downlink.fill(&hook.cursor, format, v.samples, v.data, start),
     };
+    let counter = match fill {
+        Fill::Copied => &FILL_COPIED,
+        Fill::Repeated => &FILL_REPEATED,
+        Fill::Silence => &FILL_SILENCE,
+        Fill::Unwritable => return drop_written(start),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     WRITES.fetch_add(1, Ordering::Relaxed);
     WRITE_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
-    out
+    frame
+}
+
+/// A frame written to a leg is not sent: never the phone's own voice. ast_write's caller still
+/// owns and frees the original; ast_null_frame is static (nothing to free).
+fn drop_written(start: u64) -> *mut ffi::ast_frame {
+    FILL_DROPPED.fetch_add(1, Ordering::Relaxed);
+    WRITES.fetch_add(1, Ordering::Relaxed);
+    WRITE_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+    std::ptr::addr_of_mut!(ffi::ast_null_frame)
 }
 
 extern "C" fn on_destroy(data: *mut c_void) {

@@ -79,6 +79,15 @@ fn downlink(packets: &[Packet], from: Instant, to: Instant) -> Downlink {
     d
 }
 
+/// An instant on the monotonic clock, in ms (the clock of the module's AtMs headers).
+fn mono_ms(at: Instant) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000;
+    now - Instant::now().duration_since(at).as_millis() as i64
+}
+
 /// The first matching event after the first `skip` events.
 fn event_after(
     ami: &AmiClient,
@@ -142,6 +151,27 @@ fn neither_leg_of_the_phone_hears_its_own_voice_whichever_leg_feeds_the_conferen
     far.wait(30 * SEC).expect("the far party gets its BYE when the phone hangs up");
 
     let (d, c) = (data_rec.packets(), carrier_rec.packets());
+    // Where the phone's own voice was heard, against the switches (AtMs: the module's clock).
+    let switches: Vec<(String, i64)> = ami
+        .events()
+        .iter()
+        .filter(|e| e.name == "HandoffLegSwitched")
+        .map(|e| {
+            (e.headers.get("To").unwrap_or("?").to_string(), e.headers.get("AtMs").unwrap_or("0").parse().unwrap_or(0))
+        })
+        .collect();
+    for (leg, packets) in [("data", &d), ("carrier", &c)] {
+        let heard = hear(packets.iter().filter(|p| p.payload_type == 0).cloned().collect::<Vec<_>>().as_slice());
+        for h in heard.iter().filter(|h| h.code.is_some()) {
+            let at = mono_ms(h.at);
+            let near = switches.iter().min_by_key(|(_, s)| (at - s).abs());
+            println!(
+                "own voice on the {leg} leg at {at} ms: {} ms from the switch to {:?}",
+                near.map_or(0, |n| at - n.1),
+                near.map(|n| &n.0)
+            );
+        }
+    }
     let phases = [
         ("data feeds", data_active_from, data_active_to),
         ("carrier feeds", carrier_active_from, carrier_active_to),
