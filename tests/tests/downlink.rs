@@ -150,6 +150,18 @@ fn neither_leg_of_the_phone_hears_its_own_voice_whichever_leg_feeds_the_conferen
     carrier.wait(30 * SEC).expect("the carrier leg is hung up when the user hangs up the app leg");
     far.wait(30 * SEC).expect("the far party gets its BYE when the phone hangs up");
 
+    // The module's own account: cost per frame, and what the standby legs got.
+    let status = ast.cli("handoff show status");
+    for line in status.lines().filter(|l| l.contains("Frames watched") || l.contains("Downlink")) {
+        println!("{}", line.trim());
+    }
+    let copied: u64 = status
+        .split("standby legs got ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no downlink line in handoff show status:\n{status}"));
+    assert!(copied >= 200, "the standby legs got {copied} of the feeding leg's frames:\n{status}");
     let (d, c) = (data_rec.packets(), carrier_rec.packets());
     // Where the phone's own voice was heard, against the switches (AtMs: the module's clock).
     let switches: Vec<(String, i64)> = ami
