@@ -36,6 +36,14 @@
 //! (its thread stalled) skips ahead to the newest frame; a frame older than [`STALE_NS`] (the
 //! feeding leg stopped getting frames) is not used: silence.
 //!
+//! **Switches.** Right after the mix moves from one leg to another the bridge's frame for the new
+//! feeding leg may still hold the old leg's voice: the bridge buffers each member's audio (one
+//! frame normally, up to five after a burst) and mixes it a tick later, and a frame mixed before
+//! the switch may be written after it. [`crate::frame_clock::Group::on_mixed`] tells the write
+//! hook when that can be; the feeding leg's frame is then silenced before it is kept, so that
+//! every leg gets 20–40 ms of silence at a switch (more after a burst) instead of the phone's own
+//! voice. Measured without this: one own-voice packet on each leg at most take-backs.
+//!
 //! **Formats.** The bridge writes signed linear at its mixing rate to a member with its own audio
 //! in the mix, and may write the shared mix already encoded (the write format of several silent
 //! members, e.g. μ-law) to the others. The ring keeps a frame as written; [`convert`] turns it
@@ -133,17 +141,29 @@ impl Format {
     }
 }
 
-/// G.711 μ-law encoding of one sample (ITU-T G.711, as Asterisk's and Sun's reference code).
+/// G.711 μ-law encoding of one sample, as Asterisk's own table does it (14 bits kept).
 pub fn ulaw_encode(sample: i16) -> u8 {
+    ULAW_ENCODE[usize::from(sample as u16 >> 2)]
+}
+
+/// The reference μ-law encoder (ITU-T G.711, as Sun's g711.c), run at build time for the table.
+const fn ulaw_encode_const(sample: i16) -> u8 {
     const BIAS: i32 = 0x84;
     const CLIP: i32 = 32635;
-    let mut s = i32::from(sample);
+    let mut s = sample as i32;
     let sign = if s < 0 { 0x80 } else { 0 };
     if s < 0 {
         s = -s;
     }
-    s = s.min(CLIP) + BIAS;
-    let exponent = (31 - (s as u32).leading_zeros()).saturating_sub(7).min(7) as i32;
+    s = if s > CLIP { CLIP } else { s } + BIAS;
+    let top = 31 - (s as u32).leading_zeros() as i32;
+    let exponent = if top < 7 {
+        0
+    } else if top - 7 > 7 {
+        7
+    } else {
+        top - 7
+    };
     let mantissa = (s >> (exponent + 3)) & 0x0f;
     !(sign | (exponent << 4) | mantissa) as u8
 }
@@ -157,15 +177,40 @@ const fn ulaw_decode_const(byte: u8) -> i16 {
     (if sign != 0 { -v } else { v }) as i16
 }
 
-/// G.711 A-law encoding of one sample.
+/// G.711 A-law encoding of one sample (13 bits, all A-law uses).
 pub fn alaw_encode(sample: i16) -> u8 {
-    let s = i32::from(sample) >> 3; // 13 bits
+    ALAW_ENCODE[usize::from(sample as u16 >> 3)]
+}
+
+/// The reference A-law encoder (ITU-T G.711, as Sun's g711.c), run at build time for the table.
+const fn alaw_encode_const(sample: i16) -> u8 {
+    let s = (sample as i32) >> 3; // 13 bits
     let (mask, mag) = if s >= 0 { (0xd5, s) } else { (0x55, -s - 1) };
-    let mag = mag.min(0x0fff);
+    let mag = if mag > 0x0fff { 0x0fff } else { mag };
     let seg = (32 - (mag as u32 >> 5).leading_zeros()) as i32; // 0 up to 31, 7 from 2048
     let code = if seg == 0 { mag >> 1 } else { (seg << 4) | ((mag >> seg) & 0x0f) };
     (code ^ mask) as u8
 }
+
+/// Encoding tables indexed by the sample's top 14 (μ-law) or 13 (A-law) bits.
+static ULAW_ENCODE: [u8; 16384] = {
+    let mut t = [0u8; 16384];
+    let mut i = 0;
+    while i < 16384 {
+        t[i] = ulaw_encode_const(((i as u16) << 2) as i16);
+        i += 1;
+    }
+    t
+};
+static ALAW_ENCODE: [u8; 8192] = {
+    let mut t = [0u8; 8192];
+    let mut i = 0;
+    while i < 8192 {
+        t[i] = alaw_encode_const(((i as u16) << 3) as i16);
+        i += 1;
+    }
+    t
+};
 
 const fn alaw_decode_const(byte: u8) -> i16 {
     let a = (byte ^ 0x55) as i32;
@@ -209,19 +254,19 @@ pub fn convert(src: Format, from: &[u8], dst: Format, out: &mut [u8], samples: u
     if from.len() != src.bytes(samples) || out.len() != dst.bytes(samples) {
         return false;
     }
-    let slin = |i: usize| i16::from_ne_bytes([from[2 * i], from[2 * i + 1]]);
+    let slin = from.chunks_exact(2).map(|p| i16::from_ne_bytes([p[0], p[1]]));
     match (src, dst) {
         (a, b) if a == b => out.copy_from_slice(from),
-        (Format::Slin(8000), Format::Ulaw) => (0..samples).for_each(|i| out[i] = ulaw_encode(slin(i))),
-        (Format::Slin(8000), Format::Alaw) => (0..samples).for_each(|i| out[i] = alaw_encode(slin(i))),
+        (Format::Slin(8000), Format::Ulaw) => out.iter_mut().zip(slin).for_each(|(o, s)| *o = ulaw_encode(s)),
+        (Format::Slin(8000), Format::Alaw) => out.iter_mut().zip(slin).for_each(|(o, s)| *o = alaw_encode(s)),
         (Format::Ulaw | Format::Alaw, Format::Slin(8000)) => {
             let table = if src == Format::Ulaw { &ULAW } else { &ALAW };
             for (pair, b) in out.chunks_exact_mut(2).zip(from) {
                 pair.copy_from_slice(&table[usize::from(*b)].to_ne_bytes());
             }
         }
-        (Format::Ulaw, Format::Alaw) => (0..samples).for_each(|i| out[i] = alaw_encode(ulaw_decode(from[i]))),
-        (Format::Alaw, Format::Ulaw) => (0..samples).for_each(|i| out[i] = ulaw_encode(alaw_decode(from[i]))),
+        (Format::Ulaw, Format::Alaw) => out.iter_mut().zip(from).for_each(|(o, b)| *o = alaw_encode(ulaw_decode(*b))),
+        (Format::Alaw, Format::Ulaw) => out.iter_mut().zip(from).for_each(|(o, b)| *o = ulaw_encode(alaw_decode(*b))),
         _ => return false,
     }
     true

@@ -87,6 +87,17 @@ pub enum Verdict {
     Drop,
 }
 
+/// Who feeds the mix, as the write hook asks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    /// No leg of the device has fed the mix yet.
+    Empty,
+    /// This path's driving leg feeds it.
+    Fed(Path),
+    /// A switch is being written this instant.
+    Switching,
+}
+
 /// Why the active leg changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SwitchReason {
@@ -222,6 +233,15 @@ impl Group {
     /// The leg feeding the mix.
     pub fn active(&self) -> Option<Path> {
         Path::from_index(self.active.load(Ordering::Acquire))
+    }
+
+    /// Who feeds the mix right now.
+    pub fn mix(&self) -> Mix {
+        match self.active.load(Ordering::Acquire) {
+            NONE => Mix::Empty,
+            BUSY => Mix::Switching,
+            i => Path::from_index(i).map_or(Mix::Empty, Mix::Fed),
+        }
     }
 
     /// How many times the active leg changed.
@@ -757,10 +777,13 @@ mod tests {
     #[test]
     fn a_switch_being_written_is_not_reported_half_done() {
         let g = dual();
+        assert_eq!(g.mix(), Mix::Empty);
         g.on_frame(Path::Data, DATA, MS);
+        assert_eq!(g.mix(), Mix::Fed(Path::Data));
         // Another switch is writing its record right now (it holds `active` at BUSY): the
         // ticker must not report a mix of the two records; it reports on a later tick.
         let was = g.active.swap(BUSY, Ordering::AcqRel);
+        assert_eq!(g.mix(), Mix::Switching, "the write hook serves every leg as a standby meanwhile");
         g.last_switch.to.store(Path::Carrier as u8, Ordering::Relaxed); // half written
         assert!(g.tick(2 * MS).iter().all(|r| !matches!(r, Report::Switched { .. })));
         g.last_switch.to.store(Path::Data as u8, Ordering::Relaxed);

@@ -19,7 +19,7 @@
 use crate::asterisk::{self, EventClass, Level};
 use crate::downlink::{Cursor, Downlink, Fill, Format};
 use crate::ffi;
-use crate::frame_clock::{Group, LegId, Path, Report, SwitchReason, Timing};
+use crate::frame_clock::{Group, LegId, Mix, Path, Report, SwitchReason, Timing};
 use crate::guard::guard;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -225,11 +225,13 @@ fn on_read(hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
 /// A voice frame the bridge writes to the leg: kept as the group's downlink if the leg feeds the
 /// mix, replaced by that downlink if it is a standby.
 fn on_write(hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
-    let Some(active) = hook.group.active() else {
-        return frame; // no leg of the device feeds the mix yet: no own voice in it
-    };
     let start = now_ns();
-    let feeding = active == hook.path && hook.group.current_leg(active) == Some(hook.leg);
+    let feeding = match hook.group.mix() {
+        Mix::Empty => return frame, // no leg of the device feeds the mix yet: no own voice in it
+        // A switch is being written: every leg is served as a standby this once.
+        Mix::Switching => false,
+        Mix::Fed(path) => path == hook.path && hook.group.current_leg(path) == Some(hook.leg),
+    };
     // SAFETY: a live voice frame handed to this hook; written by ast_write's caller, who keeps it
     // (and so its payload) for us alone until ast_write returns.
     let voice = unsafe { asterisk::voice(frame) };
