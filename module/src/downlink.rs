@@ -32,9 +32,11 @@
 //! into the ring and takes the feeding leg's frames in order, each once (a FIFO): when the
 //! feeding leg's frame of this tick is not there yet, the standby leg gets the previous frame
 //! once more (a repeat of 20 ms, as packet-loss concealment would do) and from then on runs one
-//! frame behind, which absorbs either order. A standby leg more than [`MAX_LAG`] frames behind
-//! (its thread stalled) skips ahead to the newest frame; a frame older than [`STALE_NS`] (the
-//! feeding leg stopped getting frames) is not used: silence.
+//! frame behind, which absorbs either order. A standby leg with more than [`MAX_WAITING`] frames
+//! waiting (its thread stalled, a burst of the feeding leg's, or it fed the mix itself until now)
+//! skips ahead to one frame behind the newest, so the downlink of a standby leg is never more than
+//! a frame or two later than the feeding leg's; a frame older than [`STALE_NS`] (the feeding leg
+//! stopped getting frames) is not used: silence.
 //!
 //! **Switches.** Right after the mix moves from one leg to another the bridge's frame for the new
 //! feeding leg may still hold the old leg's voice: the bridge buffers each member's audio (one
@@ -66,8 +68,9 @@ pub const RING: usize = 8;
 /// standby leg then gets silence).
 pub const MAX_BYTES: usize = 1920;
 const WORDS: usize = MAX_BYTES / 8;
-/// How far a standby leg may fall behind the feeding leg before it skips to the newest frame.
-pub const MAX_LAG: u64 = 4;
+/// How many of the feeding leg's frames may wait for a standby leg: more (its thread lagged, a
+/// burst, a leg that fed the mix until now) and it skips to one frame behind the newest.
+pub const MAX_WAITING: u64 = 2;
 /// A frame of the feeding leg older than this is not played on a standby leg.
 pub const STALE_NS: u64 = 100_000_000;
 /// A cursor that has not taken any frame yet.
@@ -430,9 +433,12 @@ impl Downlink {
         let Some(format) = format else { return Fill::Unwritable };
         let stored = self.stored.load(Ordering::Acquire);
         let mut next = cursor.next.load(Ordering::Relaxed);
-        if next == UNSET || next == 0 || next > stored + 1 || stored + 1 - next > MAX_LAG {
-            // first frame, or fallen too far behind: start at the newest frame
+        if next == UNSET || next == 0 || next > stored + 1 {
+            // first frame: start at the newest
             next = stored.max(1);
+        } else if stored + 1 - next > MAX_WAITING {
+            // fallen behind: one frame behind the newest, as in the steady state
+            next = stored.saturating_sub(1).max(1);
         }
         let mut buf = [0u8; MAX_BYTES];
         let (number, how) = if next <= stored {
@@ -593,11 +599,14 @@ mod tests {
         // First fill: the newest frame, encoded to the standby's μ-law.
         assert_eq!(d.fill(&c, Some(Format::Ulaw), 160, &mut out, 61 * MS), Fill::Copied);
         assert_eq!(ulaw_decode(out[0]), ulaw_decode(ulaw_encode(300)));
-        // The standby's thread stalls for 10 frames: it skips ahead, not 10 frames late forever.
+        // The standby's thread stalls for 10 frames: it skips ahead to one frame behind the
+        // newest, not 10 frames late forever.
         for tick in 4..=13i16 {
             d.store(Format::Slin(8000), 160, &frame(tick * 100), tick as u64 * 20 * MS);
         }
         assert_eq!(d.fill(&c, Some(Format::Ulaw), 160, &mut out, 261 * MS), Fill::Copied);
+        assert_eq!(ulaw_decode(out[0]), ulaw_decode(ulaw_encode(1200)));
+        assert_eq!(d.fill(&c, Some(Format::Ulaw), 160, &mut out, 262 * MS), Fill::Copied);
         assert_eq!(ulaw_decode(out[0]), ulaw_decode(ulaw_encode(1300)));
         // The feeding leg gets no more frames: one repeat, then silence (never a loop of old audio).
         assert_eq!(d.fill(&c, Some(Format::Ulaw), 160, &mut out, 281 * MS), Fill::Repeated);
