@@ -124,8 +124,13 @@ fn neither_leg_of_the_phone_hears_its_own_voice_whichever_leg_feeds_the_conferen
         12_000,
         CARRIER_RTP,
     );
-    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
-        .expect("data, carrier and far party in one conference");
+    wait_for(20 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() >= 3).then_some(()))
+        .unwrap_or_else(|| {
+            panic!(
+                "data, carrier and far party are not in one conference; handoffd log:\n{}",
+                handoffd.log().join("\n")
+            )
+        });
     event_after(&ami, &handoffd, 0, "HandoffLegSwitched", |e| e.headers.get("To") == Some("data"));
 
     // Data feeds the conference, the carrier leg is the standby.
