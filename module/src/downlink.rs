@@ -399,8 +399,16 @@ impl Downlink {
         true
     }
 
-    /// Reads frame `number` into `buf`; None if the slot holds another frame or kept changing.
-    fn read(&self, number: u64, buf: &mut [u8; MAX_BYTES]) -> Option<Entry> {
+    /// Reads frame `number`: straight into `out` when it is already a frame of `want` (format,
+    /// samples, `out`'s length), else into `buf`; None if the slot holds another frame or kept
+    /// changing (then `out` may hold a torn copy: the caller overwrites it).
+    fn read(
+        &self,
+        number: u64,
+        want: (Format, usize),
+        out: &mut [u8],
+        buf: &mut [u8; MAX_BYTES],
+    ) -> Option<(Entry, bool)> {
         let slot = &self.slots[(number % RING as u64) as usize];
         for _ in 0..4 {
             let seq = slot.seq.load(Ordering::Acquire);
@@ -415,13 +423,15 @@ impl Downlink {
             let format = slot.format.load(Ordering::Relaxed);
             let samples = slot.samples.load(Ordering::Relaxed) as usize;
             let len = (slot.len.load(Ordering::Relaxed) as usize).min(MAX_BYTES);
-            for (word, chunk) in slot.data.iter().zip(buf[..len].chunks_mut(8)) {
+            let direct = format == want.0.code() && samples == want.1 && len == out.len();
+            let dst = if direct { &mut out[..] } else { &mut buf[..len] };
+            for (word, chunk) in slot.data.iter().zip(dst.chunks_mut(8)) {
                 let w = word.load(Ordering::Relaxed).to_ne_bytes();
                 chunk.copy_from_slice(&w[..chunk.len()]);
             }
             fence(Ordering::Acquire);
             if slot.seq.load(Ordering::Relaxed) == seq {
-                return Format::from_code(format).map(|format| Entry { written_ns, format, samples, len });
+                return Format::from_code(format).map(|format| (Entry { written_ns, format, samples, len }, direct));
             }
         }
         None
@@ -452,9 +462,9 @@ impl Downlink {
             cursor.next.store(next, Ordering::Relaxed);
             return silence(format, out);
         };
-        match self.read(number, &mut buf) {
-            Some(e) if now_ns.saturating_sub(e.written_ns) <= STALE_NS && e.samples == samples => {
-                if convert(e.format, &buf[..e.len], format, out, samples) {
+        match self.read(number, (format, samples), out, &mut buf) {
+            Some((e, direct)) if now_ns.saturating_sub(e.written_ns) <= STALE_NS && e.samples == samples => {
+                if direct || convert(e.format, &buf[..e.len], format, out, samples) {
                     how
                 } else {
                     silence(format, out)
