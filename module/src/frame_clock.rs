@@ -15,6 +15,9 @@
 //!
 //! Nothing reads the clock here: times are passed in (ns on the monotonic clock), so tests
 //! drive it deterministically. The ticker calls [`Group::tick`] to learn what to report.
+//! The write hook asks [`Group::mix`] which leg feeds the mix (its downlink is every leg's, see
+//! `downlink.rs`) and [`Group::on_mixed`] whether a frame the bridge wrote just after a switch
+//! may still hold the other leg's voice.
 //!
 //! A path may have more than one leg at a time: a phone that re-dials over data while its old
 //! data leg is still up (or stalled) has two data legs in its group. Every hook carries its own
