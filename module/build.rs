@@ -71,8 +71,15 @@ const LAYOUTS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// Fields read from structs the module otherwise treats as opaque: (C struct, C field, Rust const).
-const FIELD_OFFSETS: &[(&str, &str, &str)] = &[("struct ast_frame", "frametype", "AST_FRAME_FRAMETYPE_OFFSET")];
+/// Fields of structs the module otherwise treats as opaque (read, and a voice frame's payload
+/// written in place by the downlink hook): (C struct, C field, Rust const).
+const FIELD_OFFSETS: &[(&str, &str, &str)] = &[
+    ("struct ast_frame", "frametype", "AST_FRAME_FRAMETYPE_OFFSET"),
+    ("struct ast_frame", "subclass.format", "AST_FRAME_FORMAT_OFFSET"),
+    ("struct ast_frame", "datalen", "AST_FRAME_DATALEN_OFFSET"),
+    ("struct ast_frame", "samples", "AST_FRAME_SAMPLES_OFFSET"),
+    ("struct ast_frame", "data.ptr", "AST_FRAME_DATA_OFFSET"),
+];
 
 /// Integer constants the module passes to Asterisk: (Rust name, C expression).
 const CONSTANTS: &[(&str, &str)] = &[
@@ -96,6 +103,7 @@ const CONSTANTS: &[(&str, &str)] = &[
     ("AO2_LOCK_REQ_MUTEX", "AO2_LOCK_REQ_MUTEX"),
     ("AST_FRAME_VOICE", "AST_FRAME_VOICE"),
     ("AST_FRAMEHOOK_EVENT_READ", "AST_FRAMEHOOK_EVENT_READ"),
+    ("AST_FRAMEHOOK_EVENT_WRITE", "AST_FRAMEHOOK_EVENT_WRITE"),
     ("AST_FRAMEHOOK_INTERFACE_VERSION", "AST_FRAMEHOOK_INTERFACE_VERSION"),
 ];
 
@@ -134,6 +142,7 @@ const PROTOTYPES: &[(&str, &str)] = &[
     ("ast_config_destroy", "void (*)(struct ast_config *)"),
     ("ast_framehook_attach", "int (*)(struct ast_channel *, struct ast_framehook_interface *)"),
     ("ast_frame_free", "void (*)(struct ast_frame *, int)"),
+    ("ast_format_get_name", "const char *(*)(const struct ast_format *)"),
     ("__ao2_lock", "int (*)(void *, enum ao2_lock_req, const char *, const char *, int, const char *)"),
     ("__ao2_unlock", "int (*)(void *, const char *, const char *, int, const char *)"),
 ];
@@ -213,6 +222,7 @@ fn probe_source() -> String {
 #include "asterisk/channel.h"
 #include "asterisk/framehook.h"
 #include "asterisk/frame.h"
+#include "asterisk/format.h"
 #include "asterisk/astobj2.h"
 #include "asterisk/datastore.h"
 #include <stddef.h>

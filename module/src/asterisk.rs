@@ -96,6 +96,49 @@ pub fn manager_event(class: EventClass, name: &str, headers: &[(&str, &str)]) {
     }
 }
 
+/// The payload of a voice frame handed to a frame hook: its format's name (`ulaw`, `slin16`, ...),
+/// its sample count and its bytes, which the hook may overwrite in place.
+pub struct Voice<'a> {
+    pub format: &'a [u8],
+    pub samples: usize,
+    pub data: &'a mut [u8],
+}
+
+/// The payload of `frame`; None when it has no format or no data.
+///
+/// # Safety
+/// `frame` is a live voice frame (`AST_FRAME_VOICE`) handed to a frame hook callback, whose
+/// payload nobody else touches during the callback (the channel is locked; a frame written by a
+/// bridge is the channel's own copy); the returned borrow ends before the callback returns.
+pub unsafe fn voice<'a>(frame: *mut ffi::ast_frame) -> Option<Voice<'a>> {
+    let base = frame.cast::<u8>();
+    // SAFETY: the offsets are those of struct ast_frame in the headers (build.rs), each field
+    // of the type read here; the frame is live (caller's contract).
+    let (format, datalen, samples, data) = unsafe {
+        (
+            *base.add(ffi::AST_FRAME_FORMAT_OFFSET).cast::<*const ffi::ast_format>(),
+            *base.add(ffi::AST_FRAME_DATALEN_OFFSET).cast::<c_int>(),
+            *base.add(ffi::AST_FRAME_SAMPLES_OFFSET).cast::<c_int>(),
+            *base.add(ffi::AST_FRAME_DATA_OFFSET).cast::<*mut u8>(),
+        )
+    };
+    if format.is_null() || data.is_null() || datalen <= 0 || samples <= 0 {
+        return None;
+    }
+    // SAFETY: a voice frame's format is a live ast_format, which owns its NUL-terminated name.
+    let name = unsafe { ffi::ast_format_get_name(format) };
+    let format = if name.is_null() {
+        &b""[..]
+    } else {
+        // SAFETY: non-NULL and NUL-terminated, alive as long as the format (the frame holds it).
+        unsafe { CStr::from_ptr(name) }.to_bytes()
+    };
+    // SAFETY: data points to datalen bytes of the frame's payload, exclusively ours during the
+    // callback (caller's contract).
+    let data = unsafe { std::slice::from_raw_parts_mut(data, datalen as usize) };
+    Some(Voice { format, samples: samples as usize, data })
+}
+
 /// Writes text to a CLI session.
 pub fn cli_print(fd: c_int, text: &str) {
     let t = cstring(text);

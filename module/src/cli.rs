@@ -64,6 +64,7 @@ pub fn status_text() -> String {
          Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, recover_time={recover} ms, controller_account={account}\n\
          Watched legs:        {hooks}\n\
          Frames watched:      {frames} ({per_frame} ns per frame in the hook)\n\
+         Downlink:            {writes} frames written to watched legs ({per_write} ns per frame in the hook); standby legs got {copied} of the feeding leg's frames, {repeated} repeated, {silenced} silenced, {dropped} dropped; {seam} silenced just after a switch\n\
          Device groups:       {ngroups}\n{groups}\
          Panics caught:       {panics}\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -83,6 +84,13 @@ pub fn status_text() -> String {
         hooks = crate::media::HOOKS_ATTACHED.load(Ordering::Relaxed),
         frames = crate::media::FRAMES.load(Ordering::Relaxed),
         per_frame = crate::media::FRAME_NS.load(Ordering::Relaxed) / crate::media::FRAMES.load(Ordering::Relaxed).max(1),
+        writes = crate::media::WRITES.load(Ordering::Relaxed),
+        per_write = crate::media::WRITE_NS.load(Ordering::Relaxed) / crate::media::WRITES.load(Ordering::Relaxed).max(1),
+        copied = crate::media::FILL_COPIED.load(Ordering::Relaxed),
+        repeated = crate::media::FILL_REPEATED.load(Ordering::Relaxed),
+        silenced = crate::media::FILL_SILENCE.load(Ordering::Relaxed),
+        dropped = crate::media::FILL_DROPPED.load(Ordering::Relaxed),
+        seam = crate::media::SEAM_SILENCED.load(Ordering::Relaxed),
         ngroups = groups.len(),
         groups = groups.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )

@@ -129,6 +129,10 @@ pub const CONFIG_STATUS_FILEUNCHANGED: *mut ast_config = -1isize as *mut ast_con
 pub struct ast_frame {
     _private: [u8; 0],
 }
+#[repr(C)]
+pub struct ast_format {
+    _private: [u8; 0],
+}
 
 pub type FramehookEvent = extern "C" fn(*mut ast_channel, *mut ast_frame, c_int, *mut c_void) -> *mut ast_frame;
 pub type FramehookDestroy = extern "C" fn(*mut c_void);
@@ -261,6 +265,8 @@ extern "C" {
 
     pub fn ast_framehook_attach(chan: *mut ast_channel, i: *mut ast_framehook_interface) -> c_int;
     pub fn ast_frame_free(frame: *mut ast_frame, cache: c_int);
+    /// format.h: the format's name (`ulaw`, `slin16`, ...), owned by the format.
+    pub fn ast_format_get_name(format: *const ast_format) -> *const c_char;
     pub static mut ast_null_frame: ast_frame;
     pub fn __ao2_lock(
         a: *mut c_void,

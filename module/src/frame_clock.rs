@@ -15,6 +15,9 @@
 //!
 //! Nothing reads the clock here: times are passed in (ns on the monotonic clock), so tests
 //! drive it deterministically. The ticker calls [`Group::tick`] to learn what to report.
+//! The write hook asks [`Group::mix`] which leg feeds the mix (its downlink is every leg's, see
+//! `downlink.rs`) and [`Group::on_mixed`] whether a frame the bridge wrote just after a switch
+//! may still hold the other leg's voice.
 //!
 //! A path may have more than one leg at a time: a phone that re-dials over data while its old
 //! data leg is still up (or stalled) has two data legs in its group. Every hook carries its own
@@ -61,6 +64,16 @@ impl Path {
     }
 }
 
+/// The most frames of one member the bridge holds unmixed: bridge_softmix flushes a member's
+/// buffer that holds more than 4 mixing intervals before adding a frame.
+const BRIDGE_BUFFER_FRAMES: u32 = 5;
+/// The bridge's mixing interval (`mixing_interval = 20` in confbridge_handoff.conf).
+const MIX_INTERVAL_NS: u64 = 20_000_000;
+/// Two frames the bridge wrote to the feeding leg less than this apart are one mixing tick (a
+/// write counted twice at a switch, or a burst of a lagging thread): counting too few ticks only
+/// makes the downlink's seam longer, never lets the old leg's voice through.
+const MIN_TICK_NS: u64 = 10_000_000;
+
 const NONE: u8 = u8::MAX;
 /// `active` while a switch writes its record: nobody else switches, the ticker waits.
 const BUSY: u8 = u8::MAX - 1;
@@ -75,6 +88,17 @@ pub enum Verdict {
     Pass,
     /// Dropped (this leg is the standby, or a leg its path has superseded).
     Drop,
+}
+
+/// Who feeds the mix, as the write hook asks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    /// No leg of the device has fed the mix yet.
+    Empty,
+    /// This path's driving leg feeds it.
+    Fed(Path),
+    /// A switch is being written this instant.
+    Switching,
 }
 
 /// Why the active leg changed.
@@ -112,6 +136,10 @@ struct LegClock {
     flowing_since_ns: AtomicU64,
     /// The ticker has reported this leg stalled and not yet recovered.
     stalled: AtomicBool,
+    /// Frames of this path passed into the mix that the bridge may not have mixed yet.
+    unmixed: AtomicU32,
+    /// When the last frame of this path passed into the mix (0: none yet).
+    last_pass_ns: AtomicU64,
 }
 
 impl LegClock {
@@ -152,6 +180,10 @@ pub struct Group {
     last_switch: SwitchRecord,
     /// The ticker's bookkeeping of the switches it reported.
     reported_seq: AtomicU64,
+    /// When [`Group::on_mixed`] last counted a mixing tick.
+    last_tick_ns: AtomicU64,
+    /// When the mix last moved from one leg to another (0: never).
+    moved_at_ns: AtomicU64,
 }
 
 impl Group {
@@ -163,6 +195,8 @@ impl Group {
             timing,
             last_switch: SwitchRecord { to: AtomicU8::new(NONE), from: AtomicU8::new(NONE), ..Default::default() },
             reported_seq: AtomicU64::new(0),
+            last_tick_ns: AtomicU64::new(0),
+            moved_at_ns: AtomicU64::new(0),
         }
     }
 
@@ -204,6 +238,15 @@ impl Group {
         Path::from_index(self.active.load(Ordering::Acquire))
     }
 
+    /// Who feeds the mix right now.
+    pub fn mix(&self) -> Mix {
+        match self.active.load(Ordering::Acquire) {
+            NONE => Mix::Empty,
+            BUSY => Mix::Switching,
+            i => Path::from_index(i).map_or(Mix::Empty, Mix::Fed),
+        }
+    }
+
     /// How many times the active leg changed.
     pub fn switches(&self) -> u64 {
         self.last_switch.seq.load(Ordering::Acquire)
@@ -227,6 +270,9 @@ impl Group {
         let old_last =
             Path::from_index(from).map(|p| self.legs[p as usize].last_ns.load(Ordering::Acquire)).unwrap_or(0);
         let gap = if old_last == 0 { 0 } else { now.saturating_sub(old_last) };
+        if from != NONE {
+            self.moved_at_ns.store(now, Ordering::Release);
+        }
         let r = &self.last_switch;
         r.at_ns.store(now, Ordering::Relaxed);
         r.gap_ns.store(gap, Ordering::Relaxed);
@@ -254,6 +300,19 @@ impl Group {
         if prev == 0 || now.saturating_sub(prev) > self.timing.stall_ns {
             clock.flowing_since_ns.store(now, Ordering::Relaxed);
         }
+        let verdict = self.decide(path, leg, now);
+        if verdict == Verdict::Pass {
+            clock.last_pass_ns.store(now, Ordering::Release);
+            // What the bridge does with the frame: flush a buffer of more than 4 frames, then add.
+            let _ = clock.unmixed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(if n >= BRIDGE_BUFFER_FRAMES { 1 } else { n + 1 })
+            });
+        }
+        verdict
+    }
+
+    fn decide(&self, path: Path, leg: LegId, now: u64) -> Verdict {
+        let clock = &self.legs[path as usize];
         let active = self.active.load(Ordering::Acquire);
         if active == path as u8 {
             return Verdict::Pass;
@@ -281,6 +340,36 @@ impl Group {
             };
         }
         Verdict::Drop
+    }
+
+    /// The bridge wrote a frame to the feeding leg on `path` at `now`: one mixing tick, which
+    /// took a frame out of each leg's buffer in the bridge. True when that mix may hold the voice
+    /// of the device's *other* path, so the frame must not reach the phone: the bridge sends each
+    /// member everything but that member, and just after a switch it still holds frames the old
+    /// leg passed before (one normally; up to [`BRIDGE_BUFFER_FRAMES`] after a burst), which it
+    /// mixes into what it writes to the new feeding leg — the downlink of every leg.
+    ///
+    /// The count of frames passed minus ticks seen follows the bridge's buffer, but a tick is
+    /// seen only when its write is handled, a little after the bridge mixed (the mixing thread
+    /// queues the frame, the leg's own thread writes it): a frame passed in between is counted
+    /// as mixed one tick early, and a frame mixed before a switch may be written after it, when
+    /// this leg already counts as feeding. So any frame the other path passed, and any switch,
+    /// within the last two mixing intervals counts as residue too.
+    pub fn on_mixed(&self, path: Path, now: u64) -> bool {
+        let other = &self.legs[path.other() as usize];
+        let recent = |at: u64| at != 0 && now.saturating_sub(at) < 2 * MIX_INTERVAL_NS;
+        let residue = other.unmixed.load(Ordering::Acquire) > 0
+            || recent(other.last_pass_ns.load(Ordering::Acquire))
+            || recent(self.moved_at_ns.load(Ordering::Acquire));
+        let last = self.last_tick_ns.load(Ordering::Acquire);
+        if now.saturating_sub(last) >= MIN_TICK_NS
+            && self.last_tick_ns.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            for clock in &self.legs {
+                let _ = clock.unmixed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            }
+        }
+        residue
     }
 
     /// Reads the last switch record whole (never half of one switch and half of another).
@@ -426,6 +515,62 @@ mod tests {
             passed.iter().find(|(t, p)| *p == Path::Data && *t >= 2000).map(|(t, _)| *t).expect("data came back");
         assert_eq!(back, 2500);
         assert_eq!(g.switches(), 3, "initial, to carrier, back to data");
+    }
+
+    /// Like [`run`], with the bridge mixing every 20 ms (at 15 ms into each interval) and writing
+    /// the mix to the feeding leg; the ticks whose mix may hold the other leg's voice, in ms.
+    fn run_mixed(g: &Group, from: u64, to: u64, cut: Option<(u64, u64)>) -> Vec<u64> {
+        let mut residue = Vec::new();
+        let mut t = from;
+        while t < to {
+            run(g, t, t + 20, cut);
+            let feeding = g.active().expect("a leg feeds");
+            if g.on_mixed(feeding, (t + 15) * MS) {
+                residue.push(t + 15);
+            }
+            t += 20;
+        }
+        residue
+    }
+
+    #[test]
+    fn the_downlink_may_hold_the_other_legs_voice_only_just_after_a_switch() {
+        let g = dual();
+        assert!(run_mixed(&g, 0, 1000, None).is_empty(), "the first leg took an empty mix");
+        // failover at 1030 ms: nothing of the data leg is left in the bridge, but the frames the
+        // carrier's thread writes in the next two mixing intervals may have been mixed before
+        let r = run_mixed(&g, 1000, 2000, Some((1000, 2000)));
+        assert_eq!(g.active(), Some(Path::Carrier));
+        assert_eq!(r, vec![1035, 1055]);
+        // take-back at 2500 ms: the carrier's last frame (2490 ms) may still be in the bridge
+        let r = run_mixed(&g, 2000, 3000, None);
+        assert_eq!(g.active(), Some(Path::Data));
+        assert_eq!(r, vec![2515, 2535]);
+        // a burst of the old leg just before the take-back (a PBX pause) is covered whole
+        let g = dual();
+        run_mixed(&g, 0, 1000, Some((0, 1000)));
+        run_mixed(&g, 1000, 1480, None);
+        assert_eq!(g.active(), Some(Path::Carrier));
+        for t in 0..4 {
+            g.on_frame(Path::Carrier, CARRIER, (1481 + t) * MS);
+        }
+        let r = run_mixed(&g, 1480, 1700, None);
+        assert_eq!(g.active(), Some(Path::Data));
+        assert_eq!(
+            r,
+            vec![1515, 1535, 1555, 1575],
+            "the carrier's 5 unmixed frames, one of them mixed before the switch"
+        );
+        // two writes within one tick (a switch, a lagging thread) count one tick: longer, never shorter
+        let g = dual();
+        run_mixed(&g, 0, 1000, Some((0, 1000)));
+        g.on_frame(Path::Carrier, CARRIER, 1000 * MS);
+        g.on_frame(Path::Carrier, CARRIER, 1001 * MS);
+        // (the last tick was counted at 995 ms)
+        assert!(g.on_mixed(Path::Data, 1010 * MS));
+        assert!(g.on_mixed(Path::Data, 1012 * MS), "the same tick again: the carrier still holds a frame");
+        assert!(g.on_mixed(Path::Data, 1030 * MS));
+        assert!(!g.on_mixed(Path::Data, 1050 * MS));
     }
 
     #[test]
@@ -635,10 +780,13 @@ mod tests {
     #[test]
     fn a_switch_being_written_is_not_reported_half_done() {
         let g = dual();
+        assert_eq!(g.mix(), Mix::Empty);
         g.on_frame(Path::Data, DATA, MS);
+        assert_eq!(g.mix(), Mix::Fed(Path::Data));
         // Another switch is writing its record right now (it holds `active` at BUSY): the
         // ticker must not report a mix of the two records; it reports on a later tick.
         let was = g.active.swap(BUSY, Ordering::AcqRel);
+        assert_eq!(g.mix(), Mix::Switching, "the write hook serves every leg as a standby meanwhile");
         g.last_switch.to.store(Path::Carrier as u8, Ordering::Relaxed); // half written
         assert!(g.tick(2 * MS).iter().all(|r| !matches!(r, Report::Switched { .. })));
         g.last_switch.to.store(Path::Data as u8, Ordering::Relaxed);

@@ -1,7 +1,9 @@
-//! Watching every leg frame by frame inside Asterisk: a read frame hook per leg that asks its
-//! device group ([`crate::frame_clock::Group`]) whether the frame feeds the mix, and a ticker
-//! thread that reports stalls, recoveries and switches as AMI events (the read hook alone never
-//! runs when RTP stops).
+//! Watching every leg frame by frame inside Asterisk: one frame hook per leg that, in the READ
+//! direction, asks its device group ([`crate::frame_clock::Group`]) whether the frame feeds the
+//! mix and, in the WRITE direction, gives every leg of the group the same downlink — what the
+//! bridge writes to the feeding leg, without the phone's own voice ([`crate::downlink`] says
+//! why and how); plus a ticker thread that reports stalls, recoveries and switches as AMI events
+//! (the read hook alone never runs when RTP stops).
 //!
 //! The frame hook touches atomics only; the group registry's mutex is taken by the
 //! application thread (attach), a hook's destroy callback and the ticker, never in a frame
@@ -9,10 +11,15 @@
 //! re-dialled while its old leg is still up) are told apart, and each event names the leg it is
 //! about. Events:
 //! `HandoffLegStalled`, `HandoffLegRecovered`, `HandoffLegSwitched` (see docs/ami.md).
+//!
+//! In the WRITE direction `ast_write` keeps the frame it was given (its caller frees it): the
+//! hook changes a standby leg's frame in place, and where it cannot (a codec it cannot write) it
+//! returns the static `ast_null_frame` and frees nothing.
 
 use crate::asterisk::{self, EventClass, Level};
+use crate::downlink::{Cursor, Downlink, Fill, Format};
 use crate::ffi;
-use crate::frame_clock::{Group, LegId, Path, Report, SwitchReason, Timing};
+use crate::frame_clock::{Group, LegId, Mix, Path, Report, SwitchReason, Timing};
 use crate::guard::guard;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -37,6 +44,17 @@ static NEXT_LEG: AtomicU64 = AtomicU64::new(1);
 pub static FRAMES: AtomicU64 = AtomicU64::new(0);
 pub static FRAME_NS: AtomicU64 = AtomicU64::new(0);
 
+/// Voice frames the bridge wrote to watched legs, and the time the write hook spent on them (ns).
+pub static WRITES: AtomicU64 = AtomicU64::new(0);
+pub static WRITE_NS: AtomicU64 = AtomicU64::new(0);
+/// What the write hook did with frames written to standby legs (see [`Fill`]).
+pub static FILL_COPIED: AtomicU64 = AtomicU64::new(0);
+pub static FILL_REPEATED: AtomicU64 = AtomicU64::new(0);
+pub static FILL_SILENCE: AtomicU64 = AtomicU64::new(0);
+pub static FILL_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Frames written to feeding legs just after a switch, silenced (see [`Group::on_mixed`]).
+pub static SEAM_SILENCED: AtomicU64 = AtomicU64::new(0);
+
 /// Monotonic clock in ns (CLOCK_MONOTONIC, the clock handoffd and the tests also read).
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -48,6 +66,8 @@ pub fn now_ns() -> u64 {
 /// A device group and the labels its events carry.
 struct Entry {
     group: Arc<Group>,
+    /// What the bridge wrote to the feeding leg lately (allocated once, with the group).
+    downlink: Arc<Downlink>,
     session: String,
     /// The Uniqueid of each attached leg, by hook id.
     uniqueids: HashMap<LegId, String>,
@@ -68,6 +88,9 @@ fn groups() -> std::sync::MutexGuard<'static, HashMap<String, Entry>> {
 /// What a leg's hook carries (owned by Asterisk's framehook until its destroy callback).
 struct HookData {
     group: Arc<Group>,
+    downlink: Arc<Downlink>,
+    /// Where this leg is in the downlink while it is a standby.
+    cursor: Cursor,
     key: String,
     path: Path,
     leg: LegId,
@@ -94,19 +117,27 @@ pub unsafe fn attach(
         return Err("the module is unloading".into());
     }
     let leg = NEXT_LEG.fetch_add(1, Ordering::Relaxed);
-    let group = {
+    let (group, downlink) = {
         let mut all = groups();
         let entry = all.entry(key.to_string()).or_insert_with(|| Entry {
             group: Arc::new(Group::new(preferred, timing)),
+            downlink: Arc::new(Downlink::new()),
             session: session.to_string(),
             uniqueids: HashMap::new(),
         });
         entry.uniqueids.insert(leg, uniqueid.to_string());
         // Under the registry lock: the ticker never sees this group without this leg in it.
         entry.group.attach(path, leg);
-        entry.group.clone()
+        (entry.group.clone(), entry.downlink.clone())
     };
-    let data = Box::into_raw(Box::new(HookData { group: group.clone(), key: key.to_string(), path, leg }));
+    let data = Box::into_raw(Box::new(HookData {
+        group: group.clone(),
+        downlink,
+        cursor: Cursor::default(),
+        key: key.to_string(),
+        path,
+        leg,
+    }));
     let mut iface = ffi::ast_framehook_interface {
         version: ffi::AST_FRAMEHOOK_INTERFACE_VERSION as u16,
         event_cb: Some(on_event),
@@ -152,7 +183,7 @@ extern "C" fn on_event(
 ) -> *mut ffi::ast_frame {
     // On a panic the frame passes unchanged: the call goes on as if the module were not there.
     guard("frame hook", frame, || {
-        if event != ffi::AST_FRAMEHOOK_EVENT_READ || frame.is_null() || data.is_null() {
+        if frame.is_null() || data.is_null() {
             return frame;
         }
         // SAFETY: frame is a live frame Asterisk hands us with the channel locked; frametype is
@@ -163,22 +194,88 @@ extern "C" fn on_event(
         }
         // SAFETY: data is the HookData we boxed in attach(); it lives until on_destroy.
         let hook = unsafe { &*(data as *const HookData) };
-        let start = now_ns();
-        let verdict = hook.group.on_frame(hook.path, hook.leg, start);
-        FRAMES.fetch_add(1, Ordering::Relaxed);
-        FRAME_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
-        match verdict {
-            crate::frame_clock::Verdict::Pass => frame,
-            crate::frame_clock::Verdict::Drop => {
-                // SAFETY: returning another frame makes us responsible for freeing this one,
-                // exactly as Asterisk's own suppress hook does; ast_null_frame is static.
-                unsafe {
-                    ffi::ast_frame_free(frame, 1);
-                    std::ptr::addr_of_mut!(ffi::ast_null_frame)
-                }
-            }
+        match event {
+            ffi::AST_FRAMEHOOK_EVENT_READ => on_read(hook, frame),
+            ffi::AST_FRAMEHOOK_EVENT_WRITE => on_write(hook, frame),
+            _ => frame,
         }
     })
+}
+
+/// A voice frame read from the leg: into the mix or dropped.
+fn on_read(hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
+    let start = now_ns();
+    let verdict = hook.group.on_frame(hook.path, hook.leg, start);
+    FRAMES.fetch_add(1, Ordering::Relaxed);
+    FRAME_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+    match verdict {
+        crate::frame_clock::Verdict::Pass => frame,
+        crate::frame_clock::Verdict::Drop => {
+            // SAFETY: in the read direction, returning another frame makes us responsible for
+            // freeing this one, exactly as Asterisk's own suppress hook does; ast_null_frame is
+            // static.
+            unsafe {
+                ffi::ast_frame_free(frame, 1);
+                std::ptr::addr_of_mut!(ffi::ast_null_frame)
+            }
+        }
+    }
+}
+
+/// A voice frame the bridge writes to the leg: kept as the group's downlink if the leg feeds the
+/// mix, replaced by that downlink if it is a standby.
+fn on_write(hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
+    let start = now_ns();
+    let feeding = match hook.group.mix() {
+        Mix::Empty => return frame, // no leg of the device feeds the mix yet: no own voice in it
+        // A switch is being written: every leg is served as a standby this once.
+        Mix::Switching => false,
+        Mix::Fed(path) => path == hook.path && hook.group.current_leg(path) == Some(hook.leg),
+    };
+    // SAFETY: a live voice frame handed to this hook; written by ast_write's caller, who keeps it
+    // (and so its payload) for us alone until ast_write returns.
+    let voice = unsafe { asterisk::voice(frame) };
+    let format = voice.as_ref().and_then(|v| Format::from_name(v.format));
+    let fill = match voice {
+        None => Fill::Unwritable,
+        Some(v) if feeding => {
+            if hook.group.on_mixed(hook.path, start) {
+                // Just after a switch the bridge may still mix the old leg's frames into this
+                // one: the phone would hear itself on every leg. Silence instead.
+                SEAM_SILENCED.fetch_add(1, Ordering::Relaxed);
+                match format {
+                    Some(f) => v.data.fill(f.silence_byte()),
+                    None => return drop_written(start),
+                }
+            }
+            if let Some(f) = format.filter(|_| hook.group.hooks(Path::Data) + hook.group.hooks(Path::Carrier) > 1) {
+                hook.downlink.store(f, v.samples, v.data, start);
+            }
+            WRITES.fetch_add(1, Ordering::Relaxed);
+            WRITE_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+            return frame;
+        }
+        Some(v) => hook.downlink.fill(&hook.cursor, format, v.samples, v.data, start),
+    };
+    let counter = match fill {
+        Fill::Copied => &FILL_COPIED,
+        Fill::Repeated => &FILL_REPEATED,
+        Fill::Silence => &FILL_SILENCE,
+        Fill::Unwritable => return drop_written(start),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    WRITES.fetch_add(1, Ordering::Relaxed);
+    WRITE_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+    frame
+}
+
+/// A frame written to a leg is not sent: never the phone's own voice. ast_write's caller still
+/// owns and frees the original; ast_null_frame is static (nothing to free).
+fn drop_written(start: u64) -> *mut ffi::ast_frame {
+    FILL_DROPPED.fetch_add(1, Ordering::Relaxed);
+    WRITES.fetch_add(1, Ordering::Relaxed);
+    WRITE_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+    std::ptr::addr_of_mut!(ffi::ast_null_frame)
 }
 
 extern "C" fn on_destroy(data: *mut c_void) {
