@@ -241,6 +241,7 @@ impl Controller {
                     updated: UnixMs::now(),
                     far_number: v.far_number,
                     barred: v.barred.into_iter().map(|(d, t)| (d, self.unix_of(t))).collect(),
+                    node: self.cfg.cluster.node.clone(),
                 },
                 None => match self.store.get_session(&id.0) {
                     Ok(Some(s)) => {

@@ -429,6 +429,7 @@ mod tests {
             updated: UnixMs(0),
             far_number: "2000".into(),
             barred: vec![],
+            node: String::new(),
         }
     }
 

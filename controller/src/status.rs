@@ -514,6 +514,7 @@ mod tests {
             updated: T0,
             far_number: "+15559999".into(),
             barred: Vec::new(),
+            node: String::new(),
         }
     }
 

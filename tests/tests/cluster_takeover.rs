@@ -5,7 +5,7 @@
 //! when the far party hangs up it ends the phone's legs: nothing is left.
 
 use handoff_tests::ami::AmiClient;
-use handoff_tests::handoffd::{state_dir, testbed_config, Handoffd, AMI_SECRET};
+use handoff_tests::handoffd::{admin_token, api, state_dir, testbed_config, Handoffd, AMI_SECRET};
 use handoff_tests::rtp::Recorder;
 use handoff_tests::signal::{coded_signal, hear, report};
 use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp, CARRIER_RTP, DATA_RTP};
@@ -74,6 +74,13 @@ fn a_standby_takes_a_dead_controllers_node_and_its_call_over() {
         adopted.as_millis()
     );
     assert!(adopted <= Duration::from_millis(LEASE_MS) + 2 * SEC, "adopted the call {adopted:?} after the kill");
+    // The session's record in the shared store says which node runs it.
+    let (status, stored) = api("GET", "/v1/admin/sessions", "", Some(&admin_token()));
+    assert_eq!(status, 200, "{stored}");
+    let live: Vec<&serde_json::Value> =
+        stored.as_array().into_iter().flatten().filter(|s| s["state"] != "ended").collect();
+    assert_eq!(live.len(), 1, "{stored}");
+    assert_eq!(live[0]["node"], "ast1", "{stored}");
 
     // The far party hangs up 12 s after answering: the new controller ends the phone's legs.
     far.wait(30 * SEC).expect("far party");

@@ -162,12 +162,14 @@ fn ended_sessions_purged(f: &dyn Fixture) {
         updated: UnixMs(updated),
         far_number: String::new(),
         barred: Vec::new(),
+        node: "ast1".into(),
     };
     ok(store.put_session(&snapshot("old", SessionState::Ended, 1_000)));
     ok(store.put_session(&snapshot("new", SessionState::Ended, 50_000)));
     ok(store.put_session(&snapshot("live", SessionState::Connected, 1_000)));
     ok(store.put_session(&snapshot("live", SessionState::Connected, 2_000)));
     assert_eq!(ok(store.get_session("live")).map(|s| s.updated), Some(UnixMs(2_000)), "a put replaces");
+    assert_eq!(ok(store.get_session("live")).map(|s| s.node), Some("ast1".into()), "the session's node is kept");
     assert_eq!(ok(store.purge_ended_sessions(UnixMs(61_000), 60_000)), 1);
     let left: Vec<String> = ok(store.list_sessions()).into_iter().map(|s| s.id).collect();
     assert_eq!(left, vec!["live".to_string(), "new".to_string()]);

@@ -155,6 +155,9 @@ pub struct SessionSnapshot {
     /// Devices barred from the session (the call moved away from them), and until when.
     #[serde(default)]
     pub barred: Vec<(String, UnixMs)>,
+    /// The PBX node the session runs on (`cluster.node`); empty on a single box.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// The SHA-256 of a ticket: how the store knows a ticket without holding it. Debug and
