@@ -931,11 +931,11 @@ async fn link(
                         synced = true;
                     }
                     DriverEvent::Input(input) => {
-                        if let Input::LegSwitched { uniqueid, to, reason, .. } = &input {
+                        if let Input::LegSwitched { uniqueid, to, reason, gap_ms } = &input {
                             match ctl.sessions.session_of(uniqueid).cloned() {
-                                Some(id) => {
-                                    ctl.tell_board(|b| b.switched(&id.0, uniqueid, (*to).into(), reason, UnixMs::now()))
-                                }
+                                Some(id) => ctl.tell_board(|b| {
+                                    b.switched(&id.0, uniqueid, (*to).into(), reason, *gap_ms, UnixMs::now())
+                                }),
                                 None => ctl.tell_board(|b| b.switched_without_session()),
                             }
                         }

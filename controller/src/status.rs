@@ -62,17 +62,19 @@ pub struct Switch {
     pub to: LegPath,
     /// The PBX's reason (`stall`, `preferred-recovered`, `the data leg hung up (…)`, …).
     pub reason: String,
-    /// How long the mix had no voice from the device (a failover's measured silence).
+    /// How long the mix had no voice from the device at the switch (a failover's measured
+    /// silence; Asterisk measures every switch).
     pub gap_ms: Option<u64>,
+    /// The mix switched because the feeding leg failed (not its first frames, not a take-back).
+    failover: bool,
     /// A failover whose gap the PBX reports after the switch (FreeSWITCH): still waiting.
     gap_pending: bool,
 }
 
 impl Switch {
-    /// A failover: the mix switched because the feeding leg failed (its silence was measured,
-    /// or is being measured).
+    /// A failover: the mix switched because the feeding leg failed.
     pub fn is_failover(&self) -> bool {
-        self.gap_ms.is_some() || self.gap_pending || self.reason == "stall"
+        self.failover
     }
 }
 
@@ -109,7 +111,8 @@ impl Board {
     }
 
     /// A failover was counted, with its gap if measured. Pairs with the switch it belongs to:
-    /// the newest one if it still waits for its gap, else the next one.
+    /// the newest one if it still waits for its gap (FreeSWITCH), else the next one (Asterisk
+    /// reports the failover just before its switch).
     pub fn failover(&mut self, gap_ms: Option<u64>, at: UnixMs) {
         if let Some(last) = self.switches.back_mut() {
             if last.gap_pending && at.ms_since(last.at) <= PAIR_WITHIN_MS {
@@ -121,8 +124,17 @@ impl Board {
         self.held_gap = Some((gap_ms, at));
     }
 
-    /// The PBX switched the mix of `session` to the leg `uniqueid`.
-    pub fn switched(&mut self, session: &str, uniqueid: &str, to: LegPath, reason: &str, at: UnixMs) {
+    /// The PBX switched the mix of `session` to the leg `uniqueid`, after `gap_ms` without a
+    /// frame if the PBX measured it with the switch.
+    pub fn switched(
+        &mut self,
+        session: &str,
+        uniqueid: &str,
+        to: LegPath,
+        reason: &str,
+        gap_ms: Option<u64>,
+        at: UnixMs,
+    ) {
         let first = !self.feeds.contains_key(session);
         if first && self.feeds.len() >= MAX_FEEDS {
             if let Some(oldest) = self.feeds.iter().min_by_key(|(_, f)| f.since).map(|(s, _)| s.clone()) {
@@ -131,10 +143,13 @@ impl Board {
         }
         self.feeds.insert(session.to_string(), Feed { uniqueid: uniqueid.to_string(), path: to, since: at });
         let held = self.held_gap.take().filter(|(_, t)| at.ms_since(*t) <= PAIR_WITHIN_MS);
-        let (gap_ms, gap_pending) = match held {
-            Some((gap, _)) => (gap, false),
-            // A leg that failed (not the first frames, not a take-back) whose gap comes later.
-            None => (None, !first && !is_routine(reason)),
+        let (failover, gap_ms, gap_pending) = match held {
+            Some((gap, _)) => (true, gap_ms.or(gap), false),
+            // A leg that failed (not the first frames, not a take-back): its gap may come later.
+            None => {
+                let failover = reason == "stall" || (!first && !is_routine(reason));
+                (failover, gap_ms, failover && gap_ms.is_none())
+            }
         };
         if self.switches.len() >= MAX_SWITCHES {
             self.switches.pop_front();
@@ -146,6 +161,7 @@ impl Board {
             to,
             reason: reason.to_string(),
             gap_ms,
+            failover,
             gap_pending,
         });
     }
@@ -538,7 +554,7 @@ mod tests {
         let attr = r#"x" onmouseover="alert(2)"#;
         let mut board = Board::new();
         board.link_up("Asterisk", evil, T0);
-        board.switched(attr, evil, LegPath::Data, evil, T0);
+        board.switched(attr, evil, LegPath::Data, evil, Some(0), T0);
         let mut s = session(attr, evil, evil);
         s.legs = vec![(evil.into(), LegPath::Data)];
         s.far_number = evil.into();
@@ -581,7 +597,7 @@ mod tests {
     fn a_session_shows_its_legs_and_which_one_feeds() {
         let mut board = Board::new();
         board.link_up("Asterisk", "logged in to AMI at 127.0.0.1:5038", T0);
-        board.switched("s1", "1.1", LegPath::Data, "first-frames", T0);
+        board.switched("s1", "1.1", LegPath::Data, "first-frames", Some(0), T0);
         let html = page(&board, &[session("s1", "alice", "alice-phone")], &[]);
         assert!(html.contains("<span class=\"up\">up</span>: Asterisk"), "{html}");
         assert!(html.contains("<li class=\"leg data feeding\" data-uniqueid=\"1.1\">▶ data leg 1.1 — feeds"), "{html}");
@@ -599,26 +615,31 @@ mod tests {
 
     #[test]
     fn a_failover_shows_its_measured_silence_whichever_comes_first() {
-        // Asterisk: the gap comes just before its switch (one HandoffLegSwitched event).
+        // Asterisk: every switch carries its gap (HandoffLegSwitched's GapMs); a stall's
+        // failover is also reported just before its switch.
         let mut b = Board::new();
-        b.switched("s1", "1.1", LegPath::Data, "first-frames", T0);
+        b.switched("s1", "1.1", LegPath::Data, "first-frames", Some(0), T0);
         b.failover(Some(42), T0.plus_ms(3_000));
-        b.switched("s1", "1.2", LegPath::Carrier, "stall", T0.plus_ms(3_000));
-        b.switched("s1", "1.1", LegPath::Data, "preferred-recovered", T0.plus_ms(6_000));
+        b.switched("s1", "1.2", LegPath::Carrier, "stall", Some(42), T0.plus_ms(3_000));
+        b.switched("s1", "1.1", LegPath::Data, "preferred-recovered", Some(13), T0.plus_ms(6_000));
         let kinds: Vec<_> = b.switches().map(|s| (s.reason.as_str(), s.gap_ms, s.is_failover())).collect();
         assert_eq!(
             kinds,
-            [("first-frames", None, false), ("stall", Some(42), true), ("preferred-recovered", None, false)]
+            [("first-frames", Some(0), false), ("stall", Some(42), true), ("preferred-recovered", Some(13), false)]
         );
         assert_eq!(b.feed("s1").map(|f| f.path), Some(LegPath::Data));
         let html = page(&b, &[session("s1", "alice", "alice-phone")], &[]);
         assert!(html.contains("(1 failover(s))"), "{html}");
         assert!(html.contains("failover: stall</td><td class=\"silence\">42 ms</td>"), "{html}");
+        assert!(html.contains("preferred-recovered</td><td class=\"silence\">13 ms</td>"), "{html}");
+        // A stall switch without its failover report is a failover all the same.
+        b.switched("s1", "1.2", LegPath::Carrier, "stall", Some(55), T0.plus_ms(9_000));
+        assert_eq!(b.switches().last().map(|s| (s.gap_ms, s.is_failover())), Some((Some(55), true)));
 
         // FreeSWITCH: the gap comes after the switch, when the unmute is confirmed.
         let mut b = Board::new();
-        b.switched("s2", "2.1", LegPath::Data, "the data leg joined", T0);
-        b.switched("s2", "2.2", LegPath::Carrier, "the data leg hung up (MEDIA_TIMEOUT)", T0.plus_ms(100));
+        b.switched("s2", "2.1", LegPath::Data, "the data leg joined", None, T0);
+        b.switched("s2", "2.2", LegPath::Carrier, "the data leg hung up (MEDIA_TIMEOUT)", None, T0.plus_ms(100));
         let html = page(&b, &[], &[]);
         assert!(html.contains("being measured"), "{html}");
         b.failover(Some(345), T0.plus_ms(160));
@@ -626,11 +647,11 @@ mod tests {
         // A gap whose switch found no session (a call torn down) is not pinned on the next one.
         b.failover(Some(77), T0.plus_ms(1_000));
         b.switched_without_session();
-        b.switched("s2", "2.2", LegPath::Carrier, "preferred-recovered", T0.plus_ms(1_100));
+        b.switched("s2", "2.2", LegPath::Carrier, "preferred-recovered", None, T0.plus_ms(1_100));
         assert_eq!(b.switches().last().map(|s| (s.gap_ms, s.is_failover())), Some((None, false)));
         // A gap too far from any switch is not pinned on the next one.
         b.failover(Some(99), T0.plus_ms(10_000));
-        b.switched("s2", "2.1", LegPath::Data, "preferred-recovered", T0.plus_ms(20_000));
+        b.switched("s2", "2.1", LegPath::Data, "preferred-recovered", None, T0.plus_ms(20_000));
         assert_eq!(b.switches().last().map(|s| (s.gap_ms, s.is_failover())), Some((None, false)));
     }
 
@@ -638,7 +659,7 @@ mod tests {
     fn what_the_board_keeps_is_bounded() {
         let mut b = Board::new();
         for i in 0..(MAX_FEEDS as u64 + 100) {
-            b.switched(&format!("s{i}"), "1", LegPath::Data, "first-frames", T0.plus_ms(i));
+            b.switched(&format!("s{i}"), "1", LegPath::Data, "first-frames", Some(0), T0.plus_ms(i));
         }
         assert_eq!(b.feeds.len(), MAX_FEEDS);
         assert!(b.feed("s0").is_none() && b.feed(&format!("s{}", MAX_FEEDS + 99)).is_some());
