@@ -16,6 +16,7 @@
 pub mod ami;
 pub mod audio;
 pub mod handoffd;
+pub mod listen;
 pub mod netcut;
 pub mod rtp;
 pub mod signal;
