@@ -15,9 +15,11 @@
 
 pub mod ami;
 pub mod audio;
+pub mod failover;
 pub mod handoffd;
 pub mod listen;
 pub mod netcut;
+pub mod pump;
 pub mod rtp;
 pub mod signal;
 pub mod sipp;
