@@ -14,7 +14,7 @@
 
 use crate::ami::AmiClient;
 use crate::handoffd::Handoffd;
-use crate::listen::{analyse, hear, with_signal, Rng, Script, Switch, Talk};
+use crate::listen::{analyse, hear, trace, with_signal, Rng, Script, Switch, Talk};
 use crate::netcut::Cut;
 use crate::pump::{forget_media_address, media_address, LegSocket, Pump, Timing};
 use crate::rtp::Recorder;
@@ -58,6 +58,8 @@ pub struct CutFigures {
     /// From the data leg's last frame to its stall being reported (handoff), or from the cut
     /// to pjsip hanging the data leg up (stock), ms.
     pub detect_ms: f64,
+    /// The frames heard around the cut and the heal, as runs ([`crate::listen::trace`]).
+    pub trace: String,
 }
 
 /// What a run measured.
@@ -197,6 +199,11 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
             failover: analyse(&heard, &script, t0, *cut_at - margin, *heal_at),
             take_back: Some(analyse(&heard, &script, t0, *heal_at, next.checked_sub(margin).unwrap_or(next))),
             detect_ms: *detect_ms,
+            trace: format!(
+                "cut: {} || heal: {}",
+                trace(&heard, t0, *cut_at - margin, *heal_at),
+                trace(&heard, t0, *heal_at, next.checked_sub(margin).unwrap_or(next))
+            ),
         });
     }
     Ok(Outcome { cuts, own_voice: own, leg_packets, switches: (switched("carrier"), switched("data")) })
@@ -270,5 +277,6 @@ fn stock_cut(plan: &Plan, phase: u64) -> Result<(CutFigures, (usize, usize), usi
     let heard = hear(&far_rec.packets());
     let script = Script::new(plan.talk, 60.0);
     let failover = analyse(&heard, &script, t0, cut_at - Duration::from_millis(200), end);
-    Ok((CutFigures { failover, take_back: None, detect_ms }, own, packets))
+    let trace = trace(&heard, t0, cut_at - Duration::from_millis(200), end);
+    Ok((CutFigures { failover, take_back: None, detect_ms, trace }, own, packets))
 }

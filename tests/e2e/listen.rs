@@ -320,6 +320,51 @@ pub fn analyse(heard: &[Heard], script: &Script, t0: Instant, from: Instant, to:
     out
 }
 
+/// The frames heard in `[from, to)` as runs, for reading by eye: `100-149 | 2 silent | 146-300`
+/// (`x` marks a packet with both legs; times in ms from `from` at each break).
+pub fn trace(heard: &[Heard], t0: Instant, from: Instant, to: Instant) -> String {
+    let mut out = Vec::new();
+    let mut run: Option<(i64, i64, f64)> = None; // first, last, at
+    let mut silent = 0usize;
+    let ms = |at: Instant| at.saturating_duration_since(from).as_secs_f64() * 1000.0;
+    let flush = |run: &mut Option<(i64, i64, f64)>, out: &mut Vec<String>| {
+        if let Some((a, b, at)) = run.take() {
+            out.push(if a == b { format!("@{at:.0} {a}") } else { format!("@{at:.0} {a}-{b}") });
+        }
+    };
+    for h in heard.iter().filter(|h| h.at >= from && h.at < to) {
+        let (f, mixed) = match h.sound {
+            Sound::Silent => {
+                silent += 1;
+                continue;
+            }
+            Sound::Frame(c) => (unwrap(c, h.at, t0), false),
+            Sound::TwoLegs { codes } => (codes[0].map(|c| unwrap(c, h.at, t0)).unwrap_or(-1), true),
+        };
+        if silent > 0 {
+            flush(&mut run, &mut out);
+            out.push(format!("{silent} silent"));
+            silent = 0;
+        }
+        match run {
+            Some((a, b, at)) if f == b + 1 && !mixed => run = Some((a, f, at)),
+            _ => {
+                flush(&mut run, &mut out);
+                if mixed {
+                    out.push(format!("@{:.0} x{f}", ms(h.at)));
+                } else {
+                    run = Some((f, f, ms(h.at)));
+                }
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    if silent > 0 {
+        out.push(format!("{silent} silent"));
+    }
+    out.join(" | ")
+}
+
 /// When frame `n` of a sender started at `t0` is due.
 pub fn due(t0: Instant, n: usize) -> Instant {
     t0 + Duration::from_secs_f64(n as f64 * FRAME_MS / 1000.0)

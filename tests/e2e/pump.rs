@@ -1,6 +1,7 @@
 //! The test phone's RTP: one clock drives both legs (the data leg and the carrier leg), so the
-//! offset between them is what the test says (the carrier `offset_ms` behind, each packet moved by
-//! up to ±`jitter_ms`), not what two separate SIPp media streams happen to start with. SIPp does
+//! offset between them is what the test says (the carrier `offset_ms` behind, each of its packets
+//! moved by up to ±`jitter_ms`; the data leg's by ±`data_jitter_ms`), not what two separate SIPp
+//! media streams happen to start with. SIPp does
 //! the signalling only (`tests/sipp/pump_*.xml`: the SDP points at the pump's sockets, and the
 //! scenario writes where Asterisk wants the leg's RTP into a file, [`Pump::media_address`]).
 //!
@@ -25,8 +26,11 @@ const KEEP: usize = 30_000;
 pub struct Timing {
     /// The carrier leg's audio runs this far behind the data leg's.
     pub offset_ms: f64,
-    /// Each packet is sent up to this much early or late (never before the one before it).
+    /// Each carrier packet is sent up to this much early or late (never before the one before
+    /// it): the carrier path's delay varies by ± this.
     pub jitter_ms: f64,
+    /// The same for the data leg's packets (0: the data path is steady).
+    pub data_jitter_ms: f64,
     /// Seed of the jitter.
     pub seed: u64,
 }
@@ -159,12 +163,13 @@ impl Pump {
 fn send(legs: Vec<(UdpSocket, SocketAddr)>, script: Script, timing: Timing, t0: Instant, stop: Arc<AtomicBool>) {
     let mut rng = crate::listen::Rng::new(timing.seed);
     let offset = [0.0, timing.offset_ms];
+    let jitter = [timing.data_jitter_ms, timing.jitter_ms];
     let mut next = [0usize; 2];
     let mut last = [t0; 2];
 
     let ssrc = [0x0da7_a000u32, 0x0ca2_2000u32];
     let schedule = |leg: usize, n: usize, last: Instant, rng: &mut crate::listen::Rng| {
-        let j = rng.uniform(-timing.jitter_ms, timing.jitter_ms);
+        let j = rng.uniform(-jitter[leg], jitter[leg]);
         let ms = offset[leg] + j;
         let d = Duration::from_secs_f64(ms.abs() / 1000.0);
         let t = if ms >= 0.0 { due(t0, n) + d } else { due(t0, n).checked_sub(d).unwrap_or(t0) };
