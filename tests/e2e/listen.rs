@@ -302,7 +302,11 @@ pub fn analyse(heard: &[Heard], script: &Script, t0: Instant, from: Instant, to:
                 out.repeated += (1 - d) as usize;
             }
             if gap > 0 {
-                let due = (1..=gap).filter(|k| script.voiced(f + k)).count() as f64;
+                // slot k of the gap is silence where voice was due when the frame due then is
+                // voiced both on the timeline before the gap (f + k) and on the one after it (a
+                // pause that only grew or shrank at a switch is no silence)
+                let due =
+                    (1..=gap).filter(|k| script.voiced(f + k) && script.voiced(frame - (gap + 1 - k))).count() as f64;
                 out.silence_ms = out.silence_ms.max((dt_ms - FRAME_MS) * due / gap as f64);
             }
             let ahead = d - 1 - gap;
@@ -481,6 +485,20 @@ mod tests {
         let mut frames: Vec<Option<i64>> = (0..voiced + 2).map(Some).collect();
         frames.extend((voiced + 6..voiced + 400).map(Some));
         assert_eq!(all(&stream(&s, &frames, at0), &s, t0).skipped, 4);
+    }
+
+    #[test]
+    fn a_pause_that_grows_at_a_switch_is_no_silence() {
+        let (s, t0, at0) = setup(Talk::Spurts { seed: 11 });
+        let start = (100..).find(|&n| !s.voiced(n) && (n..n + 10).all(|k| !s.voiced(k))).unwrap();
+        let end = (start..).find(|&n| s.voiced(n)).unwrap();
+        // the listener's delay grows by two frames within the pause: the spurt after it comes late
+        let mut frames: Vec<Option<i64>> = (0..start + 2).map(Some).collect();
+        frames.extend(std::iter::repeat_n(None, (end - start - 2 + 2) as usize));
+        frames.extend((end..end + 300).map(Some));
+        let r = all(&stream(&s, &frames, at0), &s, t0);
+        assert_eq!((r.silence_ms, r.repeated, r.skipped), (0.0, 0, 0), "{r:?}");
+        assert!((r.delay_shift_ms - 40.0).abs() < 1.0, "{r:?}");
     }
 
     #[test]
