@@ -182,13 +182,14 @@ fn main() -> ExitCode {
     );
     let spurts = Talk::Spurts { seed: args.seed };
     let mut switching: Vec<(&str, Outcome)> = Vec::new();
+    let mut failed = false;
     if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() {
         for (name, talk) in [("switching, continuous", Talk::Continuous), ("switching, talk spurts", spurts)] {
             match run_handoff(&plan(talk, 1000)) {
                 Ok(o) => switching.push((name, o)),
                 Err(e) => {
                     eprintln!("handoff ({name}) failed: {e}");
-                    return ExitCode::FAILURE;
+                    failed = true;
                 }
             }
         }
@@ -198,7 +199,8 @@ fn main() -> ExitCode {
             Ok(o) => Some(o),
             Err(e) => {
                 eprintln!("stock mode failed: {e}");
-                return ExitCode::FAILURE;
+                failed = true;
+                None
             }
         }
     } else {
@@ -271,5 +273,9 @@ fn main() -> ExitCode {
     if let Some(o) = &stock {
         println!("{}", json("stock", &[o]));
     }
-    ExitCode::SUCCESS
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
