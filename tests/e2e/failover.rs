@@ -48,13 +48,21 @@ pub struct Plan {
     pub seed: u64,
 }
 
+/// The take-back window after a heal, ms: the module takes the data leg back 500 ms after it
+/// recovers (its `recover_time`), plus detection and margin.
+pub const TAKE_BACK_MS: u64 = 1200;
+
 /// What one cut did.
 #[derive(Clone, Debug)]
 pub struct CutFigures {
     /// What the far party heard from the cut to the heal.
     pub failover: Switch,
-    /// What it heard from the heal to the next cut (none in stock: the data leg was hung up).
+    /// What it heard from the heal to [`TAKE_BACK_MS`] after it (none in stock: the data leg was
+    /// hung up).
     pub take_back: Option<Switch>,
+    /// What it heard from then to the next cut: no cut, so any switch there is a spurious one
+    /// (none in stock).
+    pub between: Option<Switch>,
     /// From the data leg's last frame to its stall being reported (handoff), or from the cut
     /// to pjsip hanging the data leg up (stock), ms.
     pub detect_ms: f64,
@@ -196,14 +204,18 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     for (i, (cut_at, heal_at, detect_ms)) in marks.iter().enumerate() {
         let next = marks.get(i + 1).map(|m| m.0).unwrap_or(*heal_at + Duration::from_millis(plan.up_ms));
         let margin = Duration::from_millis(200);
+        let back_end = *heal_at + Duration::from_millis(TAKE_BACK_MS);
+        let next = next.checked_sub(margin).unwrap_or(next).max(back_end);
         cuts.push(CutFigures {
             failover: analyse(&heard, &script, t0, *cut_at - margin, *heal_at),
-            take_back: Some(analyse(&heard, &script, t0, *heal_at, next.checked_sub(margin).unwrap_or(next))),
+            take_back: Some(analyse(&heard, &script, t0, *heal_at, back_end)),
+            between: Some(analyse(&heard, &script, t0, back_end, next)),
             detect_ms: *detect_ms,
             trace: format!(
-                "cut: {} || heal: {}",
+                "cut: {} || heal: {} || then: {}",
                 trace(&heard, t0, *cut_at - margin, *heal_at),
-                trace(&heard, t0, *heal_at, next.checked_sub(margin).unwrap_or(next))
+                trace(&heard, t0, *heal_at, back_end),
+                trace(&heard, t0, back_end, next)
             ),
         });
     }
@@ -289,5 +301,5 @@ fn stock_cut(plan: &Plan, phase: u64) -> Result<(CutFigures, (usize, usize), usi
     let script = Script::new(plan.talk, 60.0);
     let failover = analyse(&heard, &script, t0, cut_at - Duration::from_millis(200), end);
     let trace = trace(&heard, t0, cut_at - Duration::from_millis(200), end);
-    Ok((CutFigures { failover, take_back: None, detect_ms, trace }, own, packets))
+    Ok((CutFigures { failover, take_back: None, between: None, detect_ms, trace }, own, packets))
 }

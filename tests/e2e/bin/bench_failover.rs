@@ -13,7 +13,7 @@
 //! `--data-jitter` gives the data leg jitter too). `HANDOFF_BENCH_STOCK_ONLY=1` skips
 //! handoff, `HANDOFF_BENCH_HANDOFF_ONLY=1` skips stock, `HANDOFF_BENCH_VERBOSE=1` prints each cut.
 
-use handoff_tests::failover::{run_handoff, run_stock, CutFigures, Outcome, Plan};
+use handoff_tests::failover::{run_handoff, run_stock, CutFigures, Outcome, Plan, TAKE_BACK_MS};
 use handoff_tests::listen::{Switch, Talk};
 use handoff_tests::pump::Timing;
 use std::process::ExitCode;
@@ -114,6 +114,10 @@ fn take_backs(o: &Outcome) -> Vec<&Switch> {
     o.cuts.iter().filter_map(|c| c.take_back.as_ref()).collect()
 }
 
+fn betweens(o: &Outcome) -> Vec<&Switch> {
+    o.cuts.iter().filter_map(|c| c.between.as_ref()).collect()
+}
+
 /// One JSON line: failover and take-back together.
 fn json(mode: &str, runs: &[&Outcome]) -> String {
     let all: Vec<&Switch> = runs.iter().flat_map(|o| failovers(o).into_iter().chain(take_backs(o))).collect();
@@ -136,8 +140,8 @@ fn json(mode: &str, runs: &[&Outcome]) -> String {
 fn verbose(name: &str, cuts: &[CutFigures]) {
     for (i, c) in cuts.iter().enumerate() {
         println!(
-            "  {name} cut {i}: detect {:.0} ms; failover {:?}; take-back {:?}",
-            c.detect_ms, c.failover, c.take_back
+            "  {name} cut {i}: detect {:.0} ms; failover {:?}; take-back {:?}; then {:?}",
+            c.detect_ms, c.failover, c.take_back, c.between
         );
         println!("    heard: {}", c.trace);
     }
@@ -219,7 +223,10 @@ fn main() -> ExitCode {
     if let Some(o) = &stock {
         row("stock, continuous", &failovers(o), Some(&detects(o)));
     }
-    header("take-back (data path healed; the module takes the data leg back ~500 ms later)");
+    header(&format!(
+        "take-back (the {:.1} s after the heal; the module takes the data leg back 500 ms after it recovers)",
+        TAKE_BACK_MS as f64 / 1000.0
+    ));
     for (name, o) in &switching {
         row(name, &take_backs(o), None);
     }
@@ -228,6 +235,15 @@ fn main() -> ExitCode {
             "{:<28} none: pjsip hung the data leg up; stock has no take-back (the phone would call again)",
             "stock"
         );
+    }
+    if !switching.is_empty() {
+        header(&format!(
+            "no cut (from {:.1} s after a heal to 0.2 s before the next cut): anything here is a switch nobody asked for",
+            TAKE_BACK_MS as f64 / 1000.0
+        ));
+        for (name, o) in &switching {
+            row(name, &betweens(o), None);
+        }
     }
     println!("\ndetection: handoff = DetectedMs − LastFrameMs of HandoffLegStalled; stock = cut → pjsip hangs the data leg up");
     if let Some(o) = &stock {
