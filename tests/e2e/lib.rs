@@ -7,6 +7,10 @@
 //! - [`sipp`]: run SIPp scenarios from `tests/sipp/` inside the testbed root.
 //! - [`rtp`]: bind an RTP recorder and analyse what arrived ([`audio`] holds the G.711 maths).
 //! - [`signal`]: the coded test signal both client legs send, and its analysis at the far end.
+//! - [`listen`]: the frame-numbered test signal (continuous or talk spurts) and what a listener
+//!   hears at a switch: silence, frames repeated or skipped, both legs at once, the delay's move.
+//! - [`pump`]: both legs' RTP of the test phone from one clock, with a set offset and jitter.
+//! - [`failover`]: the cut-and-heal driver shared by the listener test and `bench-failover`.
 //! - [`netcut`]: real network faults (nftables drops on loopback).
 //! - [`browser`]: headless Chromium from the testbed root, to load handoffd's pages.
 //! - [`ami`]: a plain AMI client (the project's codec over a std socket) to watch events and
@@ -17,8 +21,11 @@
 pub mod ami;
 pub mod audio;
 pub mod browser;
+pub mod failover;
 pub mod handoffd;
+pub mod listen;
 pub mod netcut;
+pub mod pump;
 pub mod rtp;
 pub mod signal;
 pub mod sipp;

@@ -1,30 +1,52 @@
-//! Failover benchmark (run by `tests/bench-failover`): the audio gap the far party hears when a
-//! phone's data path is really cut (nftables on loopback), and how fast the dead leg is
-//! detected, over N cuts — for handoff (res_handoff.so switches legs inside Asterisk) and, in
-//! the same run, for the stock-Asterisk way (both legs in a ConfBridge, the carrier leg muted,
-//! unmuted by a controller once pjsip's `rtp_timeout=1` has hung up the dead data leg). Prints a
-//! table with the ratio. Usage: `handoff-bench-failover [CUTS]` (default 20).
+//! Failover benchmark (run by `tests/bench-failover`): what the far party hears at each switch
+//! when a phone's data path is really cut (nftables on loopback) and healed, over N cuts at
+//! random phases — for handoff's switching (res_handoff.so moves the mix between the legs inside
+//! Asterisk) and, in the same run, for the stock-Asterisk way (both legs in a ConfBridge, the
+//! carrier leg muted, unmuted by a controller once pjsip's `rtp_timeout=1` has hung up the dead
+//! data leg). Both legs of the test phone come from one clock (`pump`), the carrier leg a set
+//! offset behind with jitter; the far end's RTP is analysed by `listen` (silence where voice was
+//! due, frames repeated, speech skipped, packets with both legs at once), for failover and
+//! take-back. Prints tables, the distribution of stock detection, and one JSON line per mode.
+//!
+//! Usage: `handoff-bench-failover [CUTS] [--offset MS] [--jitter MS] [--data-jitter MS] [--seed N]`
+//! (defaults: 20 cuts, the carrier leg 80 ms behind with ±20 ms of jitter, the data leg steady;
+//! `--data-jitter` gives the data leg jitter too). `HANDOFF_BENCH_STOCK_ONLY=1` skips
+//! handoff, `HANDOFF_BENCH_HANDOFF_ONLY=1` skips stock, `HANDOFF_BENCH_VERBOSE=1` prints each cut.
 
-use handoff::ami::Action;
-use handoff_tests::ami::AmiClient;
-use handoff_tests::audio::tone;
-use handoff_tests::handoffd::{testbed_config, Handoffd, AMI_SECRET};
-use handoff_tests::netcut::Cut;
-use handoff_tests::rtp::Recorder;
-use handoff_tests::signal::{coded_signal, hear, report};
-use handoff_tests::sipp::{write_carrier_signal, write_signals, Sipp, CARRIER_RTP, DATA_RTP};
-use handoff_tests::testbed::Asterisk;
-use handoff_tests::wait_for;
+use handoff_tests::failover::{run_handoff, run_stock, CutFigures, Outcome, Plan, TAKE_BACK_MS};
+use handoff_tests::listen::{Switch, Talk};
+use handoff_tests::pump::Timing;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-const SEC: Duration = Duration::from_secs(1);
-const CARRIER_DELAY_MS: usize = 80;
+struct Args {
+    cuts: usize,
+    offset_ms: f64,
+    jitter_ms: f64,
+    data_jitter_ms: f64,
+    seed: u64,
+}
 
-#[derive(Default)]
-struct Results {
-    gaps_ms: Vec<f64>,
-    detect_ms: Vec<f64>,
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { cuts: 20, offset_ms: 80.0, jitter_ms: 20.0, data_jitter_ms: 0.0, seed: 14 };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--offset" => a.offset_ms = num(&value("--offset")?, "--offset", 0.0, 1000.0)?,
+            "--jitter" => a.jitter_ms = num(&value("--jitter")?, "--jitter", 0.0, 100.0)?,
+            "--data-jitter" => a.data_jitter_ms = num(&value("--data-jitter")?, "--data-jitter", 0.0, 100.0)?,
+            "--seed" => a.seed = value("--seed")?.parse().map_err(|_| "--seed: not a whole number".to_string())?,
+            n => a.cuts = num(n, "CUTS", 1.0, 500.0)? as usize,
+        }
+    }
+    Ok(a)
+}
+
+fn num(v: &str, name: &str, lo: f64, hi: f64) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if (lo..=hi).contains(&x) => Ok(x),
+        _ => Err(format!("{name}: expected a number from {lo} to {hi}, got {v:?}")),
+    }
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -37,190 +59,244 @@ fn pct(v: &[f64], p: f64) -> f64 {
     s[i]
 }
 
-fn signals(ast: &Asterisk) {
-    write_signals(ast, &coded_signal(120.0, 0), &tone(1000.0, 2.0));
-    write_carrier_signal(ast, &coded_signal(120.0, CARRIER_DELAY_MS));
+fn range(v: impl Iterator<Item = usize>) -> String {
+    let v: Vec<usize> = v.collect();
+    match (v.iter().min(), v.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => format!("{lo}"),
+        (Some(lo), Some(hi)) => format!("{lo}–{hi}"),
+        _ => "-".into(),
+    }
 }
 
-/// handoff: one long dual-leg call, the data path cut and healed `cuts` times.
-fn run_handoff(cuts: usize) -> Result<Results, String> {
-    let ast = Asterisk::start();
-    signals(&ast);
-    let ami = AmiClient::connect();
-    let handoffd = Handoffd::spawn(&testbed_config(5038, AMI_SECRET));
-    handoffd.wait_log("logged in to AMI", 10 * SEC).ok_or("handoffd did not log in")?;
-    wait_for(10 * SEC, || ast.cli("handoff show status").contains("Controller:          connected").then_some(()))
-        .ok_or("module never saw handoffd")?;
-    let far_rec = Recorder::bind("127.0.0.3");
-    let _far = Sipp::far_party("far_uas.xml", far_rec.port, None);
-    let (data_rec, carrier_rec) = (Recorder::bind("127.0.0.1"), Recorder::bind("127.0.0.2"));
-    let call_ms = 4000 + cuts as u64 * 2600;
-    let mut data =
-        Sipp::leg("data_leg_uac.xml", "127.0.0.1", 5071, "alice-app", "2000", data_rec.port, call_ms, DATA_RTP);
-    let _carrier = Sipp::leg(
-        "carrier_leg_uac.xml",
-        "127.0.0.2",
-        5072,
-        "+15550001",
-        "2000",
-        carrier_rec.port,
-        call_ms,
-        CARRIER_RTP,
+fn count_nonzero(v: &[&Switch], f: impl Fn(&Switch) -> usize) -> usize {
+    v.iter().filter(|s| f(s) > 0).count()
+}
+
+fn row(name: &str, switches: &[&Switch], detect: Option<&[f64]>) {
+    let silence: Vec<f64> = switches.iter().map(|s| s.silence_ms).collect();
+    let shift: Vec<f64> = switches.iter().map(|s| s.delay_shift_ms).collect();
+    let n = switches.len();
+    println!(
+        "{:<28} {:>4} {:>5.0} {:>5.0} {:>5.0} ms  {:>6} ({:>2}/{n:<2}) {:>6} ({:>2}/{n:<2}) {:>5} ({:>2}/{n:<2})  {:>+5.0} ms  {}",
+        name,
+        n,
+        pct(&silence, 0.5),
+        pct(&silence, 0.95),
+        pct(&silence, 1.0),
+        range(switches.iter().map(|s| s.repeated)),
+        count_nonzero(switches, |s| s.repeated),
+        range(switches.iter().map(|s| s.skipped)),
+        count_nonzero(switches, |s| s.skipped),
+        range(switches.iter().map(|s| s.two_legs)),
+        count_nonzero(switches, |s| s.two_legs),
+        pct(&shift, 0.5),
+        detect.map(|d| format!("{:.0} / {:.0} / {:.0} ms", pct(d, 0.5), pct(d, 0.95), pct(d, 1.0))).unwrap_or_default()
     );
-    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
-        .ok_or("the three legs did not join")?;
-    std::thread::sleep(2 * SEC);
-    let mut windows = Vec::new();
-    let mut res = Results::default();
-    for i in 0..cuts {
-        let seen = ami.events().iter().filter(|e| e.name == "HandoffLegStalled").count();
-        let cut_at = Instant::now();
-        let cut = Cut::udp_ports(DATA_RTP.0, DATA_RTP.1);
-        let stalled = wait_for(5 * SEC, || {
-            let s: Vec<_> = ami.events().into_iter().filter(|e| e.name == "HandoffLegStalled").collect();
-            s.get(seen).cloned()
-        })
-        .ok_or(format!("cut {i}: no stall reported"))?;
-        let get = |k: &str| stalled.headers.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
-        res.detect_ms.push(get("DetectedMs") - get("LastFrameMs"));
-        std::thread::sleep(Duration::from_millis(1000));
-        cut.heal();
-        windows.push((cut_at - Duration::from_millis(200), cut_at + Duration::from_millis(800)));
-        std::thread::sleep(Duration::from_millis(1600)); // data back, preferred again after 500 ms
-    }
-    data.wait(90 * SEC)?;
-    let heard = hear(&far_rec.packets());
-    for (from, to) in windows {
-        res.gaps_ms.push(report(&heard, from, to).longest_gap_ms);
-    }
-    Ok(res)
 }
 
-/// Stock Asterisk: per cut, a fresh Asterisk with the far party and a pair of legs in a plain
-/// ConfBridge, the carrier leg muted until the dead data leg is gone.
-fn run_stock(cuts: usize) -> Result<Results, String> {
-    let mut res = Results::default();
-    for i in 0..cuts {
-        let (gap, detect) = stock_cut().map_err(|e| format!("stock cut {i}: {e}"))?;
-        res.gaps_ms.push(gap);
-        res.detect_ms.push(detect);
-    }
-    Ok(res)
-}
-
-fn stock_cut() -> Result<(f64, f64), String> {
-    let ast = Asterisk::start();
-    signals(&ast);
-    let ami = AmiClient::connect();
-    let far_rec = Recorder::bind("127.0.0.3");
-    let mut far = Sipp::far_party("far_uas.xml", far_rec.port, None);
-    let (r, _) = ami.action(
-        Action::new("Originate")
-            .header("Channel", "PJSIP/2000@far")
-            .header("Context", "stock-far")
-            .header("Exten", "join")
-            .header("Priority", "1")
-            .header("Async", "true"),
+fn header(title: &str) {
+    println!("\n{title}");
+    println!(
+        "{:<28} {:>4} {:>20}  {:>13} {:>13} {:>12}  {:>8}  detection p50/p95/max",
+        "mode", "cuts", "silence p50/p95/max", "repeated", "skipped", "two legs", "delay"
     );
-    if r.headers.get("Response") != Some("Success") {
-        return Err(format!("originate far: {r:?}"));
-    }
-    ami.wait_event(15 * SEC, |e| e.name == "OriginateResponse").ok_or("far party did not answer")?;
-    let (data_rec, carrier_rec) = (Recorder::bind("127.0.0.1"), Recorder::bind("127.0.0.4"));
-    let mut carrier =
-        Sipp::leg("carrier_leg_uac_wait.xml", "127.0.0.4", 5072, "+15550001", "2000", carrier_rec.port, 0, CARRIER_RTP);
-    let mut data =
-        Sipp::leg("data_leg_uac_wait.xml", "127.0.0.1", 5071, "alice-stock", "2000", data_rec.port, 0, DATA_RTP);
-    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() >= 3).then_some(()))
-        .ok_or("legs did not join")?;
-    let carrier_channel = ami
-        .events()
-        .into_iter()
-        .find(|e| e.name == "ConfbridgeJoin" && e.headers.get("Channel").is_some_and(|c| c.contains("carrier-stock")))
-        .and_then(|e| e.headers.get("Channel").map(str::to_string))
-        .ok_or("no carrier channel")?;
-    std::thread::sleep(Duration::from_millis(1500));
-    let cut_at = Instant::now();
-    let cut = Cut::udp_ports(DATA_RTP.0, DATA_RTP.1);
-    // pjsip's rtp_timeout hangs the silent data leg up; then the "controller" unmutes.
-    ami.wait_event(10 * SEC, |e| {
-        e.name == "Hangup" && e.headers.get("Channel").is_some_and(|c| c.contains("alice-stock"))
+}
+
+fn detects(o: &Outcome) -> Vec<f64> {
+    o.cuts.iter().map(|c| c.detect_ms).collect()
+}
+
+fn failovers(o: &Outcome) -> Vec<&Switch> {
+    o.cuts.iter().map(|c| &c.failover).collect()
+}
+
+fn take_backs(o: &Outcome) -> Vec<&Switch> {
+    o.cuts.iter().filter_map(|c| c.take_back.as_ref()).collect()
+}
+
+fn betweens(o: &Outcome) -> Vec<&Switch> {
+    o.cuts.iter().filter_map(|c| c.between.as_ref()).collect()
+}
+
+/// One JSON line: failover and take-back together.
+fn json(mode: &str, runs: &[&Outcome]) -> String {
+    let all: Vec<&Switch> = runs.iter().flat_map(|o| failovers(o).into_iter().chain(take_backs(o))).collect();
+    let silence: Vec<f64> = all.iter().map(|s| s.silence_ms).collect();
+    let max = |f: fn(&Switch) -> usize| all.iter().map(|s| f(s)).max().unwrap_or(0);
+    let own: usize = runs.iter().map(|o| o.own_voice.0 + o.own_voice.1).sum();
+    serde_json::json!({
+        "mode": mode,
+        "cuts": runs.iter().map(|o| o.cuts.len()).sum::<usize>(),
+        "silence_p95_ms": pct(&silence, 0.95).round(),
+        "repeated_max": max(|s| s.repeated),
+        "skipped_max": max(|s| s.skipped),
+        "two_legs_max": max(|s| s.two_legs),
+        "delivered_under_loss": null,
+        "own_voice_packets": own,
     })
-    .ok_or("the dead data leg was never hung up")?;
-    let detect = cut_at.elapsed().as_secs_f64() * 1000.0;
-    let (r, _) = ami.action(
-        Action::new("ConfbridgeUnmute").header("Conference", "stock").header("Channel", carrier_channel.as_str()),
-    );
-    if r.headers.get("Response") != Some("Success") {
-        return Err(format!("unmute: {r:?}"));
+    .to_string()
+}
+
+fn verbose(name: &str, cuts: &[CutFigures]) {
+    for (i, c) in cuts.iter().enumerate() {
+        println!(
+            "  {name} cut {i}: detect {:.0} ms; failover {:?}; take-back {:?}; then {:?}",
+            c.detect_ms, c.failover, c.take_back, c.between
+        );
+        println!("    heard: {}", c.trace);
     }
-    let unmuted_at = Instant::now();
-    std::thread::sleep(Duration::from_millis(600));
-    cut.heal();
-    ami.action(Action::new("Hangup").header("Channel", "/^PJSIP/"));
-    data.wait(20 * SEC)?;
-    carrier.wait(20 * SEC)?;
-    far.wait(20 * SEC)?;
-    let heard = hear(&far_rec.packets());
-    let gap =
-        report(&heard, cut_at - Duration::from_millis(200), unmuted_at + Duration::from_millis(500)).longest_gap_ms;
-    Ok((gap, detect))
 }
 
 fn main() -> ExitCode {
-    let cuts: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
-    println!("failover benchmark: {cuts} cuts per mode; the data path is cut by nftables (RTP dropped both ways),");
-    println!("the carrier leg's audio runs {CARRIER_DELAY_MS} ms behind; gap = longest silence the far party receives around a cut\n");
-    let handoff = match if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_some() {
-        Ok(Results::default())
-    } else {
-        run_handoff(cuts)
-    } {
-        Ok(r) => r,
+    let args = match parse_args() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("handoff mode failed: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("handoff-bench-failover: {e}\nusage: handoff-bench-failover [CUTS] [--offset MS] [--jitter MS] [--data-jitter MS] [--seed N]");
+            return ExitCode::from(2);
         }
     };
-    let stock = match run_stock(cuts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("stock mode failed: {e}");
-            return ExitCode::FAILURE;
-        }
+    let timing = Timing {
+        offset_ms: args.offset_ms,
+        jitter_ms: args.jitter_ms,
+        data_jitter_ms: args.data_jitter_ms,
+        seed: args.seed,
+    };
+    let plan = |talk: Talk, phase_ms: u64| Plan {
+        cuts: args.cuts,
+        timing,
+        talk,
+        down_ms: 1000,
+        up_ms: 1600,
+        phase_ms,
+        seed: args.seed,
     };
     println!(
-        "{:<40} {:>5} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11}",
-        "mode", "cuts", "gap p50", "gap p95", "gap max", "detect p50", "detect p95", "detect max"
+        "failover benchmark: {} cuts per run, the data path cut by nftables (RTP dropped both ways) for 1 s, then healed;",
+        args.cuts
     );
-    for (name, r) in
-        [("handoff (res_handoff.so switch)", &handoff), ("stock (ConfBridge mute + rtp_timeout=1)", &stock)]
-    {
+    println!(
+        "both legs from one clock, the carrier leg {:.0} ms behind ±{:.0} ms jitter, the data leg ±{:.0} ms; cuts at random phases (seed {}).",
+        args.offset_ms, args.jitter_ms, args.data_jitter_ms, args.seed
+    );
+    println!(
+        "At the far party, per switch: silence where voice was due; frames (20 ms) repeated; frames of speech skipped;"
+    );
+    println!(
+        "packets with both legs at once (max per switch, and in how many switches); the move of the listener's delay."
+    );
+    let spurts = Talk::Spurts { seed: args.seed };
+    let mut switching: Vec<(&str, Outcome)> = Vec::new();
+    let mut failed = false;
+    if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() {
+        for (name, talk) in [("switching, continuous", Talk::Continuous), ("switching, talk spurts", spurts)] {
+            // tried twice: the testbed is shared, and a handoffd or a stop of another test can
+            // reach this run's Asterisk
+            match run_handoff(&plan(talk, 1000)).or_else(|e| {
+                eprintln!("handoff ({name}) failed, trying again: {e}");
+                run_handoff(&plan(talk, 1000))
+            }) {
+                Ok(o) => switching.push((name, o)),
+                Err(e) => {
+                    eprintln!("handoff ({name}) failed: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    let stock = if std::env::var_os("HANDOFF_BENCH_HANDOFF_ONLY").is_none() {
+        match run_stock(&plan(Talk::Continuous, 1000)) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("stock mode failed: {e}");
+                failed = true;
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    header("failover (data path cut)");
+    for (name, o) in &switching {
+        row(name, &failovers(o), Some(&detects(o)));
+    }
+    if let Some(o) = &stock {
+        row("stock, continuous", &failovers(o), Some(&detects(o)));
+    }
+    header(&format!(
+        "take-back (the {:.1} s after the heal; the module takes the data leg back 500 ms after it recovers)",
+        TAKE_BACK_MS as f64 / 1000.0
+    ));
+    for (name, o) in &switching {
+        row(name, &take_backs(o), None);
+    }
+    if stock.is_some() {
         println!(
-            "{:<40} {:>5} {:>6.0} ms {:>6.0} ms {:>6.0} ms {:>8.0} ms {:>8.0} ms {:>8.0} ms",
-            name,
-            r.gaps_ms.len(),
-            pct(&r.gaps_ms, 0.5),
-            pct(&r.gaps_ms, 0.95),
-            pct(&r.gaps_ms, 1.0),
-            pct(&r.detect_ms, 0.5),
-            pct(&r.detect_ms, 0.95),
-            pct(&r.detect_ms, 1.0)
+            "{:<28} none: pjsip hung the data leg up; stock has no take-back (the phone would call again)",
+            "stock"
         );
     }
-    if std::env::var_os("HANDOFF_BENCH_VERBOSE").is_some() {
-        println!("\nper cut: handoff gaps {:?} detect {:?}", handoff.gaps_ms, handoff.detect_ms);
-        println!("per cut: stock gaps {:?} detect {:?}", stock.gaps_ms, stock.detect_ms);
+    if !switching.is_empty() {
+        header(&format!(
+            "no cut (from {:.1} s after a heal to 0.2 s before the next cut): anything here is a switch nobody asked for",
+            TAKE_BACK_MS as f64 / 1000.0
+        ));
+        for (name, o) in &switching {
+            row(name, &betweens(o), None);
+        }
     }
-    let gap_ratio = pct(&stock.gaps_ms, 0.95) / pct(&handoff.gaps_ms, 0.95).max(1.0);
-    let detect_ratio = pct(&stock.detect_ms, 0.95) / pct(&handoff.detect_ms, 0.95).max(1.0);
-    println!("\nratio stock / handoff: gap p95 {gap_ratio:.1}x, detection p95 {detect_ratio:.1}x");
-    let gap_ok = pct(&handoff.gaps_ms, 0.95) <= 60.0;
-    let detect_ok = pct(&handoff.detect_ms, 1.0) <= 60.0;
-    println!(
-        "targets: gap p95 <= 60 ms: {}; detection <= 60 ms: {}",
-        if gap_ok { "met" } else { "MISSED" },
-        if detect_ok { "met" } else { "MISSED" }
-    );
-    ExitCode::SUCCESS
+    println!("\ndetection: handoff = DetectedMs − LastFrameMs of HandoffLegStalled; stock = cut → pjsip hangs the data leg up");
+    if let Some(o) = &stock {
+        let mut d = detects(o);
+        d.sort_by(|a, b| a.total_cmp(b));
+        println!("stock detection, sorted (ms): {}", d.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" "));
+        let mut buckets = [0usize; 9];
+        for x in &d {
+            buckets[((x / 250.0) as usize).min(8)] += 1;
+        }
+        let hist: Vec<String> = buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| if i == 8 { format!(">=2000: {n}") } else { format!("{}-{}: {n}", i * 250, i * 250 + 250) })
+            .collect();
+        println!("stock detection by 250 ms: {}", hist.join(", "));
+    }
+    for (name, o) in &switching {
+        println!(
+            "{name}: the module reported {} switches to the carrier and {} to the data leg for {} cuts",
+            o.switches.0,
+            o.switches.1,
+            o.cuts.len()
+        );
+    }
+    println!("\nthe phone's own voice sent back to its legs (packets with its signal / all packets sent to the legs):");
+    for (name, o) in &switching {
+        println!("  {name}: data leg {}, carrier leg {} of {}", o.own_voice.0, o.own_voice.1, o.leg_packets);
+    }
+    if let Some(o) = &stock {
+        println!("  stock: data leg {}, carrier leg {} of {}", o.own_voice.0, o.own_voice.1, o.leg_packets);
+    }
+    if std::env::var_os("HANDOFF_BENCH_VERBOSE").is_some() {
+        println!();
+        for (name, o) in &switching {
+            verbose(name, &o.cuts);
+        }
+        if let Some(o) = &stock {
+            verbose("stock", &o.cuts);
+        }
+    }
+    println!("\ndelivered_under_loss: null (random packet loss is not measured yet: issue #14 item 6)");
+    if !switching.is_empty() {
+        let runs: Vec<&Outcome> = switching.iter().map(|(_, o)| o).collect();
+        println!("{}", json("switching", &runs));
+    }
+    if let Some(o) = &stock {
+        println!("{}", json("stock", &[o]));
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
