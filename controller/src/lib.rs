@@ -19,6 +19,7 @@
 //! - [`fuzzing`]: the parsers under arbitrary input, for cargo-fuzz and the corpus replay test.
 //! - [`hangup_cause`]: the one table deciding "user hung up" vs "leg lost" per PBX.
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).
+//! - [`markup`]: escaping for the HTML and SVG handoffd writes.
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
 //! - [`timeline`]: a session's timeline as typed marks, as text and as an SVG picture (no I/O).
 //! - [`status`]: the status page (`GET /status`): its model and HTML rendering (no I/O).
@@ -37,6 +38,7 @@ pub mod freeswitch;
 pub mod fuzzing;
 pub mod hangup_cause;
 pub mod http;
+pub mod markup;
 pub mod metrics;
 pub mod moves;
 pub mod pbx;

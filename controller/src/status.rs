@@ -206,23 +206,7 @@ pub struct Page<'a> {
     pub store_error: Option<String>,
 }
 
-/// `s` with `& < > " '` replaced by entities: safe in element text and in quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // A control character has no business on the page (the API refuses them in names).
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::markup::escape;
 
 /// `s` percent-encoded for one URL path segment (everything but `A-Z a-z 0-9 - . _ ~`).
 pub fn path_segment(s: &str) -> String {

@@ -458,22 +458,7 @@ fn clip(s: &str, n: usize) -> String {
     out
 }
 
-/// Text for XML: markup characters as entities, control characters dropped.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::markup::escape as esc;
 
 /// One lane: the legs of one device over one path.
 struct Lane {
