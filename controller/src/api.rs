@@ -444,8 +444,22 @@ impl Api {
                         .unwrap_or(100)
                         .min(100_000);
                     let moves_only = path == "moves";
-                    let records = store.audit_tail(if moves_only { 100_000 } else { tail }).map(|v| {
-                        let mut v: Vec<_> = v.into_iter().filter(|(_, r)| !moves_only || r.action.is_move()).collect();
+                    let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k)).map(str::to_string);
+                    // --since (a duration or a UTC time) and --session narrow what is read.
+                    let since = match param("since=").map(|t| UnixMs::parse_since(&percent_decode(&t), now)) {
+                        Some(Err(e)) => return error(400, "bad_since", format!("since: {e}")),
+                        Some(Ok(t)) => Some(t),
+                        None => None,
+                    };
+                    let session = param("session=").map(|s| percent_decode(&s));
+                    let filtered = moves_only || since.is_some() || session.is_some();
+                    let keep = |r: &AuditRecord| {
+                        (!moves_only || r.action.is_move())
+                            && since.is_none_or(|t| r.at >= t)
+                            && session.as_deref().is_none_or(|s| r.session.as_deref() == Some(s))
+                    };
+                    let records = store.audit_tail(if filtered { 100_000 } else { tail }).map(|v| {
+                        let mut v: Vec<_> = v.into_iter().filter(|(_, r)| keep(r)).collect();
                         let skip = v.len().saturating_sub(tail);
                         v.drain(..skip);
                         v.into_iter()
@@ -582,6 +596,28 @@ impl Api {
         }
         r
     }
+}
+
+/// `%XX` sequences of a query value decoded (`+` stays: handoffctl encodes spaces as `%20`); a
+/// broken sequence is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

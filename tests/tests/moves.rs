@@ -238,6 +238,24 @@ fn ticket_move(extra_config: &str) {
     let everything = format!("{log}\n{}", c.handoffd.log().join("\n"));
     assert!(!everything.contains(&ticket) && !everything.contains(&other_ticket), "a ticket leaked into a log");
     assert!(!everything.contains("\"2468\"") && !everything.contains("pin-2468"), "the PIN leaked into a log");
+    // The audit log narrowed to this call, and to a time: `audit --session`, `--since`.
+    let (code, this_call) = c.handoffd.ctl(&["audit", "--session", &session], "");
+    assert_eq!(code, 0, "{this_call}");
+    assert!(this_call.contains("ticket_redeem granted"), "{this_call}");
+    assert!(
+        this_call.lines().all(|l| l.contains(&format!("session={session}"))),
+        "audit --session shows only this session's records:\n{this_call}"
+    );
+    let (code, other) = c.handoffd.ctl(&["audit", "--session", "no-such-session"], "");
+    assert_eq!((code, other.trim()), (0, ""), "another session's records are not shown");
+    let (code, recent) = c.handoffd.ctl(&["audit", "--since", "10m", "--tail", "500"], "");
+    assert_eq!(code, 0, "{recent}");
+    assert!(recent.contains("ticket_redeem granted") && recent.contains("device nope is not registered"), "{recent}");
+    let (code, none) = c.handoffd.ctl(&["audit", "--since", "2099-01-01T00:00:00Z"], "");
+    assert_eq!((code, none.trim()), (0, ""), "nothing after 2099");
+    let (code, bad) = c.handoffd.ctl(&["audit", "--since", "yesterday"], "");
+    assert_eq!(code, 1, "{bad}");
+    assert!(bad.contains("is neither a duration"), "{bad}");
     let (code, moves) = c.handoffd.ctl(&["moves"], "");
     assert_eq!(code, 0);
     assert!(moves.contains("move_request granted") && moves.contains("ticket_redeem granted"), "{moves}");

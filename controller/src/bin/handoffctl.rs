@@ -12,7 +12,7 @@
 //!   sessions | tickets                 what the store holds now
 //!   store migrate --to URL             copy the sled store (handoffd stopped) into an empty
 //!                                      PostgreSQL database, then set store.backend: postgres
-//!   moves [--tail N] | audit [--tail N]
+//!   moves [--tail N] | audit [--tail N] [--since 2h|2026-12-03T08:00:00Z] [--session ID]
 //!   timeline SESSION [--svg FILE]      what happened to a call: text, or the picture as SVG
 //! ```
 //! Exit codes: 0 done, 1 refused by handoffd (the reason is printed), 64 usage, 69 handoffd
@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const DEFAULT_CONFIG: &str = "/etc/handoff/handoffd.yaml";
-const USAGE: &str = "usage: handoffctl [--config PATH] init | user add NAME | user list | device add ID --user USER [--name TEXT] [--endpoint EP] [--number +E164] | device remove ID | device list | pin set USER | unlock USER | sessions | tickets | moves [--tail N] | audit [--tail N] | timeline SESSION [--svg FILE] | store migrate --to postgres://USER:PASSWORD@HOST/DB";
+const USAGE: &str = "usage: handoffctl [--config PATH] init | user add NAME | user list | device add ID --user USER [--name TEXT] [--endpoint EP] [--number +E164] | device remove ID | device list | pin set USER | unlock USER | sessions | tickets | moves [--tail N] | audit [--tail N] [--since DURATION|UTC-TIME] [--session ID] | timeline SESSION [--svg FILE] | store migrate --to postgres://USER:PASSWORD@HOST/DB";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -167,7 +167,7 @@ fn run(cfg: &Config, words: &[&str]) -> Result<(), Failure> {
             )
         }),
         ["moves", rest @ ..] => list(admin(cfg, "GET", &format!("moves{}", tail(rest)?), None)?, audit_line),
-        ["audit", rest @ ..] => list(admin(cfg, "GET", &format!("audit{}", tail(rest)?), None)?, audit_line),
+        ["audit", rest @ ..] => list(admin(cfg, "GET", &format!("audit{}", audit_query(rest)?), None)?, audit_line),
         ["timeline", session, rest @ ..] => timeline(cfg, session, rest),
         _ => Err(Failure::Usage(format!("unknown command '{}'", words.join(" ")))),
     }
@@ -201,6 +201,28 @@ fn timeline(cfg: &Config, session: &str, rest: &[&str]) -> Result<(), Failure> {
         .map_err(|e| Failure::Config(format!("timeline: cannot write {file}: {e}")))?;
     println!("{file}: timeline of session {session} ({} entries)", t.entries.len());
     Ok(())
+}
+
+/// `?tail=…&since=…&session=…` from `audit`'s flags (handoffd checks the values).
+fn audit_query(words: &[&str]) -> Result<String, Failure> {
+    let mut q = tail(words)?;
+    for (flag_name, key) in [("--since", "since"), ("--session", "session")] {
+        if let Some(v) = flag(words, flag_name)? {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.:".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            q.push_str(if q.is_empty() { "?" } else { "&" });
+            q.push_str(&format!("{key}={enc}"));
+        }
+    }
+    Ok(q)
 }
 
 /// Each line of `s` with its control characters escaped (the line breaks kept).

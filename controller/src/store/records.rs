@@ -29,6 +29,62 @@ impl UnixMs {
     }
 }
 
+impl UnixMs {
+    /// What an operator writes after `--since`, at `now`: a duration back from now (`90s`,
+    /// `15m`, `2h`, `7d`) or a UTC time as the audit log prints it (`2026-12-03T08:00:00Z`,
+    /// milliseconds optional). The error names what was expected.
+    pub fn parse_since(text: &str, now: UnixMs) -> Result<UnixMs, String> {
+        let bad = || format!("{text:?} is neither a duration (90s, 15m, 2h, 7d) nor a UTC time (2026-12-03T08:00:00Z)");
+        let t = text.trim();
+        if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
+            if let Ok(n) = t[..t.len() - 1].parse::<u64>() {
+                let ms = match unit {
+                    's' => 1_000,
+                    'm' => 60_000,
+                    'h' => 3_600_000,
+                    _ => 86_400_000,
+                };
+                return Ok(UnixMs(now.0.saturating_sub(n.saturating_mul(ms))));
+            }
+        }
+        // YYYY-MM-DDTHH:MM:SS[.mmm]Z
+        let t = t.strip_suffix('Z').ok_or_else(bad)?;
+        let (date, time) = t.split_once('T').ok_or_else(bad)?;
+        let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+        let d: Vec<&str> = date.split('-').collect();
+        let (secs, ms) = match time.split_once('.') {
+            Some((s, m)) if m.len() == 3 => (s, num(m)?),
+            Some(_) => return Err(bad()),
+            None => (time, 0),
+        };
+        let h: Vec<&str> = secs.split(':').collect();
+        if d.len() != 3 || h.len() != 3 {
+            return Err(bad());
+        }
+        let (year, month, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
+        let (hh, mm, ss) = (num(h[0])?, num(h[1])?, num(h[2])?);
+        if !(1970..=9999).contains(&year)
+            || !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hh > 23
+            || mm > 59
+            || ss > 60
+        {
+            return Err(bad());
+        }
+        // Howard Hinnant's days_from_civil (the inverse of Display's civil_from_days).
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let total = ((days * 86_400 + hh * 3_600 + mm * 60 + ss) * 1_000 + ms).max(0);
+        Ok(UnixMs(total as u64))
+    }
+}
+
 impl fmt::Display for UnixMs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0 % 1000;
@@ -412,6 +468,23 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn since_takes_a_duration_or_the_time_the_log_prints() {
+        let now = UnixMs(1_764_750_000_000);
+        assert_eq!(UnixMs::parse_since("90s", now), Ok(UnixMs(now.0 - 90_000)));
+        assert_eq!(UnixMs::parse_since("2h", now), Ok(UnixMs(now.0 - 7_200_000)));
+        assert_eq!(UnixMs::parse_since("7d", now), Ok(UnixMs(now.0 - 7 * 86_400_000)));
+        // round trip with Display
+        for t in [UnixMs(0), UnixMs(951_782_400_123), now, UnixMs(4_102_444_799_999)] {
+            assert_eq!(UnixMs::parse_since(&t.to_string(), now), Ok(t), "{t}");
+        }
+        assert_eq!(UnixMs::parse_since("2026-12-03T08:00:00Z", now), Ok(UnixMs(1_796_284_800_000)));
+        for bad in ["", "h", "2x", "yesterday", "2026-12-03", "2026-13-03T08:00:00Z", "2026-12-03T08:00:00", "-5m"] {
+            let e = UnixMs::parse_since(bad, now).unwrap_err();
+            assert!(e.contains("neither a duration"), "{bad}: {e}");
+        }
+    }
+
     use super::*;
 
     #[test]
