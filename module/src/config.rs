@@ -13,6 +13,8 @@ pub struct ModuleConfig {
     pub controller_timeout_s: u32,
     /// Silence on the leg feeding the mix after which the other leg takes over (ms).
     pub stall_threshold_ms: u32,
+    /// The most a leg's measured arrival jitter may raise its stall threshold to (ms).
+    pub stall_threshold_max_ms: u32,
     /// How long the preferred path must flow cleanly before it takes the mix back (ms).
     pub recover_time_ms: u32,
     /// The AMI account (manager.conf section) of the controller: the only one that may send
@@ -26,6 +28,7 @@ impl Default for ModuleConfig {
             assign_timeout_ms: 5000,
             controller_timeout_s: 15,
             stall_threshold_ms: 40,
+            stall_threshold_max_ms: 120,
             recover_time_ms: 500,
             controller_account: "handoffd".to_string(),
         }
@@ -42,6 +45,7 @@ impl ModuleConfig {
         crate::frame_clock::Timing {
             stall_ns: u64::from(self.stall_threshold_ms) * 1_000_000,
             recover_ns: u64::from(self.recover_time_ms) * 1_000_000,
+            stall_max_ns: u64::from(self.stall_threshold_max_ms) * 1_000_000,
         }
     }
 
@@ -58,9 +62,12 @@ impl ModuleConfig {
                 }
                 "controller_timeout" => parse_ranged(value, 1, 3600, "seconds").map(|v| self.controller_timeout_s = v),
                 "stall_threshold" => parse_ranged(value, 20, 2000, "milliseconds").map(|v| self.stall_threshold_ms = v),
+                "stall_threshold_max" => {
+                    parse_ranged(value, 20, 2000, "milliseconds").map(|v| self.stall_threshold_max_ms = v)
+                }
                 "recover_time" => parse_ranged(value, 0, 60_000, "milliseconds").map(|v| self.recover_time_ms = v),
                 "controller_account" => parse_account(value).map(|v| self.controller_account = v),
-                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, recover_time, controller_account)"
+                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, stall_threshold_max, recover_time, controller_account)"
                     .to_string()),
             };
             if let Err(why) = result {

@@ -12,6 +12,14 @@
 //!   time (hysteresis, so a flapping link does not flap the audio);
 //! - DTX/silence suppression only makes the other leg carry the mix for a while; declaring a
 //!   leg dead is the controller's business, in seconds, from the events the ticker raises.
+//! - every leg of the device silent at once is the PBX pausing (Asterisk not reading, the host
+//!   busy), not a network loss: a standby leg whose own silence began within
+//!   [`PAUSE_TOLERANCE_NS`] of the active leg's takes nothing over when it resumes, unless the
+//!   active leg is still silent a whole stall threshold later (then the active leg's silence is
+//!   its own). Such pauses are counted ([`Group::pauses`]), never switched on.
+//! - each leg's stall threshold follows its measured arrival jitter (an RFC 3550-style running
+//!   mean of |inter-arrival − 20 ms|): `stall_threshold + 3 × jitter`, at most
+//!   `stall_threshold_max`. A leg that jitters by 15 ms needs 85 ms of silence to count as stalled.
 //!
 //! Nothing reads the clock here: times are passed in (ns on the monotonic clock), so tests
 //! drive it deterministically. The ticker calls [`Group::tick`] to learn what to report.
@@ -69,6 +77,13 @@ impl Path {
 const BRIDGE_BUFFER_FRAMES: u32 = 5;
 /// The bridge's mixing interval (`mixing_interval = 20` in confbridge_handoff.conf).
 const MIX_INTERVAL_NS: u64 = 20_000_000;
+/// The voice frame interval the jitter is measured against.
+const FRAME_NS: u64 = 20_000_000;
+/// Legs whose silence began this close together (two frames) stalled at once: a PBX pause.
+pub const PAUSE_TOLERANCE_NS: u64 = 2 * FRAME_NS;
+/// The jitter estimate moves by 1/16 of each new deviation (RFC 3550, 6.4.1).
+const JITTER_SHIFT: u32 = 4;
+
 /// Two frames the bridge wrote to the feeding leg less than this apart are one mixing tick (a
 /// write counted twice at a switch, or a burst of a lagging thread): counting too few ticks only
 /// makes the downlink's seam longer, never lets the old leg's voice through.
@@ -134,6 +149,11 @@ struct LegClock {
     last_ns: AtomicU64,
     /// Start of the current run of frames without a stall.
     flowing_since_ns: AtomicU64,
+    /// Arrival of the last frame before the current run began (0: the run is the leg's first):
+    /// when this leg's last silence began.
+    silent_from_ns: AtomicU64,
+    /// Running mean of |inter-arrival − one frame|, in ns × 16 (written by this leg's hook only).
+    jitter_x16_ns: AtomicU64,
     /// The ticker has reported this leg stalled and not yet recovered.
     stalled: AtomicBool,
     /// Frames of this path passed into the mix that the bridge may not have mixed yet.
@@ -155,6 +175,8 @@ pub struct Timing {
     pub stall_ns: u64,
     /// How long the preferred leg must flow before it takes the mix back.
     pub recover_ns: u64,
+    /// The most a leg's jitter may raise its stall threshold to (never below `stall_ns`).
+    pub stall_max_ns: u64,
 }
 
 /// The last switch, written only by the switcher that holds `active` at [`BUSY`].
@@ -184,6 +206,10 @@ pub struct Group {
     last_tick_ns: AtomicU64,
     /// When the mix last moved from one leg to another (0: never).
     moved_at_ns: AtomicU64,
+    /// PBX pauses seen: a standby leg resumed together with the silent active leg, no switch.
+    pauses: AtomicU64,
+    /// The `silent_from_ns` of the standby leg whose pause was last counted (counted once).
+    pause_counted: AtomicU64,
 }
 
 impl Group {
@@ -197,6 +223,8 @@ impl Group {
             reported_seq: AtomicU64::new(0),
             last_tick_ns: AtomicU64::new(0),
             moved_at_ns: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
+            pause_counted: AtomicU64::new(0),
         }
     }
 
@@ -204,6 +232,8 @@ impl Group {
     pub fn attach(&self, path: Path, leg: LegId) {
         let clock = &self.legs[path as usize];
         clock.last_ns.store(0, Ordering::Relaxed);
+        clock.silent_from_ns.store(0, Ordering::Relaxed);
+        clock.jitter_x16_ns.store(0, Ordering::Relaxed);
         clock.stalled.store(false, Ordering::Relaxed);
         clock.current.store(leg, Ordering::Release);
         clock.hooks.fetch_add(1, Ordering::AcqRel);
@@ -252,13 +282,51 @@ impl Group {
         self.last_switch.seq.load(Ordering::Acquire)
     }
 
+    /// How many PBX pauses (every leg silent at once) were ridden out without a switch.
+    pub fn pauses(&self) -> u64 {
+        self.pauses.load(Ordering::Acquire)
+    }
+
+    /// `path`'s measured arrival jitter (ns).
+    pub fn jitter_ns(&self, path: Path) -> u64 {
+        self.legs[path as usize].jitter_x16_ns.load(Ordering::Relaxed) >> JITTER_SHIFT
+    }
+
+    /// `path`'s stall threshold: the configured one raised by its jitter, within the bound.
+    pub fn stall_ns(&self, path: Path) -> u64 {
+        let t = &self.timing;
+        (t.stall_ns + 3 * self.jitter_ns(path)).min(t.stall_max_ns.max(t.stall_ns))
+    }
+
     fn silent_longer_than_stall(&self, path: Path, now: u64) -> bool {
         let clock = &self.legs[path as usize];
         if !clock.attached() {
             return true;
         }
         let last = clock.last_ns.load(Ordering::Acquire);
-        last == 0 || now.saturating_sub(last) > self.timing.stall_ns
+        last == 0 || now.saturating_sub(last) > self.stall_ns(path)
+    }
+
+    /// Whether `to` may take the mix over from the stalled `from` at `now`: not while `to` is
+    /// only resuming from a silence that began with `from`'s (a PBX pause, counted once), unless
+    /// `to` has flowed again for a stall threshold and `from` is still silent.
+    fn takeover_allowed(&self, from: Path, to: Path, now: u64) -> bool {
+        let (old, new) = (&self.legs[from as usize], &self.legs[to as usize]);
+        if !old.attached() {
+            return true; // hung up: nothing will resume
+        }
+        let old_last = old.last_ns.load(Ordering::Acquire);
+        let resumed = new.flowing_since_ns.load(Ordering::Relaxed);
+        let silent_from = new.silent_from_ns.load(Ordering::Relaxed);
+        let paused_together = old_last != 0
+            && silent_from != 0
+            && resumed > old_last
+            && silent_from.abs_diff(old_last) <= PAUSE_TOLERANCE_NS
+            && now.saturating_sub(resumed) <= self.stall_ns(to);
+        if paused_together && self.pause_counted.swap(silent_from, Ordering::AcqRel) != silent_from {
+            self.pauses.fetch_add(1, Ordering::AcqRel);
+        }
+        !paused_together
     }
 
     /// Moves the mix from `from` to `to`; false if someone else switched first. The record is
@@ -297,8 +365,15 @@ impl Group {
         }
         let now = now.max(1); // 0 means "no frame yet"
         let prev = clock.last_ns.swap(now, Ordering::AcqRel);
-        if prev == 0 || now.saturating_sub(prev) > self.timing.stall_ns {
+        let gap = now.saturating_sub(prev);
+        if prev == 0 || gap > self.stall_ns(path) {
+            clock.silent_from_ns.store(prev, Ordering::Relaxed);
             clock.flowing_since_ns.store(now, Ordering::Relaxed);
+        } else {
+            // Only this leg's hook writes its jitter (a superseded leg returned above).
+            let j = clock.jitter_x16_ns.load(Ordering::Relaxed);
+            let d = gap.abs_diff(FRAME_NS);
+            clock.jitter_x16_ns.store(j + d - (j >> JITTER_SHIFT), Ordering::Relaxed);
         }
         let verdict = self.decide(path, leg, now);
         if verdict == Verdict::Pass {
@@ -325,6 +400,9 @@ impl Group {
         }
         let other = path.other();
         if self.silent_longer_than_stall(other, now) {
+            if !self.takeover_allowed(other, path, now) {
+                return Verdict::Drop; // the PBX paused both legs: the active one resumes too
+            }
             return if self.switch(active, path, leg, now, SwitchReason::Stall) {
                 Verdict::Pass
             } else {
@@ -414,16 +492,25 @@ impl Group {
                 continue;
             }
             let leg = clock.current.load(Ordering::Acquire);
-            let silent = now.saturating_sub(last) > self.timing.stall_ns;
+            let silent = now.saturating_sub(last) > self.stall_ns(path);
             let reported = clock.stalled.load(Ordering::Relaxed);
             if silent && !reported {
                 clock.stalled.store(true, Ordering::Relaxed);
                 out.push(Report::Stalled { path, leg, last_frame_ns: last, now_ns: now });
                 // No frame will come to switch for us if the standby is the only one flowing
-                // and it sent nothing since: the ticker moves the mix over itself.
+                // and it sent nothing since: the ticker moves the mix over itself, if the
+                // standby is on time (a standby late too may be the PBX pausing both legs:
+                // its next frame decides, see `takeover_allowed`).
                 let active = self.active.load(Ordering::Acquire);
                 let other = path.other();
-                if active == path as u8 && !self.silent_longer_than_stall(other, now) {
+                let standby_last = self.legs[other as usize].last_ns.load(Ordering::Acquire);
+                let standby_on_time =
+                    standby_last != 0 && now.saturating_sub(standby_last) <= FRAME_NS + self.jitter_ns(other);
+                if active == path as u8
+                    && self.legs[other as usize].attached()
+                    && standby_on_time
+                    && self.takeover_allowed(path, other, now)
+                {
                     let to_leg = self.legs[other as usize].current.load(Ordering::Acquire);
                     self.switch(active, other, to_leg, now, SwitchReason::Stall);
                 }
@@ -451,7 +538,7 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
-    const TIMING: Timing = Timing { stall_ns: 40 * MS, recover_ns: 500 * MS };
+    const TIMING: Timing = Timing { stall_ns: 40 * MS, recover_ns: 500 * MS, stall_max_ns: 120 * MS };
 
     /// The legs' hook ids in these tests: the first data and carrier legs, a re-dialled data leg.
     const DATA: LegId = 1;
@@ -571,6 +658,118 @@ mod tests {
         assert!(g.on_mixed(Path::Data, 1012 * MS), "the same tick again: the carrier still holds a frame");
         assert!(g.on_mixed(Path::Data, 1030 * MS));
         assert!(!g.on_mixed(Path::Data, 1050 * MS));
+    }
+
+    /// Both legs every 20 ms from `from` to `to` (ms), the carrier 10 ms after the data leg,
+    /// with nothing arriving during `pause` (ms), the frames held back then arriving as one
+    /// burst when it ends (carrier's first if `carrier_first`), the ticker looking every 5 ms.
+    fn paused(g: &Group, from: u64, to: u64, pause: (u64, u64), carrier_first: bool) -> Vec<Report> {
+        let mut frames = Vec::new();
+        let mut t = from;
+        while t < to {
+            for (p, at) in [(Path::Data, t), (Path::Carrier, t + 10)] {
+                let held = at >= pause.0 && at < pause.1;
+                let first = (p == Path::Carrier) == carrier_first;
+                // a held frame arrives at the pause's end, in burst order
+                frames.push(if held { (pause.1, !first, at, p) } else { (at, false, at, p) });
+            }
+            t += 20;
+        }
+        frames.sort_by_key(|(arrive, later, at, _)| (*arrive, *later, *at));
+        let mut reports = Vec::new();
+        let mut tick = from;
+        for (arrive, _, _, p) in frames {
+            while tick + 5 <= arrive {
+                tick += 5;
+                reports.extend(g.tick(tick * MS));
+            }
+            g.on_frame(p, leg(p), arrive * MS);
+        }
+        reports
+    }
+
+    #[test]
+    fn both_legs_late_together_is_a_pbx_pause_and_moves_nothing() {
+        for carrier_first in [true, false] {
+            for pause_ms in [45, 60, 150, 300] {
+                let g = dual();
+                let r = paused(&g, 0, 2000, (1000, 1000 + pause_ms), carrier_first);
+                let switched: Vec<_> =
+                    r.iter().filter(|x| matches!(x, Report::Switched { from: Some(_), .. })).collect();
+                assert!(switched.is_empty(), "pause {pause_ms} ms, carrier first {carrier_first}: {switched:?}");
+                assert_eq!(g.active(), Some(Path::Data));
+                assert_eq!(g.switches(), 1, "only the first leg's take");
+                assert_eq!(g.pauses(), u64::from(carrier_first), "a pause is counted when the standby resumed first");
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_gap_switches_on_one_leg_and_not_on_both() {
+        // 150 ms without frames: on both legs (a PBX pause) nothing moves; on the data leg alone
+        // (a network cut) the carrier takes over and the data leg takes the mix back later.
+        let g = dual();
+        let r = paused(&g, 0, 2000, (1000, 1150), true);
+        assert!(!r.iter().any(|x| matches!(x, Report::Switched { from: Some(_), .. })), "{r:?}");
+        let g = dual();
+        let passed = run(&g, 0, 2000, Some((1000, 1150)));
+        assert!(passed.iter().any(|(_, p)| *p == Path::Carrier), "one leg late: the carrier takes over");
+        assert_eq!(g.switches(), 3, "to carrier, back to data");
+    }
+
+    #[test]
+    fn one_leg_late_still_switches_within_a_frame() {
+        let g = dual();
+        let passed = run(&g, 0, 2000, Some((1000, 1100)));
+        let takeover = passed.iter().find(|(_, p)| *p == Path::Carrier).map(|(t, _)| *t).expect("carrier took over");
+        assert!(takeover > 1020 && takeover <= 1040 + 20, "takeover at {takeover} ms");
+        assert_eq!(g.pauses(), 0);
+    }
+
+    #[test]
+    fn a_real_cut_during_a_pbx_pause_switches_one_threshold_after_the_resume() {
+        // Both legs pause at 1000 ms for 100 ms; the data leg does not come back (cut meanwhile).
+        let g = dual();
+        run(&g, 0, 1000, None);
+        let mut first_carrier_pass = None;
+        for t in (1110..1400).step_by(20) {
+            if g.on_frame(Path::Carrier, CARRIER, t * MS) == Verdict::Pass && first_carrier_pass.is_none() {
+                first_carrier_pass = Some(t);
+            }
+        }
+        let at = first_carrier_pass.expect("the carrier took over");
+        assert!(at > 1110 + 40 && at <= 1110 + 40 + 20, "took over at {at} ms, the carrier resumed at 1110 ms");
+        assert_eq!(g.active(), Some(Path::Carrier));
+    }
+
+    #[test]
+    fn the_stall_threshold_follows_each_legs_jitter_within_its_bounds() {
+        let g = dual();
+        run(&g, 0, 1000, None);
+        assert_eq!((g.stall_ns(Path::Data), g.stall_ns(Path::Carrier)), (40 * MS, 40 * MS), "no jitter: the setting");
+        // the carrier's frames arrive 20 ± 12 ms apart
+        let mut t = 1000;
+        for i in 0..400 {
+            g.on_frame(Path::Data, DATA, t * MS);
+            g.on_frame(Path::Carrier, CARRIER, (t + 10 + if i % 2 == 0 { 12 } else { 0 }) * MS);
+            t += 20;
+        }
+        let carrier = g.stall_ns(Path::Carrier) / MS;
+        assert!((40 + 3 * 10..=40 + 3 * 14).contains(&carrier), "carrier threshold {carrier} ms");
+        assert_eq!(g.stall_ns(Path::Data), 40 * MS, "the steady leg keeps the setting");
+        // a 60 ms gap of the jittery carrier is no stall any more: data keeps the mix
+        assert_eq!(g.on_frame(Path::Data, DATA, t * MS), Verdict::Pass);
+        // a leg that jitters wildly is bounded by stall_threshold_max
+        let g = Group::new(Path::Data, Timing { stall_max_ns: 80 * MS, ..TIMING });
+        g.attach(Path::Carrier, CARRIER);
+        let mut t = 0;
+        for i in 0..400 {
+            g.on_frame(Path::Carrier, CARRIER, t * MS);
+            t += if i % 2 == 0 { 2 } else { 38 };
+        }
+        assert_eq!(g.stall_ns(Path::Carrier), 80 * MS);
+        let bounded = Group::new(Path::Data, Timing { stall_max_ns: 10 * MS, ..TIMING });
+        assert_eq!(bounded.stall_ns(Path::Data), 40 * MS, "a bound below the setting never lowers it");
     }
 
     #[test]
@@ -739,7 +938,7 @@ mod tests {
         use std::sync::Arc;
         // Two hooks and the ticker race to switch; every reported switch must be one switch's
         // own record: `to` names the leg it reports, `from` is the other path.
-        let g = Arc::new(Group::new(Path::Data, Timing { stall_ns: 0, recover_ns: 0 }));
+        let g = Arc::new(Group::new(Path::Data, Timing { stall_ns: 0, recover_ns: 0, stall_max_ns: 0 }));
         g.attach(Path::Data, DATA);
         g.attach(Path::Carrier, CARRIER);
         let hooks: Vec<_> = [(Path::Data, DATA), (Path::Carrier, CARRIER)]
@@ -821,7 +1020,7 @@ mod tests {
         proptest! {
             #[test]
             fn counts_and_the_driving_leg_follow_the_model(ops in proptest::collection::vec(op(), 1..80)) {
-                let g = Group::new(Path::Data, Timing { stall_ns: 40_000_000, recover_ns: 500_000_000 });
+                let g = Group::new(Path::Data, Timing { stall_ns: 40_000_000, recover_ns: 500_000_000, stall_max_ns: 120_000_000 });
                 // model: attached hooks in attach order, (path, leg); the driving leg per path
                 let mut attached: Vec<(Path, LegId)> = Vec::new();
                 let mut driving: [Option<LegId>; 2] = [None, None];

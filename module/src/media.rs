@@ -71,6 +71,8 @@ struct Entry {
     session: String,
     /// The Uniqueid of each attached leg, by hook id.
     uniqueids: HashMap<LegId, String>,
+    /// PBX pauses of this group already logged.
+    pauses_logged: u64,
 }
 
 impl Entry {
@@ -124,6 +126,7 @@ pub unsafe fn attach(
             downlink: Arc::new(Downlink::new()),
             session: session.to_string(),
             uniqueids: HashMap::new(),
+            pauses_logged: 0,
         });
         entry.uniqueids.insert(leg, uniqueid.to_string());
         // Under the registry lock: the ticker never sees this group without this leg in it.
@@ -359,9 +362,17 @@ fn ms(ns: u64) -> String {
 fn tick_all() {
     let now = now_ns();
     let mut events: Vec<(&'static str, Vec<(&'static str, String)>)> = Vec::new();
+    let mut notices = Vec::new();
     {
         let mut all = groups();
         all.retain(|key, e| {
+            let pauses = e.group.pauses();
+            if pauses != e.pauses_logged {
+                e.pauses_logged = pauses;
+                notices.push(format!(
+                    "device group {key}: every leg went silent at once (the PBX paused, not the network): no switch ({pauses} so far)"
+                ));
+            }
             for report in e.group.tick(now) {
                 let base = |path: Path, leg: LegId| {
                     vec![
@@ -410,6 +421,9 @@ fn tick_all() {
         });
     }
     // Raised outside the registry lock.
+    for n in notices {
+        asterisk::log(Level::Notice, &n);
+    }
     for (name, headers) in events {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         asterisk::manager_event(EventClass::Call, name, &h);
@@ -422,11 +436,14 @@ pub fn status_lines() -> Vec<String> {
         .iter()
         .map(|(key, e)| {
             format!(
-                "  {key}: active={} switches={} data_legs={} carrier_legs={}",
+                "  {key}: active={} switches={} pauses={} data_legs={} carrier_legs={} stall_ms={}/{}",
                 e.group.active().map(Path::as_str).unwrap_or("none"),
                 e.group.switches(),
+                e.group.pauses(),
                 e.group.hooks(Path::Data),
-                e.group.hooks(Path::Carrier)
+                e.group.hooks(Path::Carrier),
+                e.group.stall_ns(Path::Data) / 1_000_000,
+                e.group.stall_ns(Path::Carrier) / 1_000_000
             )
         })
         .collect()

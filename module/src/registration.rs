@@ -222,8 +222,8 @@ extern "C" fn reload_module() -> i32 {
         asterisk::log(
             Level::Notice,
             &format!(
-                "res_handoff reloaded: assign_timeout={} ms, controller_timeout={} s, stall_threshold={} ms, recover_time={} ms, controller_account={}",
-                cfg.assign_timeout_ms, cfg.controller_timeout_s, cfg.stall_threshold_ms, cfg.recover_time_ms, cfg.controller_account
+                "res_handoff reloaded: assign_timeout={} ms, controller_timeout={} s, stall_threshold={} ms, stall_threshold_max={} ms, recover_time={} ms, controller_account={}",
+                cfg.assign_timeout_ms, cfg.controller_timeout_s, cfg.stall_threshold_ms, cfg.stall_threshold_max_ms, cfg.recover_time_ms, cfg.controller_account
             ),
         );
         0
