@@ -269,6 +269,13 @@ struct ClientLeg {
     hung_up_by_us: bool,
 }
 
+impl ClientLeg {
+    /// A leg that just joined: live, not stalled, not hung up.
+    fn joined(channel: String, path: Path) -> Self {
+        Self { channel, path, live: true, stalled_since: None, hung_up_by_us: false }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Moving {
     leg: String,
@@ -429,13 +436,7 @@ impl Sessions {
             .legs
             .iter()
             .map(|(uid, channel, path)| {
-                let leg = ClientLeg {
-                    channel: channel.clone(),
-                    path: *path,
-                    live: true,
-                    stalled_since: None,
-                    hung_up_by_us: false,
-                };
+                let leg = ClientLeg::joined(channel.clone(), *path);
                 (uid.clone(), leg)
             })
             .collect();
@@ -580,16 +581,7 @@ impl Sessions {
         if matches!(s.state, State::Grace { .. }) {
             s.state = State::Connected;
         }
-        s.legs.insert(
-            leg.uniqueid.clone(),
-            ClientLeg {
-                channel: leg.channel.clone(),
-                path: leg.path,
-                live: true,
-                stalled_since: None,
-                hung_up_by_us: false,
-            },
-        );
+        s.legs.insert(leg.uniqueid.clone(), ClientLeg::joined(leg.channel.clone(), leg.path));
         let mut old = Vec::new();
         for (uid, l) in s.legs.iter_mut().filter(|(u, l)| l.live && **u != leg.uniqueid) {
             l.hung_up_by_us = true;
@@ -813,16 +805,7 @@ impl Sessions {
             ),
         );
         let mut legs = BTreeMap::new();
-        legs.insert(
-            leg.uniqueid.clone(),
-            ClientLeg {
-                channel: leg.channel.clone(),
-                path: leg.path,
-                live: true,
-                stalled_since: None,
-                hung_up_by_us: false,
-            },
-        );
+        legs.insert(leg.uniqueid.clone(), ClientLeg::joined(leg.channel.clone(), leg.path));
         let session = Session {
             state: State::AwaitingFarAnswer,
             device: device.id.clone(),
@@ -913,10 +896,7 @@ impl Sessions {
         if s.token.is_empty() {
             s.token = leg.token.clone();
         }
-        s.legs.insert(
-            leg.uniqueid.clone(),
-            ClientLeg { channel: leg.channel, path: leg.path, live: true, stalled_since: None, hung_up_by_us: false },
-        );
+        s.legs.insert(leg.uniqueid.clone(), ClientLeg::joined(leg.channel, leg.path));
         self.by_channel.insert(leg.uniqueid.clone(), id.clone());
         let cmd = match self.sessions.get(id) {
             Some(s) => self.assign(id, s, &leg.uniqueid),
