@@ -259,6 +259,17 @@ impl State {
     }
 }
 
+/// Why [`Sessions::move_to`] refused a move (the caller refuses the waiting leg with it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MoveRefused {
+    #[error("channel {channel} is already in a session")]
+    LegInASession { channel: String },
+    #[error("session {session} has ended")]
+    Ended { session: SessionId },
+    #[error("session {session} is not connected")]
+    NotConnected { session: SessionId },
+}
+
 #[derive(Clone, Debug)]
 struct ClientLeg {
     channel: String,
@@ -563,14 +574,14 @@ impl Sessions {
         leg: &LegArrival,
         bar_until: Millis,
         now: Millis,
-    ) -> Result<Outputs, String> {
+    ) -> Result<Outputs, MoveRefused> {
         let mut out = Outputs::default();
         if self.by_channel.contains_key(&leg.uniqueid) {
-            return Err(format!("channel {} is already in a session", leg.channel));
+            return Err(MoveRefused::LegInASession { channel: leg.channel.clone() });
         }
-        let Some(s) = self.sessions.get_mut(id) else { return Err(format!("session {id} has ended")) };
+        let Some(s) = self.sessions.get_mut(id) else { return Err(MoveRefused::Ended { session: id.clone() }) };
         if !matches!(s.state, State::Connected | State::Grace { .. }) {
-            return Err(format!("session {id} is not connected"));
+            return Err(MoveRefused::NotConnected { session: id.clone() });
         }
         let from = std::mem::replace(&mut s.device, to.id.clone());
         s.user = to.user.clone();
@@ -589,7 +600,7 @@ impl Sessions {
         }
         s.moving = Some(Moving { leg: leg.uniqueid.clone(), from_device: from.clone(), old_legs: old.clone() });
         self.by_channel.insert(leg.uniqueid.clone(), id.clone());
-        let Some(s) = self.sessions.get(id) else { return Err(format!("session {id} has ended")) };
+        let Some(s) = self.sessions.get(id) else { return Err(MoveRefused::Ended { session: id.clone() }) };
         out.commands.push(self.assign(id, s, &leg.uniqueid));
         let mark = Mark::Moved {
             from: from.clone(),
@@ -1332,13 +1343,13 @@ mod tests {
         let tablet = alice_tablet();
         c.handle(leg("1.1", Path::Data), 0);
         let err = c.move_to(&sid(), &tablet, &tablet_leg("2.1", MOVE_FAR, ""), 1_000, 10).unwrap_err();
-        assert_eq!(err, "session t1 is not connected");
+        assert_eq!(err.to_string(), "session t1 is not connected");
         assert_eq!(c.view(&sid()).unwrap().device, "alice-phone");
         let err = c.move_to(&SessionId("nope".into()), &tablet, &tablet_leg("2.1", MOVE_FAR, ""), 1_000, 10);
-        assert_eq!(err.unwrap_err(), "session nope has ended");
+        assert_eq!(err.unwrap_err(), MoveRefused::Ended { session: SessionId("nope".into()) });
         c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 900);
         let err = c.move_to(&sid(), &tablet, &tablet_leg("1.1", MOVE_FAR, ""), 1_000, 1_000).unwrap_err();
-        assert!(err.contains("already in a session"), "{err}");
+        assert!(matches!(err, MoveRefused::LegInASession { .. }), "{err}");
         assert_eq!(c.live_legs(&sid()), vec![("1.1".into(), Path::Data)]);
     }
 
