@@ -7,6 +7,7 @@
 //! - [`sipp`]: run SIPp scenarios from `tests/sipp/` inside the testbed root.
 //! - [`rtp`]: bind an RTP recorder and analyse what arrived ([`audio`] holds the G.711 maths).
 //! - [`signal`]: the coded test signal both client legs send, and its analysis at the far end.
+//! - [`baresip`]: a real softphone (Debian's baresip) as the phone's app, in the testbed root.
 //! - [`netcut`]: real network faults (nftables drops on loopback).
 //! - [`browser`]: headless Chromium from the testbed root, to load handoffd's pages.
 //! - [`ami`]: a plain AMI client (the project's codec over a std socket) to watch events and
@@ -16,6 +17,7 @@
 
 pub mod ami;
 pub mod audio;
+pub mod baresip;
 pub mod browser;
 pub mod handoffd;
 pub mod netcut;
