@@ -48,6 +48,10 @@ pub struct Setup<'a> {
     pub rtp_ports: (u16, u16),
     /// The codecs it offers, preferred first (baresip's `audio_codecs`, e.g. `opus/48000/1,pcmu`; baresip 1.1.0 does not resample its source, so the WAV file must have the codec's rate).
     pub codecs: &'a str,
+    /// Opus's bit rate (bit/s) and application (`voip`: SILK at low rates, as a phone on mobile
+    /// data codes speech; `audio`: CELT).
+    pub opus_bitrate: u32,
+    pub opus_application: &'a str,
     /// Its microphone: a WAV file (see [`wav`]). The call ends when it ends.
     pub source_wav: &'a [u8],
 }
@@ -95,12 +99,15 @@ impl Baresip {
              module_app menu.so\n\
              module_app ctrl_tcp.so\n\
              ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
-             opus_bitrate 32000\n\
+             opus_bitrate {bitrate}\n\
+             opus_application {application}\n\
              opus_stereo no\n\
              opus_sprop_stereo no\n",
             sip = setup.sip_port,
             lo = setup.rtp_ports.0,
             hi = setup.rtp_ports.1,
+            bitrate = setup.opus_bitrate,
+            application = setup.opus_application,
         );
         std::fs::write(dir.join("config"), config).expect("write baresip's config");
         let account = format!(
@@ -172,7 +179,10 @@ impl Baresip {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|m| m.get("event").and_then(|e| e.as_bool()) == Some(true) && m.get("type").and_then(|t| t.as_str()) == Some(kind))
+            .filter(|m| {
+                m.get("event").and_then(|e| e.as_bool()) == Some(true)
+                    && m.get("type").and_then(|t| t.as_str()) == Some(kind)
+            })
             .cloned()
             .collect()
     }
