@@ -187,14 +187,14 @@ impl Baresip {
             .collect()
     }
 
-    /// Waits for an event `kind`; panics with baresip's log if none comes within `limit`.
-    pub fn wait_event(&self, kind: &str, limit: Duration) -> serde_json::Value {
-        wait_for(limit, || self.events(kind).into_iter().next()).unwrap_or_else(|| {
-            panic!(
-                "baresip sent no {kind} event within {} s; its events: {:?}\nbaresip's log:\n{}",
+    /// Waits for an event `kind`; what went wrong if none comes within `limit` (baresip's
+    /// ctrl_tcp messages; its log is [`Baresip::log`]).
+    pub fn wait_event(&self, kind: &str, limit: Duration) -> Result<serde_json::Value, String> {
+        wait_for(limit, || self.events(kind).into_iter().next()).ok_or_else(|| {
+            format!(
+                "baresip sent no {kind} event within {} s; its ctrl_tcp messages: {:?}",
                 limit.as_secs(),
                 self.messages.lock().unwrap_or_else(|e| e.into_inner()),
-                self.log()
             )
         })
     }

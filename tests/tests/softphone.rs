@@ -44,15 +44,14 @@ fn median_level(packets: &[Packet], from: Instant, to: Instant) -> (f64, usize) 
 }
 
 /// A level dip around a switch: the lowest packet level (dB relative to `reference`) and how
-/// long the level stayed more than `below` dB under `reference`, in ms of packets (20 ms each),
-/// plus the time without packets, among the packets between `from` and `to`.
+/// long the level stayed more than `below` dB under `reference`, in ms of packets (20 ms each,
+/// a packet lost in sequence counts as quiet), among the packets between `from` and `to`.
 fn dip(packets: &[Packet], from: Instant, to: Instant, reference: f64, below: f64) -> (f64, u64) {
     let w: Vec<&Packet> = packets.iter().filter(|p| p.at >= from && p.at < to).collect();
     let lowest = w.iter().map(|p| level_db(p) - reference).fold(f64::INFINITY, f64::min);
-    let quiet = w.iter().filter(|p| level_db(p) < reference - below).count() as u64 * 20;
-    let missing: u64 =
-        w.windows(2).map(|p| (p[1].at.duration_since(p[0].at).as_millis() as u64).saturating_sub(30)).sum();
-    (lowest, quiet + missing)
+    let quiet = w.iter().filter(|p| level_db(p) < reference - below).count() as u64;
+    let lost: u64 = w.windows(2).map(|p| u64::from(p[1].seq.wrapping_sub(p[0].seq).saturating_sub(1).min(50))).sum();
+    (lowest, (quiet + lost) * 20)
 }
 
 /// The levels of the packets that arrived between `from` and `to`, in dBFS.
@@ -93,18 +92,29 @@ fn a_real_softphone_in_opus_fails_over_to_the_g711_carrier_leg_and_back() {
             source_wav: &mic,
         },
     );
-    let mut carrier =
-        Sipp::leg("carrier_leg_uac_wait.xml", "127.0.0.2", 5072, "+15550001", "2000", carrier_rec.port, 0, CARRIER_RTP);
-    phone.command("dial", "sip:2000@127.0.0.1");
     let context = |what: &str| {
+        let asterisk = ast.messages_log();
+        let tail: Vec<&str> = asterisk.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
         format!(
-            "{what}\nAMI events: {:?}\nhandoffd log:\n{}\nbaresip log:\n{}",
+            "{what}\nAMI events: {:?}\nhandoffd log:\n{}\nbaresip log:\n{}\nAsterisk's log (end):\n{}",
             ami.events().iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
             handoffd.log().join("\n"),
-            phone.log()
+            phone.log(),
+            tail.join("\n")
         )
     };
-    phone.wait_event("CALL_ESTABLISHED", 15 * SEC);
+    // The phone calls on its app first, then on the carrier (within handoffd's pairing window).
+    phone.command("dial", "sip:2000@127.0.0.1");
+    wait_for(10 * SEC, || {
+        ami.events()
+            .iter()
+            .any(|e| e.name == "HandoffLegArrived" && e.headers.get("Path") == Some("data"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}", context("the softphone's call never arrived as a data leg")));
+    let mut carrier =
+        Sipp::leg("carrier_leg_uac_wait.xml", "127.0.0.2", 5072, "+15550001", "2000", carrier_rec.port, 0, CARRIER_RTP);
+    phone.wait_event("CALL_ESTABLISHED", 15 * SEC).unwrap_or_else(|e| panic!("{}", context(&e)));
     wait_for(15 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
         .unwrap_or_else(|| {
             panic!("{}", context("the softphone, the carrier leg and the far party never were all in the conference"))
@@ -147,7 +157,7 @@ fn a_real_softphone_in_opus_fails_over_to_the_g711_carrier_leg_and_back() {
 
     // The user hangs up on the softphone: the carrier leg and the far party get their BYEs.
     phone.command("hangup", "");
-    phone.wait_event("CALL_CLOSED", 10 * SEC);
+    phone.wait_event("CALL_CLOSED", 10 * SEC).unwrap_or_else(|e| panic!("{}", context(&e)));
     carrier.wait(20 * SEC).unwrap_or_else(|e| panic!("{}", context(&format!("carrier leg: {e}"))));
     far.wait(20 * SEC).unwrap_or_else(|e| panic!("{}", context(&format!("far party: {e}"))));
 
@@ -218,7 +228,13 @@ fn a_real_softphone_in_opus_fails_over_to_the_g711_carrier_leg_and_back() {
         trace(&packets, f0, f1),
         trace(&packets, b0, b1)
     );
-    assert!(fail_ms <= 150, "{}", context(&format!("the failover left {fail_ms} ms quiet or missing")));
-    assert!(back_ms <= 300, "{}", context(&format!("the take-back onto Opus left {back_ms} ms quiet or missing")));
+    // The detection gap (about 40 ms) costs one quiet packet; a standby Opus decoder that was
+    // starved of its frames costs 60 ms of silence and a faded frame at the take-back.
+    assert!(fail_ms <= 100, "{}", context(&format!("the failover left {fail_ms} ms quiet or missing")));
+    assert!(
+        back_ms <= 40,
+        "{}",
+        context(&format!("the take-back onto Opus left {back_ms} ms quiet or missing (a cold decoder?)"))
+    );
     handoffd.assert_nothing_left(&ast, &ami);
 }
