@@ -222,6 +222,20 @@ fn a_real_softphone_in_opus_fails_over_to_the_g711_carrier_leg_and_back() {
         detect(&failover),
         detect(&back)
     );
+    // Away from the two switches nothing should be quiet (the carrier leg is the quietest, at
+    // its steady level).
+    let elsewhere: Vec<String> = packets
+        .iter()
+        .filter(|p| p.at >= both_from && p.at < end_at)
+        .filter(|p| !(p.at >= f0 && p.at < f1 || p.at >= b0 && p.at < b1))
+        .filter(|p| level_db(p) < carrier_db - 10.0)
+        .map(|p| {
+            let ms = |a: Instant, b: Instant| a.saturating_duration_since(b).as_secs_f64() * 1000.0;
+            format!("{:+.0}", ms(p.at, healed_at) - ms(healed_at, p.at))
+        })
+        .collect();
+    println!("quiet packets away from the switches (ms from the heal): {elsewhere:?}");
+    assert!(elsewhere.len() <= 1, "{}", context(&format!("quiet packets away from the switches: {elsewhere:?}")));
     println!("far end through the cut: before {before:?}, through {through:?}");
     println!(
         "levels (dBFS, 20 ms packets) at the failover: {}; at the take-back: {}",
