@@ -142,6 +142,8 @@ const PROTOTYPES: &[(&str, &str)] = &[
     ("ast_config_destroy", "void (*)(struct ast_config *)"),
     ("ast_framehook_attach", "int (*)(struct ast_channel *, struct ast_framehook_interface *)"),
     ("ast_frame_free", "void (*)(struct ast_frame *, int)"),
+    ("ast_channel_readtrans", "struct ast_trans_pvt *(*)(const struct ast_channel *)"),
+    ("ast_translate", "struct ast_frame *(*)(struct ast_trans_pvt *, struct ast_frame *, int)"),
     ("ast_format_get_name", "const char *(*)(const struct ast_format *)"),
     ("__ao2_lock", "int (*)(void *, enum ao2_lock_req, const char *, const char *, int, const char *)"),
     ("__ao2_unlock", "int (*)(void *, const char *, const char *, int, const char *)"),
@@ -223,6 +225,7 @@ fn probe_source() -> String {
 #include "asterisk/framehook.h"
 #include "asterisk/frame.h"
 #include "asterisk/format.h"
+#include "asterisk/translate.h"
 #include "asterisk/astobj2.h"
 #include "asterisk/datastore.h"
 #include <stddef.h>

@@ -133,6 +133,10 @@ pub struct ast_frame {
 pub struct ast_format {
     _private: [u8; 0],
 }
+#[repr(C)]
+pub struct ast_trans_pvt {
+    _private: [u8; 0],
+}
 
 pub type FramehookEvent = extern "C" fn(*mut ast_channel, *mut ast_frame, c_int, *mut c_void) -> *mut ast_frame;
 pub type FramehookDestroy = extern "C" fn(*mut c_void);
@@ -265,6 +269,11 @@ extern "C" {
 
     pub fn ast_framehook_attach(chan: *mut ast_channel, i: *mut ast_framehook_interface) -> c_int;
     pub fn ast_frame_free(frame: *mut ast_frame, cache: c_int);
+    /// channel.h: the channel's read translation path (native format to its read format), or
+    /// null when none is needed; valid while the channel is locked.
+    pub fn ast_channel_readtrans(chan: *const ast_channel) -> *mut ast_trans_pvt;
+    /// translate.h: runs `frame` through the path; `consume` 0 leaves `frame` to the caller.
+    pub fn ast_translate(path: *mut ast_trans_pvt, frame: *mut ast_frame, consume: c_int) -> *mut ast_frame;
     /// format.h: the format's name (`ulaw`, `slin16`, ...), owned by the format.
     pub fn ast_format_get_name(format: *const ast_format) -> *const c_char;
     pub static mut ast_null_frame: ast_frame;

@@ -179,7 +179,7 @@ extern "C" fn consumes(_data: *mut c_void, frame_type: c_int) -> c_int {
 }
 
 extern "C" fn on_event(
-    _chan: *mut ffi::ast_channel,
+    chan: *mut ffi::ast_channel,
     frame: *mut ffi::ast_frame,
     event: c_int,
     data: *mut c_void,
@@ -198,15 +198,18 @@ extern "C" fn on_event(
         // SAFETY: data is the HookData we boxed in attach(); it lives until on_destroy.
         let hook = unsafe { &*(data as *const HookData) };
         match event {
-            ffi::AST_FRAMEHOOK_EVENT_READ => on_read(hook, frame),
+            ffi::AST_FRAMEHOOK_EVENT_READ => on_read(chan, hook, frame),
             ffi::AST_FRAMEHOOK_EVENT_WRITE => on_write(hook, frame),
             _ => frame,
         }
     })
 }
 
-/// A voice frame read from the leg: into the mix or dropped.
-fn on_read(hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
+/// A voice frame read from the leg: into the mix or dropped. A dropped frame still goes through
+/// the leg's own decoder (its read translation path), whose output is thrown away: a standby
+/// leg's decoder then stays warm. Starved, a stateful decoder (Opus in SILK mode) starts cold at
+/// the take-back: 60 ms of silence and a 20 ms fade-in at the far end (tests/tests/softphone.rs).
+fn on_read(chan: *mut ffi::ast_channel, hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
     let start = now_ns();
     let verdict = hook.group.on_frame(hook.path, hook.leg, start);
     FRAMES.fetch_add(1, Ordering::Relaxed);
@@ -218,9 +221,34 @@ fn on_read(hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
             // freeing this one, exactly as Asterisk's own suppress hook does; ast_null_frame is
             // static.
             unsafe {
+                warm_decoder(chan, frame);
                 ffi::ast_frame_free(frame, 1);
                 std::ptr::addr_of_mut!(ffi::ast_null_frame)
             }
+        }
+    }
+}
+
+/// Feeds a dropped voice frame to the leg's read translation path (if it has one) and frees what
+/// comes out, so that the decoder has heard everything when the leg feeds the mix again.
+///
+/// # Safety
+/// Called from the read hook: `chan` is locked (as `ast_read` holds it around both the hooks
+/// and its own translation) and `frame` is a live voice frame in the channel's native format,
+/// which `ast_translate` (consume 0) only reads.
+unsafe fn warm_decoder(chan: *mut ffi::ast_channel, frame: *mut ffi::ast_frame) {
+    if chan.is_null() {
+        return;
+    }
+    // SAFETY: see above.
+    unsafe {
+        let path = ffi::ast_channel_readtrans(chan);
+        if path.is_null() {
+            return;
+        }
+        let out = ffi::ast_translate(path, frame, 0);
+        if !out.is_null() && out != std::ptr::addr_of_mut!(ffi::ast_null_frame) {
+            ffi::ast_frame_free(out, 1);
         }
     }
 }

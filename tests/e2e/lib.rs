@@ -11,6 +11,7 @@
 //!   hears at a switch: silence, frames repeated or skipped, both legs at once, the delay's move.
 //! - [`pump`]: both legs' RTP of the test phone from one clock, with a set offset and jitter.
 //! - [`failover`]: the cut-and-heal driver shared by the listener test and `bench-failover`.
+//! - [`baresip`]: a real softphone (Debian's baresip) as the phone's app, in the testbed root.
 //! - [`netcut`]: real network faults (nftables drops on loopback).
 //! - [`browser`]: headless Chromium from the testbed root, to load handoffd's pages.
 //! - [`ami`]: a plain AMI client (the project's codec over a std socket) to watch events and
@@ -20,6 +21,7 @@
 
 pub mod ami;
 pub mod audio;
+pub mod baresip;
 pub mod browser;
 pub mod failover;
 pub mod handoffd;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 /// How many distinct frame codes the sequence cycles through.
 pub const CODES: usize = 30;
+#[cfg(test)]
 const FRAME: usize = 160;
 
 fn code_hz(code: usize) -> f64 {
@@ -18,14 +19,26 @@ fn code_hz(code: usize) -> f64 {
 
 /// `seconds` of the coded signal, μ-law, preceded by `lead_ms` of silence (a path's delay).
 pub fn coded_signal(seconds: f64, lead_ms: usize) -> Vec<u8> {
-    let mut out = vec![0xffu8; lead_ms * 8];
+    coded_signal_at(seconds, lead_ms, 6000.0)
+}
+
+/// [`coded_signal`] with the tones' peak at `amplitude` (of 32767): a quieter path.
+pub fn coded_signal_at(seconds: f64, lead_ms: usize, amplitude: f64) -> Vec<u8> {
+    coded_pcm(seconds, lead_ms, 8000, amplitude).into_iter().map(ulaw_encode).collect()
+}
+
+/// The coded signal as 16-bit linear samples at `rate` Hz (the same 20 ms codes), for sources
+/// that take linear audio, such as a softphone's WAV microphone.
+pub fn coded_pcm(seconds: f64, lead_ms: usize, rate: u32, amplitude: f64) -> Vec<i16> {
+    let per_frame = rate as usize / 50;
+    let mut out = vec![0i16; lead_ms * rate as usize / 1000];
     let frames = (seconds * 50.0) as usize;
     let mut phase = 0.0f64;
     for f in 0..frames {
         let hz = code_hz(f % CODES);
-        for _ in 0..FRAME {
-            phase += 2.0 * std::f64::consts::PI * hz / 8000.0;
-            out.push(ulaw_encode((phase.sin() * 6000.0) as i16));
+        for _ in 0..per_frame {
+            phase += 2.0 * std::f64::consts::PI * hz / f64::from(rate);
+            out.push((phase.sin() * amplitude) as i16);
         }
     }
     out
