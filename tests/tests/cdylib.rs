@@ -45,7 +45,7 @@ never_called!(
     ast_register_application2 ast_safe_sleep ast_unregister_application ast_variable_browse
     astman_get_header astman_send_ack astman_send_error pbx_builtin_setvar_helper
     __ast_datastore_alloc __ast_module_running_ref __ast_module_unref ast_app_getdata astman_append
-    astman_datastore_add astman_datastore_find ast_format_get_name
+    astman_datastore_add astman_datastore_find ast_format_get_name ast_channel_readtrans ast_translate
 );
 
 /// The start of module.h's `struct ast_module_info` (layout checked by the module's build).
