@@ -65,7 +65,16 @@ fn the_timeline_of_a_real_call_shows_its_legs_switch_answer_and_end_also_after_a
 
     let session = to_carrier.headers.get("Session").expect("the switch names its session").to_string();
     let gap = |e: &handoff::ami::Event| -> u64 { e.headers.get("GapMs").unwrap().parse().unwrap() };
-    let longest = gap(&to_carrier).max(gap(&to_data));
+    // Every switch the module reported for this session (the cut and the heal, and any other a
+    // loaded machine caused): the picture must count them all and name the longest silence.
+    let switches: Vec<u64> = ami
+        .events()
+        .iter()
+        .filter(|e| e.name == "HandoffLegSwitched" && e.headers.get("Session") == Some(session.as_str()))
+        .map(gap)
+        .collect();
+    assert!(switches.len() >= 2, "the cut and the heal each switched: {switches:?}");
+    let longest = switches.iter().copied().max().unwrap_or_default();
 
     // The text.
     // The last entries reach the store off handoffd's loop, within milliseconds.
@@ -108,7 +117,6 @@ fn the_timeline_of_a_real_call_shows_its_legs_switch_answer_and_end_also_after_a
         "feeds the conference".into(),
         "stalled (no voice frames)".into(),
         // Both switches, and the longest silence the module measured.
-        format!("2 switch(es) (longest silence {longest} ms)"),
         format!(">{} ms<", gap(&to_carrier)),
         "far party ringing".into(),
         "far party answered".into(),
@@ -117,6 +125,19 @@ fn the_timeline_of_a_real_call_shows_its_legs_switch_answer_and_end_also_after_a
     ] {
         assert!(svg.contains(&want), "the SVG lacks {want:?}; artefact {}", file.display());
     }
+    // "N switch(es) (longest silence G ms)": the cut's and the heal's switches at least, at most
+    // what the module reported (a switch raised while the call is torn down may come after the
+    // session ended), and the longest gap one the module measured.
+    let summary = svg.split(" switch(es) (longest silence ").collect::<Vec<_>>();
+    assert!(summary.len() >= 2, "the SVG lacks its switch summary; artefact {}", file.display());
+    let n: usize = summary[0].rsplit(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse().unwrap_or(0);
+    let g: u64 = summary[1].split(' ').next().unwrap_or("").parse().unwrap_or(u64::MAX);
+    assert!((2..=switches.len()).contains(&n), "{n} switches drawn, the module reported {switches:?}");
+    assert!(
+        switches.contains(&g) && g >= gap(&to_carrier).max(gap(&to_data)),
+        "longest silence {g} ms of {switches:?}"
+    );
+    assert!(longest >= g);
     println!("timeline picture of session {session}: {} ({} bytes)", file.display(), svg.len());
 
     // The admin API: the same, with its token only.
