@@ -302,17 +302,10 @@ impl Api {
             };
             // The session's picture, drawn from the store (a running session's lanes reach now).
             let store = self.service.store.clone();
-            let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
-                let Some(mut t) = store.timeline(&id).map_err(|e| e.to_string())? else { return Ok(None) };
-                let running =
-                    store.get_session(&id).ok().flatten().is_some_and(|s| s.state != crate::store::SessionState::Ended);
-                if running {
-                    t.until = Some(UnixMs::now());
-                }
-                Ok(Some(t))
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            let read =
+                tokio::task::spawn_blocking(move || store.timeline_at(&id, UnixMs::now()).map_err(|e| e.to_string()))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
             return match read {
                 Ok(Some(t)) => {
                     Response { status: 200, content_type: "image/svg+xml", body: crate::timeline::render(&t) }
@@ -446,12 +439,12 @@ impl Api {
                     let moves_only = path == "moves";
                     let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k)).map(str::to_string);
                     // --since (a duration or a UTC time) and --session narrow what is read.
-                    let since = match param("since=").map(|t| UnixMs::parse_since(&percent_decode(&t), now)) {
+                    let since = match param("since=").map(|t| UnixMs::parse_since(&query_value(&t), now)) {
                         Some(Err(e)) => return error(400, "bad_since", format!("since: {e}")),
                         Some(Ok(t)) => Some(t),
                         None => None,
                     };
-                    let session = param("session=").map(|s| percent_decode(&s));
+                    let session = param("session=").map(|s| query_value(&s));
                     let filtered = moves_only || since.is_some() || session.is_some();
                     let keep = |r: &AuditRecord| {
                         (!moves_only || r.action.is_move())
@@ -470,17 +463,8 @@ impl Api {
                 }
                 ("GET", p) if p.starts_with("timeline/") => {
                     let id = &p["timeline/".len()..];
-                    match store.timeline(id) {
-                        Ok(Some(mut t)) => {
-                            // A running session's open lanes reach to now.
-                            let running = store
-                                .get_session(id)
-                                .ok()
-                                .flatten()
-                                .is_some_and(|s| s.state != crate::store::SessionState::Ended);
-                            if running {
-                                t.until = Some(now);
-                            }
+                    match store.timeline_at(id, now) {
+                        Ok(Some(t)) => {
                             reply(200, json!({ "session": id, "text": crate::timeline::text(&t), "timeline": t }))
                         }
                         Ok(None) => {
@@ -598,26 +582,10 @@ impl Api {
     }
 }
 
-/// `%XX` sequences of a query value decoded (`+` stays: handoffctl encodes spaces as `%20`); a
-/// broken sequence is kept as it is.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A query value with its `%XX` sequences decoded (`+` stays: handoffctl encodes spaces as
+/// `%20`); a value with a broken sequence is kept as it came.
+fn query_value(s: &str) -> String {
+    crate::markup::percent_decode(s).unwrap_or_else(|| s.to_string())
 }
 
 #[cfg(test)]

@@ -208,22 +208,9 @@ pub struct Page<'a> {
 
 pub use crate::markup::escape;
 
-/// `s` percent-encoded for one URL path segment (everything but `A-Z a-z 0-9 - . _ ~`).
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// The address of a session's timeline picture.
 pub fn timeline_href(session: &str) -> String {
-    format!("/status/sessions/{}/timeline.svg", path_segment(session))
+    format!("/status/sessions/{}/timeline.svg", crate::markup::percent_encode(session))
 }
 
 /// The session id named by a timeline path (`/status/sessions/<id>/timeline.svg`), decoded.
@@ -232,20 +219,7 @@ pub fn timeline_session(path: &str) -> Option<String> {
     if id.is_empty() || id.contains('/') {
         return None;
     }
-    let bytes = id.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::markup::percent_decode(id)
 }
 
 /// Whether `listen` (`api.listen`) is a loopback address: only then is the page served

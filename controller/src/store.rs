@@ -381,7 +381,14 @@ impl Store {
     /// Drops the records of sessions that ended more than `keep_ms` before `now` (kept that
     /// long so that a late move of an ended call is refused as one). Returns how many went.
     pub fn purge_ended_sessions(&self, now: UnixMs, keep_ms: u64) -> Result<usize, StoreError> {
-        on_backend!(self, b => b.purge_ended_sessions(now, keep_ms))
+        let mut purged = 0;
+        for s in self.list_sessions()? {
+            if s.state == SessionState::Ended && s.updated.plus_ms(keep_ms) <= now {
+                self.remove_session(&s.id)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
     /// Audit retention: drops the oldest audit records that are older than `keep_ms`, and past
     /// `max_records` the oldest ones whatever their age, but never a record younger than
@@ -457,6 +464,14 @@ impl Store {
     /// ([`crate::timeline::Timeline::merge_audit`]); `None` if the store has none for `id`.
     pub fn timeline(&self, id: &str) -> Result<Option<crate::timeline::Timeline>, StoreError> {
         on_backend!(self, b => b.timeline(id))
+    }
+    /// [`Store::timeline`] as drawn at `now`: a running session's open lanes reach to `now`.
+    pub fn timeline_at(&self, id: &str, now: UnixMs) -> Result<Option<crate::timeline::Timeline>, StoreError> {
+        let Some(mut t) = self.timeline(id)? else { return Ok(None) };
+        if self.get_session(id)?.is_some_and(|s| s.state != SessionState::Ended) {
+            t.until = Some(now);
+        }
+        Ok(Some(t))
     }
     /// Sessions with a stored timeline, as (id, entries kept, last entry).
     pub fn timelines(&self) -> Result<Vec<(String, u64, UnixMs)>, StoreError> {

@@ -208,16 +208,7 @@ fn audit_query(words: &[&str]) -> Result<String, Failure> {
     let mut q = tail(words)?;
     for (flag_name, key) in [("--since", "since"), ("--session", "session")] {
         if let Some(v) = flag(words, flag_name)? {
-            let enc: String = v
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-_.:".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
+            let enc = handoff::markup::percent_encode(v);
             q.push_str(if q.is_empty() { "?" } else { "&" });
             q.push_str(&format!("{key}={enc}"));
         }

@@ -417,17 +417,6 @@ impl PgStore {
         })
     }
 
-    pub fn purge_ended_sessions(&self, now: UnixMs, keep_ms: u64) -> Result<usize, StoreError> {
-        let mut purged = 0;
-        for s in self.list_sessions()? {
-            if s.state == super::SessionState::Ended && s.updated.plus_ms(keep_ms) <= now {
-                self.remove_session(&s.id)?;
-                purged += 1;
-            }
-        }
-        Ok(purged)
-    }
-
     /// The same retention rule as on sled ([`super::Store::prune_audit`]), in one transaction.
     pub fn prune_audit(&self, now: UnixMs, keep_ms: u64, max_records: u64, floor_ms: u64) -> Result<usize, StoreError> {
         let path = self.name.clone();

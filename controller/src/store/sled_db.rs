@@ -6,7 +6,7 @@
 use super::records::{
     self, AuditRecord, Bar, CredentialHash, Device, Failures, SessionSnapshot, TicketHash, TicketRecord,
 };
-use super::{check_id, decode, encode, is_e164, SessionState, StoreError, UnixMs, User, Write, SCHEMA_VERSION};
+use super::{check_id, decode, encode, is_e164, StoreError, UnixMs, User, Write, SCHEMA_VERSION};
 use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -472,20 +472,6 @@ impl SledStore {
             }
         }
         Ok((tickets, bars))
-    }
-
-    /// Drops the records of sessions that ended more than `keep_ms` before `now` (kept that
-    /// long so that a late move of an ended call is refused as one). Returns how many went.
-    /// Not flushed.
-    pub fn purge_ended_sessions(&self, now: UnixMs, keep_ms: u64) -> Result<usize, StoreError> {
-        let mut purged = 0;
-        for s in self.list_sessions()? {
-            if s.state == SessionState::Ended && s.updated.plus_ms(keep_ms) <= now {
-                self.remove_session(&s.id)?;
-                purged += 1;
-            }
-        }
-        Ok(purged)
     }
 
     /// Audit retention: drops the oldest audit records that are older than `keep_ms`, and past
