@@ -79,6 +79,7 @@ const FIELD_OFFSETS: &[(&str, &str, &str)] = &[
     ("struct ast_frame", "datalen", "AST_FRAME_DATALEN_OFFSET"),
     ("struct ast_frame", "samples", "AST_FRAME_SAMPLES_OFFSET"),
     ("struct ast_frame", "data.ptr", "AST_FRAME_DATA_OFFSET"),
+    ("struct ast_frame", "seqno", "AST_FRAME_SEQNO_OFFSET"),
 ];
 
 /// Integer constants the module passes to Asterisk: (Rust name, C expression).

@@ -143,7 +143,14 @@ fn run(chan: &Channel, data: &str) -> c_int {
                     let preferred = Path::parse(&preferred).unwrap_or(Path::Data);
                     // SAFETY: chan is this application's live channel, on its own thread.
                     if let Err(why) = unsafe {
-                        media::attach(chan.as_ptr(), &group, &session, &uniqueid, path, preferred, cfg.timing())
+                        media::attach(
+                            chan.as_ptr(),
+                            &group,
+                            &session,
+                            &uniqueid,
+                            path,
+                            media::GroupSettings { preferred, timing: cfg.timing(), align_max_ns: cfg.align_max_ns() },
+                        )
                     } {
                         media::attach_failed(&name, &why);
                     }

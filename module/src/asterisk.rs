@@ -101,6 +101,8 @@ pub fn manager_event(class: EventClass, name: &str, headers: &[(&str, &str)]) {
 pub struct Voice<'a> {
     pub format: &'a [u8],
     pub samples: usize,
+    /// The RTP sequence number the frame came with (a frame read from an RTP leg).
+    pub seqno: u16,
     pub data: &'a mut [u8],
 }
 
@@ -114,12 +116,13 @@ pub unsafe fn voice<'a>(frame: *mut ffi::ast_frame) -> Option<Voice<'a>> {
     let base = frame.cast::<u8>();
     // SAFETY: the offsets are those of struct ast_frame in the headers (build.rs), each field
     // of the type read here; the frame is live (caller's contract).
-    let (format, datalen, samples, data) = unsafe {
+    let (format, datalen, samples, data, seqno) = unsafe {
         (
             *base.add(ffi::AST_FRAME_FORMAT_OFFSET).cast::<*const ffi::ast_format>(),
             *base.add(ffi::AST_FRAME_DATALEN_OFFSET).cast::<c_int>(),
             *base.add(ffi::AST_FRAME_SAMPLES_OFFSET).cast::<c_int>(),
             *base.add(ffi::AST_FRAME_DATA_OFFSET).cast::<*mut u8>(),
+            *base.add(ffi::AST_FRAME_SEQNO_OFFSET).cast::<c_int>(),
         )
     };
     if format.is_null() || data.is_null() || datalen <= 0 || samples <= 0 {
@@ -136,7 +139,7 @@ pub unsafe fn voice<'a>(frame: *mut ffi::ast_frame) -> Option<Voice<'a>> {
     // SAFETY: data points to datalen bytes of the frame's payload, exclusively ours during the
     // callback (caller's contract).
     let data = unsafe { std::slice::from_raw_parts_mut(data, datalen as usize) };
-    Some(Voice { format, samples: samples as usize, data })
+    Some(Voice { format, samples: samples as usize, seqno: seqno as u16, data })
 }
 
 /// Writes text to a CLI session.

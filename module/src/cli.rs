@@ -61,7 +61,7 @@ pub fn status_text() -> String {
          Controller:          {controller}\n\
          Waiting in Handoff(): {waiting}\n\
          Legs since load:     {arrived} arrived, {assigned} assigned, {refused} refused, {timed_out} timed out, {hung_up} hung up while waiting, {noctl} without controller\n\
-         Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, stall_threshold_max={stall_max} ms, recover_time={recover} ms, controller_account={account}\n\
+         Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, stall_threshold_max={stall_max} ms, recover_time={recover} ms, controller_account={account}, alignment={alignment}, align_max={align_max} ms\n\
          Watched legs:        {hooks}\n\
          Frames watched:      {frames} ({per_frame} ns per frame in the hook)\n\
          Downlink:            {writes} frames written to watched legs ({per_write} ns per frame in the hook); standby legs got {copied} of the feeding leg's frames, {repeated} repeated, {silenced} silenced, {dropped} dropped; {seam} silenced just after a switch\n\
@@ -80,6 +80,8 @@ pub fn status_text() -> String {
         panics = PANICS_CAUGHT.load(Ordering::Relaxed),
         stall = cfg.stall_threshold_ms,
         stall_max = cfg.stall_threshold_max_ms,
+        alignment = if cfg.aligned { "aligned" } else { "switching" },
+        align_max = cfg.align_max_ms,
         recover = cfg.recover_time_ms,
         account = cfg.controller_account,
         hooks = crate::media::HOOKS_ATTACHED.load(Ordering::Relaxed),

@@ -20,6 +20,13 @@ pub struct ModuleConfig {
     /// The AMI account (manager.conf section) of the controller: the only one that may send
     /// handoff's AMI actions.
     pub controller_account: String,
+    /// `alignment = aligned` (the default): a device's legs are lined up in time from their
+    /// audio and each 20 ms slot is filled from the best leg (`align.rs`); `switching`: the leg
+    /// feeding the mix is switched whole, as before alignment existed.
+    pub aligned: bool,
+    /// The largest offset between a device's legs that is aligned (ms); legs further apart
+    /// switch.
+    pub align_max_ms: u32,
 }
 
 impl Default for ModuleConfig {
@@ -31,6 +38,8 @@ impl Default for ModuleConfig {
             stall_threshold_max_ms: 120,
             recover_time_ms: 500,
             controller_account: "handoffd".to_string(),
+            aligned: true,
+            align_max_ms: 300,
         }
     }
 }
@@ -47,6 +56,11 @@ impl ModuleConfig {
             recover_ns: u64::from(self.recover_time_ms) * 1_000_000,
             stall_max_ns: u64::from(self.stall_threshold_max_ms) * 1_000_000,
         }
+    }
+
+    /// `align_max` in ns when legs are aligned (`alignment = aligned`), else None.
+    pub fn align_max_ns(&self) -> Option<u64> {
+        self.aligned.then(|| u64::from(self.align_max_ms) * 1_000_000)
     }
 
     /// Applies `[general]` variables `(name, value, line)` over `self`; returns one message per
@@ -67,7 +81,14 @@ impl ModuleConfig {
                 }
                 "recover_time" => parse_ranged(value, 0, 60_000, "milliseconds").map(|v| self.recover_time_ms = v),
                 "controller_account" => parse_account(value).map(|v| self.controller_account = v),
-                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, stall_threshold_max, recover_time, controller_account)"
+                "alignment" => match value {
+                    "aligned" => Ok(true),
+                    "switching" => Ok(false),
+                    _ => Err("must be aligned or switching".to_string()),
+                }
+                .map(|v| self.aligned = v),
+                "align_max" => parse_ranged(value, 20, 500, "milliseconds").map(|v| self.align_max_ms = v),
+                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, stall_threshold_max, recover_time, controller_account, alignment, align_max)"
                     .to_string()),
             };
             if let Err(why) = result {
@@ -137,5 +158,22 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].starts_with("handoff.conf line 2: controller_account = 'a b': an AMI account name has only"));
         assert_eq!(c.controller_account, "pbx-ctl", "the previous value is kept");
+    }
+
+    #[test]
+    fn alignment_is_aligned_or_switching() {
+        let mut c = ModuleConfig::default();
+        assert!(c.aligned);
+        assert!(c.apply("handoff.conf", &vars(&[("alignment", "switching"), ("align_max", "200")])).is_empty());
+        assert!(!c.aligned);
+        assert_eq!(c.align_max_ms, 200);
+        let errs = c.apply("handoff.conf", &vars(&[("alignment", "tight"), ("align_max", "900")]));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(
+            errs[0],
+            "handoff.conf line 2: alignment = 'tight': must be aligned or switching; keeping the previous value"
+        );
+        assert!(errs[1].contains("align_max = '900': 900 is out of range 20..=500 milliseconds"));
+        assert!(!c.aligned);
     }
 }

@@ -64,7 +64,7 @@ impl Path {
             _ => None,
         }
     }
-    fn other(self) -> Self {
+    pub fn other(self) -> Self {
         match self {
             Self::Data => Self::Carrier,
             Self::Carrier => Self::Data,
@@ -197,7 +197,9 @@ struct SwitchRecord {
 pub struct Group {
     legs: [LegClock; 2],
     active: AtomicU8,
-    preferred: Path,
+    /// The path that takes the mix back when it flows (a [`Path`] as u8; the aligned legs' later
+    /// one once they are aligned, see `align.rs`).
+    preferred: AtomicU8,
     timing: Timing,
     last_switch: SwitchRecord,
     /// The ticker's bookkeeping of the switches it reported.
@@ -217,7 +219,7 @@ impl Group {
         Self {
             legs: Default::default(),
             active: AtomicU8::new(NONE),
-            preferred,
+            preferred: AtomicU8::new(preferred as u8),
             timing,
             last_switch: SwitchRecord { to: AtomicU8::new(NONE), from: AtomicU8::new(NONE), ..Default::default() },
             reported_seq: AtomicU64::new(0),
@@ -261,6 +263,11 @@ impl Group {
     /// The leg driving `path` right now, if any.
     pub fn current_leg(&self, path: Path) -> Option<LegId> {
         Some(self.legs[path as usize].current.load(Ordering::Acquire)).filter(|l| *l != 0)
+    }
+
+    /// Makes `path` the one that takes the mix back when it flows.
+    pub fn set_preferred(&self, path: Path) {
+        self.preferred.store(path as u8, Ordering::Release);
     }
 
     /// The leg feeding the mix.
@@ -410,7 +417,7 @@ impl Group {
             };
         }
         let flowing_for = now.saturating_sub(clock.flowing_since_ns.load(Ordering::Relaxed));
-        if path == self.preferred && flowing_for >= self.timing.recover_ns {
+        if path as u8 == self.preferred.load(Ordering::Acquire) && flowing_for >= self.timing.recover_ns {
             return if self.switch(active, path, leg, now, SwitchReason::PreferredBack) {
                 Verdict::Pass
             } else {

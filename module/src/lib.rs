@@ -14,11 +14,13 @@
 //!
 //! Files: `lib.rs` (module registration, load/unload/reload), `app.rs` (`Handoff()`), `cli.rs`,
 //! `manager.rs` (AMI), `ami_auth.rs` (who may drive it), `legs.rs` (who waits for what), `config.rs` (`handoff.conf`),
-//! `frame_clock.rs` and `media.rs` (per-leg frame hooks and the switch), `downlink.rs` (the same
+//! `frame_clock.rs` and `media.rs` (per-leg frame hooks and the switch), `align.rs` (the two legs
+//! lined up in time, each slot from the best leg), `downlink.rs` (the same
 //! downlink, without the phone's own voice, on every leg of a device), `residency.rs` (staying
 //! mapped through a forced unload), `secret.rs` (the PIN or ticket of a move leg, kept out of
 //! Asterisk's logs and broadcast events).
 
+pub mod align;
 pub mod ami_auth;
 pub mod app_args;
 pub mod config;

@@ -16,10 +16,11 @@
 //! hook changes a standby leg's frame in place, and where it cannot (a codec it cannot write) it
 //! returns the static `ast_null_frame` and frees nothing.
 
+use crate::align::{Aligner, Change, Emit, Standing, Tracker};
 use crate::asterisk::{self, EventClass, Level};
 use crate::downlink::{Cursor, Downlink, Fill, Format};
 use crate::ffi;
-use crate::frame_clock::{Group, LegId, Mix, Path, Report, SwitchReason, Timing};
+use crate::frame_clock::{Group, LegId, Mix, Path, Report, SwitchReason, Timing, Verdict};
 use crate::guard::guard;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -68,6 +69,10 @@ struct Entry {
     group: Arc<Group>,
     /// What the bridge wrote to the feeding leg lately (allocated once, with the group).
     downlink: Arc<Downlink>,
+    /// The legs' time alignment (also when `tracker` is None: then it only keeps track of what
+    /// passed) and the ticker's bookkeeping of it (None: `alignment = switching`).
+    aligner: Arc<Aligner>,
+    tracker: Option<Tracker>,
     session: String,
     /// The Uniqueid of each attached leg, by hook id.
     uniqueids: HashMap<LegId, String>,
@@ -91,6 +96,8 @@ fn groups() -> std::sync::MutexGuard<'static, HashMap<String, Entry>> {
 struct HookData {
     group: Arc<Group>,
     downlink: Arc<Downlink>,
+    /// Set when the group is aligned (`alignment = aligned`).
+    aligner: Option<Arc<Aligner>>,
     /// Where this leg is in the downlink while it is a standby.
     cursor: Cursor,
     key: String,
@@ -98,7 +105,16 @@ struct HookData {
     leg: LegId,
 }
 
-/// Attaches the read hook to `chan` for `path` in group `key` of `session`.
+/// How a device group is run, from the controller's assignment and `handoff.conf`.
+pub struct GroupSettings {
+    pub preferred: Path,
+    pub timing: Timing,
+    /// `align_max` when the group's legs are to be aligned (`alignment = aligned`).
+    pub align_max_ns: Option<u64>,
+}
+
+/// Attaches the read hook to `chan` for `path` in group `key` of `session` (a new group is run
+/// as `settings` say).
 ///
 /// # Safety
 /// `chan` is the live channel of the calling application thread.
@@ -108,9 +124,9 @@ pub unsafe fn attach(
     session: &str,
     uniqueid: &str,
     path: Path,
-    preferred: Path,
-    timing: Timing,
+    settings: GroupSettings,
 ) -> Result<(), String> {
+    let GroupSettings { preferred, timing, align_max_ns } = settings;
     // Counted before the unload's check can miss it (see registration.rs): either unload sees
     // this hook, or this attach sees the unload.
     HOOKS_ATTACHED.fetch_add(1, Ordering::SeqCst);
@@ -119,11 +135,13 @@ pub unsafe fn attach(
         return Err("the module is unloading".into());
     }
     let leg = NEXT_LEG.fetch_add(1, Ordering::Relaxed);
-    let (group, downlink) = {
+    let (group, downlink, aligner) = {
         let mut all = groups();
         let entry = all.entry(key.to_string()).or_insert_with(|| Entry {
             group: Arc::new(Group::new(preferred, timing)),
             downlink: Arc::new(Downlink::new()),
+            aligner: Arc::new(Aligner::new(preferred)),
+            tracker: align_max_ns.map(|max| Tracker::new(max, now_ns())),
             session: session.to_string(),
             uniqueids: HashMap::new(),
             pauses_logged: 0,
@@ -131,11 +149,13 @@ pub unsafe fn attach(
         entry.uniqueids.insert(leg, uniqueid.to_string());
         // Under the registry lock: the ticker never sees this group without this leg in it.
         entry.group.attach(path, leg);
-        (entry.group.clone(), entry.downlink.clone())
+        let aligner = entry.tracker.is_some().then(|| entry.aligner.clone());
+        (entry.group.clone(), entry.downlink.clone(), aligner)
     };
     let data = Box::into_raw(Box::new(HookData {
         group: group.clone(),
         downlink,
+        aligner,
         cursor: Cursor::default(),
         key: key.to_string(),
         path,
@@ -211,12 +231,15 @@ extern "C" fn on_event(
 /// the take-back: 60 ms of silence and a 20 ms fade-in at the far end (tests/tests/softphone.rs).
 fn on_read(chan: *mut ffi::ast_channel, hook: &HookData, frame: *mut ffi::ast_frame) -> *mut ffi::ast_frame {
     let start = now_ns();
-    let verdict = hook.group.on_frame(hook.path, hook.leg, start);
+    let mut verdict = hook.group.on_frame(hook.path, hook.leg, start);
+    if let Some(aligner) = &hook.aligner {
+        verdict = align_frame(aligner, hook, frame, verdict, start);
+    }
     FRAMES.fetch_add(1, Ordering::Relaxed);
     FRAME_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
     match verdict {
-        crate::frame_clock::Verdict::Pass => frame,
-        crate::frame_clock::Verdict::Drop => {
+        Verdict::Pass => frame,
+        Verdict::Drop => {
             // SAFETY: in the read direction, returning another frame makes us responsible for
             // freeing this one, exactly as Asterisk's own suppress hook does; ast_null_frame is
             // static.
@@ -226,6 +249,23 @@ fn on_read(chan: *mut ffi::ast_channel, hook: &HookData, frame: *mut ffi::ast_fr
                 std::ptr::addr_of_mut!(ffi::ast_null_frame)
             }
         }
+    }
+}
+
+/// Keeps the frame in its leg's ring (the path's current leg only: a superseded leg's numbers are
+/// another stream's) and, if it passes into the mix, fills it in place with the content the mix
+/// wants next (`align.rs`).
+fn align_frame(aligner: &Aligner, hook: &HookData, frame: *mut ffi::ast_frame, verdict: Verdict, now: u64) -> Verdict {
+    if hook.group.current_leg(hook.path) != Some(hook.leg) {
+        return verdict;
+    }
+    // SAFETY: a live voice frame read from the leg, ours during the callback.
+    let Some(v) = (unsafe { asterisk::voice(frame) }) else { return verdict };
+    let Some(format) = Format::from_name(v.format) else { return verdict };
+    let Some(seq) = aligner.keep(hook.path, hook.leg, v.seqno, format, v.data, now) else { return verdict };
+    match verdict {
+        Verdict::Pass if aligner.emit(hook.path, seq, format, v.data) == Emit::Drop => Verdict::Drop,
+        v => v,
     }
 }
 
@@ -391,6 +431,7 @@ fn tick_all() {
     let now = now_ns();
     let mut events: Vec<(&'static str, Vec<(&'static str, String)>)> = Vec::new();
     let mut notices = Vec::new();
+    let mut to_measure = Vec::new();
     {
         let mut all = groups();
         all.retain(|key, e| {
@@ -445,8 +486,52 @@ fn tick_all() {
                     }
                 }
             }
+            if let Some(t) = &e.tracker {
+                if t.due(now) && e.group.hooks(Path::Data) > 0 && e.group.hooks(Path::Carrier) > 0 {
+                    to_measure.push((key.clone(), e.aligner.clone(), t.max_delay_ns));
+                }
+            }
             e.group.in_use()
         });
+    }
+    // The legs' audio is correlated outside the registry lock (about a millisecond each).
+    for (key, aligner, max) in to_measure {
+        let measured = crate::align::estimate(aligner.ring(Path::Data), aligner.ring(Path::Carrier), max);
+        let mut all = groups();
+        let Some(e) = all.get_mut(&key) else { continue };
+        let Some(change) = e.tracker.as_mut().and_then(|t| t.record(&e.aligner, measured, e.group.active(), now))
+        else {
+            continue;
+        };
+        let mut h = vec![("Session", e.session.clone()), ("Group", key.clone())];
+        match change {
+            Change::Aligned(est) => {
+                // The later leg drives: each slot then comes from the preferred leg, which had it first.
+                e.group.set_preferred(est.later());
+                h.push(("Status", "aligned".into()));
+                h.push(("OffsetMs", format!("{:.1}", est.delay_ns as f64 / 1e6)));
+                h.push(("Later", est.later().as_str().into()));
+                h.push(("ResidualMs", format!("{:.3}", f64::from(est.residual_samples) / 8.0)));
+                h.push(("Score", format!("{:.2}", est.score)));
+                notices.push(format!(
+                    "device group {key}: legs aligned, the {} leg {:.0} ms later (score {:.2}); each 20 ms from the {} leg where it has it",
+                    est.later().as_str(),
+                    est.delay_ns.unsigned_abs() as f64 / 1e6,
+                    est.score,
+                    e.aligner.preferred().as_str()
+                ));
+            }
+            Change::Unaligned(why) => {
+                e.group.set_preferred(e.aligner.preferred());
+                h.push(("Status", "switching".into()));
+                h.push(("Reason", why.reason()));
+                notices.push(format!(
+                    "device group {key}: legs not aligned ({}): the mix switches between them",
+                    why.reason()
+                ));
+            }
+        }
+        events.push(("HandoffAlignment", h));
     }
     // Raised outside the registry lock.
     for n in notices {
@@ -463,8 +548,22 @@ pub fn status_lines() -> Vec<String> {
     groups()
         .iter()
         .map(|(key, e)| {
+            let align = match e.tracker.as_ref().map(|t| t.standing) {
+                None => "off".to_string(),
+                Some(Standing::Switching(None)) => "measuring".to_string(),
+                Some(Standing::Switching(Some(why))) => format!("switching ({})", why.reason()),
+                Some(Standing::Aligned(est)) => format!(
+                    "aligned offset_ms={:.1} later={} score={:.2} from_other={} from_own={} caught_up={}",
+                    est.delay_ns as f64 / 1e6,
+                    est.later().as_str(),
+                    est.score,
+                    e.aligner.filled_other.load(Ordering::Relaxed),
+                    e.aligner.filled_own.load(Ordering::Relaxed),
+                    e.aligner.caught_up.load(Ordering::Relaxed)
+                ),
+            };
             format!(
-                "  {key}: active={} switches={} pauses={} data_legs={} carrier_legs={} stall_ms={}/{}",
+                "  {key}: active={} switches={} pauses={} data_legs={} carrier_legs={} stall_ms={}/{} align={align}",
                 e.group.active().map(Path::as_str).unwrap_or("none"),
                 e.group.switches(),
                 e.group.pauses(),

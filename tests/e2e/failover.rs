@@ -46,6 +46,8 @@ pub struct Plan {
     /// clock, of the talk spurts and of pjsip's whole-second `rtp_timeout`).
     pub phase_ms: u64,
     pub seed: u64,
+    /// handoff.conf's `alignment` for the run (`aligned`, `switching`); None: as shipped.
+    pub alignment: Option<&'static str>,
 }
 
 /// The take-back window after a heal, ms: the module takes the data leg back 500 ms after it
@@ -80,6 +82,11 @@ pub struct Outcome {
     pub leg_packets: usize,
     /// `HandoffLegSwitched` events reported (handoff only), to the carrier / to the data leg.
     pub switches: (usize, usize),
+    /// The offset between the legs the module measured (`HandoffAlignment`, Status aligned: the
+    /// last one), ms, and the leg it found later; None if the legs were never aligned.
+    pub aligned: Option<(f64, String)>,
+    /// `HandoffAlignment` events with Status switching (the reasons).
+    pub unaligned: Vec<String>,
 }
 
 /// Random phases and the whole run's length, fixed in advance (the data leg hangs up at the end).
@@ -162,6 +169,15 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     let run_ms: u64 = phases.iter().map(|p| p + plan.down_ms + plan.up_ms).sum();
     let call_ms = 4000 + run_ms + 1000;
     let ast = Asterisk::start();
+    if let Some(mode) = plan.alignment {
+        let conf = ast.instance_dir().join("etc/handoff.conf");
+        let text = std::fs::read_to_string(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        std::fs::write(&conf, format!("{text}\nalignment = {mode}\n")).map_err(|e| e.to_string())?;
+        let out = ast.cli("module reload res_handoff.so");
+        if !ast.cli("handoff show status").contains(&format!("alignment={mode}")) {
+            return Err(format!("handoff.conf alignment = {mode} was not taken: {out}"));
+        }
+    }
     let ami = AmiClient::connect();
     let handoffd = Handoffd::connected(&ast);
     let (far_rec, mut far) = far_party(&ast);
@@ -219,14 +235,39 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
             ),
         });
     }
-    Ok(Outcome { cuts, own_voice: own, leg_packets, switches: (switched("carrier"), switched("data")) })
+    let alignment = |status: &str| {
+        events
+            .iter()
+            .filter(|e| e.name == "HandoffAlignment" && e.headers.get("Status") == Some(status))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let aligned = alignment("aligned")
+        .last()
+        .map(|e| (header_ms(e, "OffsetMs"), e.headers.get("Later").unwrap_or("").to_string()));
+    let unaligned = alignment("switching").iter().map(|e| e.headers.get("Reason").unwrap_or("").to_string()).collect();
+    Ok(Outcome {
+        cuts,
+        own_voice: own,
+        leg_packets,
+        switches: (switched("carrier"), switched("data")),
+        aligned,
+        unaligned,
+    })
 }
 
 /// Stock Asterisk: per cut a fresh Asterisk, the far party and the phone's legs in a plain
 /// ConfBridge, the carrier leg muted until pjsip has hung up the dead data leg.
 pub fn run_stock(plan: &Plan) -> Result<Outcome, String> {
     let phases = phases(plan);
-    let mut out = Outcome { cuts: Vec::new(), own_voice: (0, 0), leg_packets: 0, switches: (0, 0) };
+    let mut out = Outcome {
+        cuts: Vec::new(),
+        own_voice: (0, 0),
+        leg_packets: 0,
+        switches: (0, 0),
+        aligned: None,
+        unaligned: Vec::new(),
+    };
     for (i, phase) in phases.iter().enumerate() {
         // A cut is tried up to three times: the testbed is shared, and another test's stop may
         // take this cut's Asterisk down under it (seen: "Asterisk is shutting down").

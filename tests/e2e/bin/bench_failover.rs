@@ -169,6 +169,7 @@ fn main() -> ExitCode {
         up_ms: 1600,
         phase_ms,
         seed: args.seed,
+        alignment: Some("switching"),
     };
     println!(
         "failover benchmark: {} cuts per run, the data path cut by nftables (RTP dropped both ways) for 1 s, then healed;",

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         up_ms: 2000,
         phase_ms: 0,
         seed: 1,
+        alignment: None,
     };
     let (mut data, mut carrier, pump) =
         match phone(&ast, &plan, 30.0, "pump_app_uac.xml", "alice-app", "127.0.0.2", 10_000) {
