@@ -48,6 +48,8 @@ pub struct Plan {
     pub seed: u64,
     /// handoff.conf's `alignment` for the run (`aligned`, `switching`); None: as shipped.
     pub alignment: Option<&'static str>,
+    /// Cut the carrier path instead of the data path (handoff only).
+    pub cut_carrier: bool,
 }
 
 /// The take-back window after a heal, ms: the module takes the data leg back 500 ms after it
@@ -163,21 +165,65 @@ pub fn phone(
     Ok((data_sipp, carrier_sipp, pump))
 }
 
-/// handoff: one call, the data path cut and healed `plan.cuts` times.
+/// Sets handoff.conf's `alignment` (None: as shipped).
+fn set_alignment(ast: &Asterisk, alignment: Option<&str>) -> Result<(), String> {
+    alignment.map_or(Ok(()), |mode| ast.set_alignment(mode))
+}
+
+/// What random loss on the phone's uplink did to what the far party heard.
+#[derive(Clone, Debug)]
+pub struct LossFigures {
+    /// Voiced frames heard at least once / voiced frames sent, over the lossy window.
+    pub delivered: (usize, usize),
+    /// The window's repeats, skips, two legs at once and silence.
+    pub heard: Switch,
+}
+
+/// handoff: one call (`plan`'s timing and alignment), then `secs` s of random loss on the
+/// phone's uplink as `loss` says (% of the data leg's packets, % of the carrier leg's, each at
+/// random and independently).
+pub fn run_loss(plan: &Plan, loss: (u32, u32), secs: u64) -> Result<LossFigures, String> {
+    let call_ms = 6000 + secs * 1000;
+    let ast = Asterisk::start();
+    set_alignment(&ast, plan.alignment)?;
+    let ami = AmiClient::connect();
+    let handoffd = Handoffd::connected(&ast);
+    let (far_rec, mut far) = far_party(&ast);
+    let script_s = call_ms as f64 / 1000.0 + 10.0;
+    let (mut data, mut carrier, pump) =
+        phone(&ast, plan, script_s, "pump_app_uac.xml", "alice-app", "127.0.0.2", call_ms)?;
+    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
+        .ok_or("the three legs did not join")?;
+    // the module measures the legs' offset in the first seconds
+    std::thread::sleep(3 * SEC);
+    let from = Instant::now();
+    let lossy = Cut::loss(&[(DATA_RTP, loss.0), (CARRIER_RTP, loss.1)]);
+    std::thread::sleep(Duration::from_secs(secs));
+    let to = Instant::now();
+    lossy.heal();
+    data.wait(Duration::from_millis(call_ms) + 30 * SEC)?;
+    carrier.wait(30 * SEC)?;
+    far.wait(30 * SEC)?;
+    let t0 = pump.t0;
+    drop(pump);
+    handoffd.assert_nothing_left(&ast, &ami);
+    let script = Script::new(plan.talk, script_s);
+    let heard = hear(&far_rec.packets());
+    // the far end hears a packet a few ms after it was sent: the window starts a little late
+    let from = from + Duration::from_millis(300);
+    Ok(LossFigures {
+        delivered: crate::listen::delivered(&heard, &script, t0, from, to),
+        heard: analyse(&heard, &script, t0, from, to),
+    })
+}
+
+/// handoff: one call, the data path (or the carrier path) cut and healed `plan.cuts` times.
 pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     let phases = phases(plan);
     let run_ms: u64 = phases.iter().map(|p| p + plan.down_ms + plan.up_ms).sum();
     let call_ms = 4000 + run_ms + 1000;
     let ast = Asterisk::start();
-    if let Some(mode) = plan.alignment {
-        let conf = ast.instance_dir().join("etc/handoff.conf");
-        let text = std::fs::read_to_string(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
-        std::fs::write(&conf, format!("{text}\nalignment = {mode}\n")).map_err(|e| e.to_string())?;
-        let out = ast.cli("module reload res_handoff.so");
-        if !ast.cli("handoff show status").contains(&format!("alignment={mode}")) {
-            return Err(format!("handoff.conf alignment = {mode} was not taken: {out}"));
-        }
-    }
+    set_alignment(&ast, plan.alignment)?;
     let ami = AmiClient::connect();
     let handoffd = Handoffd::connected(&ast);
     let (far_rec, mut far) = far_party(&ast);
@@ -194,10 +240,11 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
         std::thread::sleep(Duration::from_millis(*phase));
         let seen = ami.events().len();
         let cut_at = Instant::now();
-        let cut = Cut::udp_ports(DATA_RTP.0, DATA_RTP.1);
+        let (ports, path) = if plan.cut_carrier { (CARRIER_RTP, "carrier") } else { (DATA_RTP, "data") };
+        let cut = Cut::udp_ports(ports.0, ports.1);
         let stalled =
-            next_event(&ami, seen, 5 * SEC, |e| e.name == "HandoffLegStalled" && e.headers.get("Path") == Some("data"))
-                .ok_or_else(|| format!("cut {i}: no stall of the data leg reported"))?;
+            next_event(&ami, seen, 5 * SEC, |e| e.name == "HandoffLegStalled" && e.headers.get("Path") == Some(path))
+                .ok_or_else(|| format!("cut {i}: no stall of the {path} leg reported"))?;
         std::thread::sleep(Duration::from_millis(plan.down_ms).saturating_sub(cut_at.elapsed()));
         let heal_at = Instant::now();
         cut.heal();

@@ -324,6 +324,24 @@ pub fn analyse(heard: &[Heard], script: &Script, t0: Instant, from: Instant, to:
     out
 }
 
+/// Of the voiced frames the sender sent in `[from, to)` (by the frame numbers heard first and
+/// last in it), how many the listener heard at least once: (heard, due).
+pub fn delivered(heard: &[Heard], script: &Script, t0: Instant, from: Instant, to: Instant) -> (usize, usize) {
+    let mut frames = std::collections::BTreeSet::new();
+    for h in heard.iter().filter(|h| h.at >= from && h.at < to) {
+        match h.sound {
+            Sound::Silent => {}
+            Sound::Frame(code) => {
+                frames.insert(unwrap(code, h.at, t0));
+            }
+            Sound::TwoLegs { codes } => frames.extend(codes.iter().flatten().map(|c| unwrap(*c, h.at, t0))),
+        }
+    }
+    let (Some(first), Some(last)) = (frames.first().copied(), frames.last().copied()) else { return (0, 0) };
+    let due: Vec<i64> = (first..=last).filter(|f| script.voiced(*f)).collect();
+    (due.iter().filter(|f| frames.contains(f)).count(), due.len())
+}
+
 /// The frames heard in `[from, to)` as runs, for reading by eye: `100-149 | 2 silent | 146-300`
 /// (`x` marks a packet with both legs; times in ms from `from` at each break).
 pub fn trace(heard: &[Heard], t0: Instant, from: Instant, to: Instant) -> String {

@@ -1,5 +1,6 @@
 //! Real network faults on this host's loopback: an nftables rule (run from the testbed root)
-//! drops a leg's RTP in both directions, as a Wi-Fi link that goes away would. The rule is
+//! drops a leg's RTP in both directions, as a Wi-Fi link that goes away would, or a random share
+//! of the packets a leg sends (`numgen random`: the kernel here has no netem). The rules are
 //! removed when the guard drops, whatever happens to the test.
 
 use crate::testbed::testbed;
@@ -29,6 +30,33 @@ impl Cut {
         testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "sport", &ports, "drop"]);
         testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "dport", &ports, "drop"]);
         Self { ports }
+    }
+
+    /// Drops `percent` % of the UDP packets sent *from* each port range, at random and
+    /// independently per range (the phone's uplink on a lossy path).
+    pub fn loss(ranges: &[((u16, u16), u32)]) -> Self {
+        remove_table();
+        testbed(&["nft", "add", "table", "inet", TABLE]);
+        testbed(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            TABLE,
+            "input",
+            "{ type filter hook input priority -10 ; policy accept ; }",
+        ]);
+        let mut all = Vec::new();
+        for ((from, to), percent) in ranges {
+            let ports = format!("{from}-{to}");
+            let share = percent.to_string();
+            testbed(&[
+                "nft", "add", "rule", "inet", TABLE, "input", "udp", "sport", &ports, "numgen", "random", "mod", "100",
+                "<", &share, "drop",
+            ]);
+            all.push(format!("{ports} {percent}%"));
+        }
+        Self { ports: all.join(", ") }
     }
 
     /// The link comes back.

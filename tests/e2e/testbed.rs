@@ -86,6 +86,19 @@ impl Asterisk {
         testbed(&["start"]);
     }
 
+    /// Sets `alignment` in the instance's handoff.conf (`aligned`, `switching`) and reloads the
+    /// module; Err if the module did not take it.
+    pub fn set_alignment(&self, mode: &str) -> Result<(), String> {
+        let conf = self.instance_dir().join("etc/handoff.conf");
+        let text = std::fs::read_to_string(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        std::fs::write(&conf, format!("{text}\nalignment = {mode}\n")).map_err(|e| e.to_string())?;
+        let out = self.cli("module reload res_handoff.so");
+        if !self.cli("handoff show status").contains(&format!("alignment={mode}")) {
+            return Err(format!("handoff.conf alignment = {mode} was not taken: {out}"));
+        }
+        Ok(())
+    }
+
     /// Runs an Asterisk CLI command and returns its output.
     pub fn cli(&self, cmd: &str) -> String {
         testbed(&["cli", cmd])

@@ -103,6 +103,9 @@ fn event_after(
 #[test]
 fn neither_leg_of_the_phone_hears_its_own_voice_whichever_leg_feeds_the_conference() {
     let ast = Asterisk::start();
+    // Switching, so that each leg feeds the conference in turn (aligned, the later leg feeds it
+    // throughout; tests/tests/listener.rs checks the legs' downlink in that mode).
+    ast.set_alignment("switching").unwrap_or_else(|e| panic!("{e}"));
     write_signals(&ast, &coded_signal(40.0, 0), &far_signal());
     write_carrier_signal(&ast, &coded_signal(40.0, CARRIER_DELAY_MS));
     let ami = AmiClient::connect();

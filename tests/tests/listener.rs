@@ -28,6 +28,7 @@ fn run(alignment: &'static str) -> Outcome {
         phase_ms: 400,
         seed: 14,
         alignment: Some(alignment),
+        cut_carrier: false,
     };
     let out = run_handoff(&plan).unwrap_or_else(|e| panic!("{e}"));
     println!(

@@ -2,8 +2,9 @@
 //! dual-leg call (data and carrier legs sending the same coded signal, the carrier's 80 ms later)
 //! the whole Asterisk process is stopped (SIGSTOP) for 150–300 ms, several times, as a host too
 //! busy to schedule it would. Both legs go silent at the same instant and come back together
-//! with a burst of queued frames. Nothing may move: no `HandoffLegSwitched` after the first
-//! leg's, the data leg keeps the mix, and the far party hears the voice once.
+//! with a burst of queued frames. Nothing may move: the module aligns the legs (as shipped) and
+//! the later leg, the carrier, feeds the mix; no `HandoffLegSwitched` after that, and the far
+//! party hears the voice once.
 
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::tone;
@@ -60,7 +61,12 @@ fn asterisk_pausing_both_legs_at_once_switches_nothing() {
     );
     wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
         .expect("data, carrier and far party in one conference");
-    std::thread::sleep(2 * SEC);
+    let aligned = wait_for(10 * SEC, || {
+        ami.events().into_iter().find(|e| e.name == "HandoffAlignment" && e.headers.get("Status") == Some("aligned"))
+    })
+    .expect("the legs are aligned");
+    println!("aligned: {:?}", aligned.headers);
+    std::thread::sleep(SEC);
     let switched = |from: usize| -> Vec<String> {
         ami.events()
             .into_iter()
@@ -76,9 +82,9 @@ fn asterisk_pausing_both_legs_at_once_switches_nothing() {
             })
             .collect()
     };
-    // whichever leg came first, the data leg (preferred) has the mix by now
+    // whichever leg came first, the later leg (the carrier) has the mix by now
     let first = switched(0);
-    assert!(first.last().is_some_and(|s| s.contains("-> data")), "before the pauses: {first:?}");
+    assert!(first.last().is_some_and(|s| s.contains("-> carrier")), "before the pauses: {first:?}");
     let before = ami.events().len();
     let from = Instant::now();
     let pid = ast.pid();
@@ -103,7 +109,7 @@ fn asterisk_pausing_both_legs_at_once_switches_nothing() {
     println!("{status}");
     assert!(stalls >= 1, "the pauses stalled the legs: {stalls} stall events");
     assert!(moved.is_empty(), "the PBX pausing moved the mix {} times: {moved:?}", moved.len());
-    assert!(status.contains("active=data"), "{status}");
+    assert!(status.contains("active=carrier") && status.contains("align=aligned"), "{status}");
 
     data.wait(30 * SEC).expect("data leg scenario");
     carrier.wait(30 * SEC).expect("the carrier leg is hung up when the user hangs up the app leg");

@@ -36,16 +36,18 @@ fn a_killed_handoffd_drops_no_call_and_its_successor_takes_the_session_over() {
     drop(first); // SIGKILL
     std::thread::sleep(Duration::from_millis(500));
 
-    // No controller now: the module still fails the call over on a Wi-Fi cut by itself.
+    // No controller now: the module still carries the call over a Wi-Fi cut by itself — by a
+    // switch to the carrier leg, or, once the legs are aligned (as shipped), with the carrier leg
+    // feeding the mix already and the data leg's stall reported.
     let before_cut = ami.events().len();
     let cut = Cut::udp_ports(DATA_RTP.0, DATA_RTP.1);
-    let switched = wait_for(5 * SEC, || {
-        ami.events()
-            .into_iter()
-            .skip(before_cut)
-            .find(|e| e.name == "HandoffLegSwitched" && e.headers.get("To") == Some("carrier"))
+    let carried = wait_for(5 * SEC, || {
+        let after: Vec<_> = ami.events().into_iter().skip(before_cut).collect();
+        let switched = after.iter().any(|e| e.name == "HandoffLegSwitched" && e.headers.get("To") == Some("carrier"));
+        let stalled = after.iter().any(|e| e.name == "HandoffLegStalled" && e.headers.get("Path") == Some("data"));
+        (switched || (stalled && ast.cli("handoff show status").contains("active=carrier"))).then_some(())
     });
-    assert!(switched.is_some(), "res_handoff.so fails over without handoffd");
+    assert!(carried.is_some(), "res_handoff.so carries the call over the cut without handoffd");
     std::thread::sleep(SEC);
     cut.heal();
 

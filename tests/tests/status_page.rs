@@ -180,6 +180,9 @@ fn nothing_left(ast: &Asterisk, ami: &AmiClient, h: &Handoffd, api_addr: &str, m
 fn the_status_page_shows_a_dual_leg_call_and_its_wifi_failover_in_chromium() {
     let t0 = Instant::now();
     let ast = Asterisk::start();
+    // Switching, so that the data cut moves the mix (the page's failover count and its "fed by" line follow the module's switches); aligned legs need
+    // no switch for it (tests/tests/listener.rs).
+    ast.set_alignment("switching").unwrap_or_else(|e| panic!("{e}"));
     write_signals(&ast, &coded_signal(40.0, 0), &tone(1000.0, 2.0));
     write_carrier_signal(&ast, &coded_signal(40.0, 80));
     let ami = AmiClient::connect();

@@ -30,6 +30,9 @@ fn event_after(ami: &AmiClient, h: &Handoffd, skip: usize, name: &str, to: &str)
 #[test]
 fn the_timeline_of_a_real_call_shows_its_legs_switch_answer_and_end_also_after_a_restart() {
     let ast = Asterisk::start();
+    // Switching, so that the data cut moves the mix (the picture's mix lane follows the module's switches); aligned legs need
+    // no switch for it (tests/tests/listener.rs).
+    ast.set_alignment("switching").unwrap_or_else(|e| panic!("{e}"));
     write_signals(&ast, &coded_signal(40.0, 0), &tone(1000.0, 2.0));
     write_carrier_signal(&ast, &coded_signal(40.0, 80));
     let ami = AmiClient::connect();

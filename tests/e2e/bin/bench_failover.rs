@@ -13,10 +13,13 @@
 //! `--data-jitter` gives the data leg jitter too). `HANDOFF_BENCH_STOCK_ONLY=1` skips
 //! handoff, `HANDOFF_BENCH_HANDOFF_ONLY=1` skips stock, `HANDOFF_BENCH_VERBOSE=1` prints each cut.
 
-use handoff_tests::failover::{run_handoff, run_stock, CutFigures, Outcome, Plan, TAKE_BACK_MS};
+use handoff_tests::failover::{run_handoff, run_loss, run_stock, CutFigures, LossFigures, Outcome, Plan, TAKE_BACK_MS};
 use handoff_tests::listen::{Switch, Talk};
 use handoff_tests::pump::Timing;
 use std::process::ExitCode;
+
+/// How long each random-loss run loses packets, s.
+const LOSS_SECS: u64 = 15;
 
 struct Args {
     cuts: usize,
@@ -119,7 +122,7 @@ fn betweens(o: &Outcome) -> Vec<&Switch> {
 }
 
 /// One JSON line: failover and take-back together.
-fn json(mode: &str, runs: &[&Outcome]) -> String {
+fn json(mode: &str, runs: &[&Outcome], delivered_under_loss: Option<f64>) -> String {
     let all: Vec<&Switch> = runs.iter().flat_map(|o| failovers(o).into_iter().chain(take_backs(o))).collect();
     let silence: Vec<f64> = all.iter().map(|s| s.silence_ms).collect();
     let max = |f: fn(&Switch) -> usize| all.iter().map(|s| f(s)).max().unwrap_or(0);
@@ -131,7 +134,7 @@ fn json(mode: &str, runs: &[&Outcome]) -> String {
         "repeated_max": max(|s| s.repeated),
         "skipped_max": max(|s| s.skipped),
         "two_legs_max": max(|s| s.two_legs),
-        "delivered_under_loss": null,
+        "delivered_under_loss": delivered_under_loss.map(|d| (d * 10_000.0).round() / 10_000.0),
         "own_voice_packets": own,
     })
     .to_string()
@@ -161,7 +164,7 @@ fn main() -> ExitCode {
         data_jitter_ms: args.data_jitter_ms,
         seed: args.seed,
     };
-    let plan = |talk: Talk, phase_ms: u64| Plan {
+    let plan = |talk: Talk, phase_ms: u64, alignment: &'static str| Plan {
         cuts: args.cuts,
         timing,
         talk,
@@ -169,7 +172,8 @@ fn main() -> ExitCode {
         up_ms: 1600,
         phase_ms,
         seed: args.seed,
-        alignment: Some("switching"),
+        alignment: Some(alignment),
+        cut_carrier: false,
     };
     println!(
         "failover benchmark: {} cuts per run, the data path cut by nftables (RTP dropped both ways) for 1 s, then healed;",
@@ -187,15 +191,31 @@ fn main() -> ExitCode {
     );
     let spurts = Talk::Spurts { seed: args.seed };
     let mut switching: Vec<(&str, Outcome)> = Vec::new();
+    let mut aligned: Vec<(&str, Outcome)> = Vec::new();
+    let mut carrier_cuts: Vec<(&str, Outcome)> = Vec::new();
+    let mut losses: Vec<(String, &str, LossFigures)> = Vec::new();
     let mut failed = false;
+    // each run tried twice: the testbed is shared, and a handoffd or a stop of another test can
+    // reach this run's Asterisk
+    let twice = |name: &str, p: Plan| {
+        run_handoff(&p).or_else(|e| {
+            eprintln!("handoff ({name}) failed, trying again: {e}");
+            run_handoff(&p)
+        })
+    };
     if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() {
-        for (name, talk) in [("switching, continuous", Talk::Continuous), ("switching, talk spurts", spurts)] {
-            // tried twice: the testbed is shared, and a handoffd or a stop of another test can
-            // reach this run's Asterisk
-            match run_handoff(&plan(talk, 1000)).or_else(|e| {
-                eprintln!("handoff ({name}) failed, trying again: {e}");
-                run_handoff(&plan(talk, 1000))
-            }) {
+        let runs = [
+            ("aligned, continuous", Talk::Continuous, "aligned", false),
+            ("aligned, talk spurts", spurts, "aligned", false),
+            ("switching, continuous", Talk::Continuous, "switching", false),
+            ("switching, talk spurts", spurts, "switching", false),
+            ("aligned, carrier cut", Talk::Continuous, "aligned", true),
+            ("switching, carrier cut", Talk::Continuous, "switching", true),
+        ];
+        for (name, talk, mode, cut_carrier) in runs {
+            match twice(name, Plan { cut_carrier, ..plan(talk, 1000, mode) }) {
+                Ok(o) if cut_carrier => carrier_cuts.push((name, o)),
+                Ok(o) if mode == "aligned" => aligned.push((name, o)),
                 Ok(o) => switching.push((name, o)),
                 Err(e) => {
                     eprintln!("handoff ({name}) failed: {e}");
@@ -203,9 +223,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+        for mode in ["aligned", "switching"] {
+            for loss in [(10, 0), (5, 5)] {
+                let name = format!("{mode}, loss {}% data / {}% carrier", loss.0, loss.1);
+                match run_loss(&plan(Talk::Continuous, 0, mode), loss, LOSS_SECS) {
+                    Ok(f) => losses.push((name, mode, f)),
+                    Err(e) => {
+                        eprintln!("handoff ({name}) failed: {e}");
+                        failed = true;
+                    }
+                }
+            }
+        }
     }
     let stock = if std::env::var_os("HANDOFF_BENCH_HANDOFF_ONLY").is_none() {
-        match run_stock(&plan(Talk::Continuous, 1000)) {
+        match run_stock(&plan(Talk::Continuous, 1000, "switching")) {
             Ok(o) => Some(o),
             Err(e) => {
                 eprintln!("stock mode failed: {e}");
@@ -218,7 +250,7 @@ fn main() -> ExitCode {
     };
 
     header("failover (data path cut)");
-    for (name, o) in &switching {
+    for (name, o) in aligned.iter().chain(&switching) {
         row(name, &failovers(o), Some(&detects(o)));
     }
     if let Some(o) = &stock {
@@ -228,7 +260,7 @@ fn main() -> ExitCode {
         "take-back (the {:.1} s after the heal; the module takes the data leg back 500 ms after it recovers)",
         TAKE_BACK_MS as f64 / 1000.0
     ));
-    for (name, o) in &switching {
+    for (name, o) in aligned.iter().chain(&switching) {
         row(name, &take_backs(o), None);
     }
     if stock.is_some() {
@@ -242,8 +274,37 @@ fn main() -> ExitCode {
             "no cut (from {:.1} s after a heal to 0.2 s before the next cut): anything here is a switch nobody asked for",
             TAKE_BACK_MS as f64 / 1000.0
         ));
-        for (name, o) in &switching {
+        for (name, o) in aligned.iter().chain(&switching) {
             row(name, &betweens(o), None);
+        }
+    }
+    if !carrier_cuts.is_empty() {
+        header("carrier path cut (aligned: the leg that feeds the mix dies): failover onto the data leg");
+        for (name, o) in &carrier_cuts {
+            row(name, &failovers(o), Some(&detects(o)));
+        }
+        header("carrier path healed: take-back");
+        for (name, o) in &carrier_cuts {
+            row(name, &take_backs(o), None);
+        }
+    }
+    if !losses.is_empty() {
+        println!("\nrandom loss on the phone's uplink ({LOSS_SECS} s, nftables numgen random, each leg independently), continuous voice:");
+        println!(
+            "{:<40} {:>10} {:>9}  {:>8} {:>8} {:>9} {:>8}",
+            "mode", "delivered", "of", "repeated", "skipped", "two legs", "silence"
+        );
+        for (name, _, f) in &losses {
+            println!(
+                "{:<40} {:>9.2}% {:>9}  {:>8} {:>8} {:>9} {:>5.0} ms",
+                name,
+                100.0 * f.delivered.0 as f64 / f.delivered.1.max(1) as f64,
+                f.delivered.1,
+                f.heard.repeated,
+                f.heard.skipped,
+                f.heard.two_legs,
+                f.heard.silence_ms
+            );
         }
     }
     println!("\ndetection: handoff = DetectedMs − LastFrameMs of HandoffLegStalled; stock = cut → pjsip hangs the data leg up");
@@ -263,7 +324,13 @@ fn main() -> ExitCode {
             .collect();
         println!("stock detection by 250 ms: {}", hist.join(", "));
     }
-    for (name, o) in &switching {
+    for (name, o) in aligned.iter().chain(&switching).chain(&carrier_cuts) {
+        if let Some((offset, later)) = &o.aligned {
+            println!("{name}: the module measured the offset between the legs: {offset:.1} ms, the {later} leg later");
+        }
+        if !o.unaligned.is_empty() {
+            println!("{name}: not aligned: {}", o.unaligned.join("; "));
+        }
         println!(
             "{name}: the module reported {} switches to the carrier and {} to the data leg for {} cuts",
             o.switches.0,
@@ -272,7 +339,7 @@ fn main() -> ExitCode {
         );
     }
     println!("\nthe phone's own voice sent back to its legs (packets with its signal / all packets sent to the legs):");
-    for (name, o) in &switching {
+    for (name, o) in aligned.iter().chain(&switching).chain(&carrier_cuts) {
         println!("  {name}: data leg {}, carrier leg {} of {}", o.own_voice.0, o.own_voice.1, o.leg_packets);
     }
     if let Some(o) = &stock {
@@ -280,20 +347,27 @@ fn main() -> ExitCode {
     }
     if std::env::var_os("HANDOFF_BENCH_VERBOSE").is_some() {
         println!();
-        for (name, o) in &switching {
+        for (name, o) in aligned.iter().chain(&switching).chain(&carrier_cuts) {
             verbose(name, &o.cuts);
         }
         if let Some(o) = &stock {
             verbose("stock", &o.cuts);
         }
     }
-    println!("\ndelivered_under_loss: null (random packet loss is not measured yet: issue #14 item 6)");
-    if !switching.is_empty() {
-        let runs: Vec<&Outcome> = switching.iter().map(|(_, o)| o).collect();
-        println!("{}", json("switching", &runs));
+    println!("\nJSON: data-path cuts (failover and take-back together); delivered_under_loss: the worst loss run of the mode");
+    for (mode, runs) in [("aligned", &aligned), ("switching", &switching)] {
+        if !runs.is_empty() {
+            let outcomes: Vec<&Outcome> = runs.iter().map(|(_, o)| o).collect();
+            let delivered = losses
+                .iter()
+                .filter(|(_, m, _)| *m == mode)
+                .map(|(_, _, f)| f.delivered.0 as f64 / f.delivered.1.max(1) as f64)
+                .min_by(|a, b| a.total_cmp(b));
+            println!("{}", json(mode, &outcomes, delivered));
+        }
     }
     if let Some(o) = &stock {
-        println!("{}", json("stock", &[o]));
+        println!("{}", json("stock", &[o], None));
     }
     if failed {
         ExitCode::FAILURE

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         phase_ms: 0,
         seed: 1,
         alignment: None,
+        cut_carrier: false,
     };
     let (mut data, mut carrier, pump) =
         match phone(&ast, &plan, 30.0, "pump_app_uac.xml", "alice-app", "127.0.0.2", 10_000) {
