@@ -422,8 +422,10 @@ pub struct Aligner {
 }
 
 /// How far the content the mix wants may lag the driver's own before the driver skips ahead
-/// regardless of speech (frames).
-pub const MAX_LAG: u64 = 40;
+/// regardless of speech (frames, 300 ms): each failover onto the earlier leg adds its detection
+/// time to the listener's delay until a pause takes it back; in speech without a pause this
+/// bounds the delay (measured: 15 carrier cuts in continuous voice had added 780 ms with 40).
+pub const MAX_LAG: u64 = 15;
 
 impl Aligner {
     pub fn new(preferred: Path) -> Self {
@@ -572,6 +574,13 @@ impl Aligner {
             }
         }
         seen
+    }
+
+    /// Whether the newest `n` frames kept of `path` are all there and all a pause.
+    pub fn quiet_tail(&self, path: Path, n: u64) -> bool {
+        let ring = &self.rings[path as usize];
+        let Some(newest) = ring.newest() else { return false };
+        (0..n).all(|i| ring.level(newest - i).is_some_and(|l| l < QUIET_LEVEL))
     }
 
     /// The content number of the next frame the mix wants (0: none yet).
@@ -889,6 +898,18 @@ mod tests {
         assert!(skipped.is_empty(), "no speech skipped: {skipped:?}");
         assert_eq!(voiced.last(), Some(&59), "caught up over the pause: {heard:?}");
         assert_eq!(a.caught_up.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn a_pause_at_the_end_of_a_ring_is_found() {
+        let a = Aligner::new(Path::Data);
+        for n in 0..10u64 {
+            let body = if n >= 6 { silent() } else { frame(n) };
+            a.ring(Path::Data).store(1, n as u16, Format::Ulaw, &body, 0);
+        }
+        assert!(a.quiet_tail(Path::Data, 4));
+        assert!(!a.quiet_tail(Path::Data, 5));
+        assert!(!a.quiet_tail(Path::Carrier, 1), "nothing kept is no pause");
     }
 
     #[test]

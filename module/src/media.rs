@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+/// The longest wait for a pause before the later of two aligned legs takes the mix over anyway.
+const HANDOVER_WAIT_NS: u64 = 2_000_000_000;
+
 /// How often the ticker looks at every leg's clock.
 pub const TICK: Duration = Duration::from_millis(5);
 
@@ -73,6 +76,10 @@ struct Entry {
     /// passed) and the ticker's bookkeeping of it (None: `alignment = switching`).
     aligner: Arc<Aligner>,
     tracker: Option<Tracker>,
+    /// Aligned, the later leg is to feed the mix; it takes over in a pause of the leg feeding it
+    /// now (the one-time move of the listener's delay is then silence stretched, not heard), or
+    /// after [`HANDOVER_WAIT_NS`]: (the later leg, since when, frames of the offset).
+    handover: Option<(Path, u64, u64)>,
     session: String,
     /// The Uniqueid of each attached leg, by hook id.
     uniqueids: HashMap<LegId, String>,
@@ -142,6 +149,7 @@ pub unsafe fn attach(
             downlink: Arc::new(Downlink::new()),
             aligner: Arc::new(Aligner::new(preferred)),
             tracker: align_max_ns.map(|max| Tracker::new(max, now_ns())),
+            handover: None,
             session: session.to_string(),
             uniqueids: HashMap::new(),
             pauses_logged: 0,
@@ -486,6 +494,15 @@ fn tick_all() {
                     }
                 }
             }
+            if let Some((later, since, frames)) = e.handover {
+                let feeding = e.group.active().filter(|p| *p != later);
+                if feeding.is_none_or(|p| e.aligner.quiet_tail(p, frames + 1))
+                    || now.saturating_sub(since) >= HANDOVER_WAIT_NS
+                {
+                    e.group.set_preferred(later);
+                    e.handover = None;
+                }
+            }
             if let Some(t) = &e.tracker {
                 if t.due(now) && e.group.hooks(Path::Data) > 0 && e.group.hooks(Path::Carrier) > 0 {
                     to_measure.push((key.clone(), e.aligner.clone(), t.max_delay_ns));
@@ -506,8 +523,10 @@ fn tick_all() {
         let mut h = vec![("Session", e.session.clone()), ("Group", key.clone())];
         match change {
             Change::Aligned(est) => {
-                // The later leg drives: each slot then comes from the preferred leg, which had it first.
-                e.group.set_preferred(est.later());
+                // The later leg drives: each slot then comes from the preferred leg, which had it
+                // first. It takes over in the next pause of the leg feeding the mix now.
+                let frames = est.delay_ns.unsigned_abs().div_ceil(20_000_000);
+                e.handover = Some((est.later(), now, frames));
                 h.push(("Status", "aligned".into()));
                 h.push(("OffsetMs", format!("{:.1}", est.delay_ns as f64 / 1e6)));
                 h.push(("Later", est.later().as_str().into()));
@@ -522,6 +541,7 @@ fn tick_all() {
                 ));
             }
             Change::Unaligned(why) => {
+                e.handover = None;
                 e.group.set_preferred(e.aligner.preferred());
                 h.push(("Status", "switching".into()));
                 h.push(("Reason", why.reason()));

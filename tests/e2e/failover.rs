@@ -235,6 +235,19 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
         .ok_or_else(|| format!("the three legs did not join\n{}", log()))?;
     std::thread::sleep(2 * SEC);
+    if plan.alignment != Some("switching") {
+        // aligned: the cuts begin once the later leg feeds the mix (it takes over in a pause of
+        // the earlier one, or after 2 s)
+        let later = if plan.timing.offset_ms >= 0.0 { "carrier" } else { "data" };
+        wait_for(15 * SEC, || {
+            let status = ast.cli("handoff show status");
+            (status.contains("align=aligned") && status.contains(&format!("active={later}"))).then_some(())
+        })
+        .ok_or_else(|| format!("the legs were not aligned: {}\n{}", ast.cli("handoff show status"), log()))?;
+        // the later leg first drops the frames the mix already had from the earlier one (the
+        // offset, once): that is the handover, not a cut
+        std::thread::sleep(SEC);
+    }
     let mut marks = Vec::new(); // (cut, heal, stall)
     for (i, phase) in phases.iter().enumerate() {
         std::thread::sleep(Duration::from_millis(*phase));

@@ -66,6 +66,9 @@ fn asterisk_pausing_both_legs_at_once_switches_nothing() {
     })
     .expect("the legs are aligned");
     println!("aligned: {:?}", aligned.headers);
+    // the later leg takes the mix over in a pause of the earlier one, or 2 s later
+    wait_for(10 * SEC, || ast.cli("handoff show status").contains("active=carrier").then_some(()))
+        .expect("the carrier leg feeds the mix");
     std::thread::sleep(SEC);
     let switched = |from: usize| -> Vec<String> {
         ami.events()
