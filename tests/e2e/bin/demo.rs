@@ -177,8 +177,7 @@ fn main() -> ExitCode {
             let offset = ami
                 .events()
                 .into_iter()
-                .filter(|e| e.name == "HandoffAlignment" && e.headers.get("Status") == Some("aligned"))
-                .last()
+                .rfind(|e| e.name == "HandoffAlignment" && e.headers.get("Status") == Some("aligned"))
                 .and_then(|e| e.headers.get("OffsetMs").map(str::to_string))
                 .unwrap_or("?".into());
             println!(
