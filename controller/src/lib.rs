@@ -3,7 +3,8 @@
 //! Data flows one way: bytes from the PBX's event socket are framed and parsed by a sans-I/O
 //! codec ([`ami`] for Asterisk, [`esl`] for FreeSWITCH), the session state machine ([`session`])
 //! turns typed events into typed actions, and the daemon ([`daemon`]) is the only place that
-//! touches sockets, clocks and the store.
+//! touches sockets, clocks and the store (its controller core, persistence and move flow do
+//! not).
 //!
 //! - [`ami`]: Asterisk Manager Interface codec and action/response correlation (no I/O).
 //! - [`esl`]: FreeSWITCH Event Socket codec and protocol client (no I/O), proven on recorded
@@ -15,7 +16,12 @@
 //! - [`session`]: sessions, legs and their rules (no I/O).
 //! - [`asterisk`]: the Asterisk driver: AMI login, events to session inputs, session commands
 //!   to AMI actions (no I/O).
-//! - [`daemon`]: the tokio side: the PBX link with reconnect, the store, the API.
+//! - [`daemon`]: the tokio side, one file per concern under `daemon/`: `link.rs` (the PBX link
+//!   loop with reconnect: socket, clock, driver), `controller.rs` (the controller core: inputs
+//!   in, commands and store writes out; no I/O), `persist.rs` (session views → store records),
+//!   `move_flow.rs` (a move from leg to moved call), `store_io.rs` (the store off the
+//!   executor), `servers.rs` (the API and metrics listeners), `housekeeping.rs`,
+//!   `node_lease.rs` (a cluster node's lease), `admin_token.rs`, `start.rs` (opening it all).
 //! - [`fuzzing`]: the parsers under arbitrary input, for cargo-fuzz and the corpus replay test.
 //! - [`hangup_cause`]: the one table deciding "user hung up" vs "leg lost" per PBX.
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).

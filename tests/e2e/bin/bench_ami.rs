@@ -3,7 +3,7 @@
 //! every call re-numbered with fresh uniqueids, channel names, session and bridge ids) and
 //! each consumer in the same run reads them: handoffd's codec alone (bytes → typed events),
 //! handoffd's whole event path (codec + correlation + `AsteriskDriver` + the session machine,
-//! driven the way `daemon.rs` drives them), and peer clients for the ratio (panoramisk from
+//! driven the way the daemon's `daemon/link.rs` drives them), and peer clients for the ratio (panoramisk from
 //! PyPI, the `asterisk-rs-ami` crate when built with `--features rust-peer`). Prints a table of
 //! events/s, CPU % (getrusage of the consumer thread or process) and events per CPU-second,
 //! then one JSON line. Usage: `handoff-bench-ami [EVENTS] [PEER_EVENTS]`.
@@ -394,7 +394,7 @@ fn codec_run(template: &std::sync::Arc<Template>, calls: u64) -> Run {
 }
 
 /// (b) The whole event path: `AsteriskDriver` (codec, correlation, events → inputs) and the
-/// session machine, in the order `daemon.rs`'s link loop runs them; commands go back as AMI
+/// session machine, in the order the daemon's link loop (`daemon/link.rs`) runs them; commands go back as AMI
 /// actions to the peer, which answers each.
 fn path_run(template: &std::sync::Arc<Template>, calls: u64) -> Run {
     let addr = peer(template, calls, Mode::Live);
