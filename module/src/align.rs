@@ -13,7 +13,8 @@
 //!   against the last 1.3 s of the other (first at a quarter of the rate over every lag, then at
 //!   the full rate around the best one) and returns `k`, the carrier sequence number minus the
 //!   data sequence number of the same audio, the sub-frame residue, a score (normalised
-//!   correlation) and `D` (from the frames' arrival times). The ticker runs it off the frame path.
+//!   correlation) and `D` (from the frames' arrival times). The ticker runs it off the frame path:
+//!   about 2 ms each, once a second until the legs are aligned, then every 30 s.
 //! - **Content numbers.** A frame's *content* number is its carrier sequence number: a carrier
 //!   frame `s` carries content `s`, a data frame `s` content `s + k`.
 //! - **One driver, each slot from the best leg.** Only one leg — the *driver*, the later one —
@@ -591,7 +592,7 @@ impl Aligner {
 
 /// How often the legs are measured until they are aligned, and then (drift, a changed path).
 pub const MEASURE_EVERY_NS: u64 = 1_000_000_000;
-pub const CHECK_EVERY_NS: u64 = 10_000_000_000;
+pub const CHECK_EVERY_NS: u64 = 30_000_000_000;
 /// "Not enough audio" is not worth an event during the first seconds of a group.
 const QUIET_START_NS: u64 = 5_000_000_000;
 /// The offset moved by more than this: reported again.
@@ -934,15 +935,15 @@ mod tests {
         let e = Estimate { k: 7, residual_samples: 0, score: 0.9, delay_ns: 80_000_000 };
         assert_eq!(t.record(&a, Ok(e), Some(Path::Data), 2 * s), Some(Change::Aligned(e)));
         assert_eq!(a.lag(), Some(7));
-        assert!(!t.due(5 * s) && t.due(12 * s), "checked every 10 s once aligned");
-        assert_eq!(t.record(&a, Err(Unaligned::Silent), None, 12 * s), None);
+        assert!(!t.due(25 * s) && t.due(32 * s), "checked every 30 s once aligned");
+        assert_eq!(t.record(&a, Err(Unaligned::Silent), None, 32 * s), None);
         let moved = Estimate { delay_ns: 130_000_000, ..e };
-        assert_eq!(t.record(&a, Ok(moved), None, 22 * s), Some(Change::Aligned(moved)), "the offset moved");
+        assert_eq!(t.record(&a, Ok(moved), None, 62 * s), Some(Change::Aligned(moved)), "the offset moved");
         let nm = Unaligned::NoMatch { score: 0.1 };
-        assert_eq!(t.record(&a, Err(nm), None, 32 * s), None, "one mismatch is not enough");
-        assert!(t.due(33 * s), "re-measured a second later");
-        assert_eq!(t.record(&a, Err(nm), None, 33 * s), Some(Change::Unaligned(nm)));
+        assert_eq!(t.record(&a, Err(nm), None, 92 * s), None, "one mismatch is not enough");
+        assert!(t.due(93 * s), "re-measured a second later");
+        assert_eq!(t.record(&a, Err(nm), None, 93 * s), Some(Change::Unaligned(nm)));
         assert_eq!(a.lag(), None);
-        assert_eq!(t.record(&a, Err(Unaligned::NoMatch { score: 0.2 }), None, 34 * s), None, "each reason once");
+        assert_eq!(t.record(&a, Err(Unaligned::NoMatch { score: 0.2 }), None, 94 * s), None, "each reason once");
     }
 }

@@ -170,6 +170,36 @@ fn set_alignment(ast: &Asterisk, alignment: Option<&str>) -> Result<(), String> 
     alignment.map_or(Ok(()), |mode| ast.set_alignment(mode))
 }
 
+/// A call of the test phone through handoff: a fresh Asterisk (with `plan`'s alignment), handoffd,
+/// the far party and the phone's two legs driven by the pump, all three joined.
+struct PumpCall {
+    ast: Asterisk,
+    ami: AmiClient,
+    handoffd: Handoffd,
+    far_rec: Recorder,
+    far: Sipp,
+    data: Sipp,
+    carrier: Sipp,
+    pump: Pump,
+}
+
+impl PumpCall {
+    /// The data leg hangs up after `call_ms`; the pump has `script_s` s of signal.
+    fn start(plan: &Plan, call_ms: u64, script_s: f64) -> Result<Self, String> {
+        let ast = Asterisk::start();
+        set_alignment(&ast, plan.alignment)?;
+        let ami = AmiClient::connect();
+        let handoffd = Handoffd::connected(&ast);
+        let log = || format!("handoffd log:\n{}", handoffd.log().join("\n"));
+        let (far_rec, far) = far_party(&ast);
+        let (data, carrier, pump) = phone(&ast, plan, script_s, "pump_app_uac.xml", "alice-app", "127.0.0.2", call_ms)
+            .map_err(|e| format!("{e}\n{}", log()))?;
+        wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
+            .ok_or_else(|| format!("the three legs did not join\n{}", log()))?;
+        Ok(Self { ast, ami, handoffd, far_rec, far, data, carrier, pump })
+    }
+}
+
 /// What random loss on the phone's uplink did to what the far party heard.
 #[derive(Clone, Debug)]
 pub struct LossFigures {
@@ -184,16 +214,9 @@ pub struct LossFigures {
 /// random and independently).
 pub fn run_loss(plan: &Plan, loss: (u32, u32), secs: u64) -> Result<LossFigures, String> {
     let call_ms = 6000 + secs * 1000;
-    let ast = Asterisk::start();
-    set_alignment(&ast, plan.alignment)?;
-    let ami = AmiClient::connect();
-    let handoffd = Handoffd::connected(&ast);
-    let (far_rec, mut far) = far_party(&ast);
     let script_s = call_ms as f64 / 1000.0 + 10.0;
-    let (mut data, mut carrier, pump) =
-        phone(&ast, plan, script_s, "pump_app_uac.xml", "alice-app", "127.0.0.2", call_ms)?;
-    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
-        .ok_or("the three legs did not join")?;
+    let PumpCall { ast, ami, handoffd, far_rec, mut far, mut data, mut carrier, pump } =
+        PumpCall::start(plan, call_ms, script_s)?;
     // the module measures the legs' offset in the first seconds
     std::thread::sleep(3 * SEC);
     let from = Instant::now();
@@ -222,18 +245,10 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     let phases = phases(plan);
     let run_ms: u64 = phases.iter().map(|p| p + plan.down_ms + plan.up_ms).sum();
     let call_ms = 4000 + run_ms + 1000;
-    let ast = Asterisk::start();
-    set_alignment(&ast, plan.alignment)?;
-    let ami = AmiClient::connect();
-    let handoffd = Handoffd::connected(&ast);
-    let (far_rec, mut far) = far_party(&ast);
     let script_s = call_ms as f64 / 1000.0 + 10.0;
+    let PumpCall { ast, ami, handoffd, far_rec, mut far, mut data, mut carrier, pump } =
+        PumpCall::start(plan, call_ms, script_s)?;
     let log = || format!("handoffd log:\n{}", handoffd.log().join("\n"));
-    let (mut data, mut carrier, pump) =
-        phone(&ast, plan, script_s, "pump_app_uac.xml", "alice-app", "127.0.0.2", call_ms)
-            .map_err(|e| format!("{e}\n{}", log()))?;
-    wait_for(10 * SEC, || (ami.events().iter().filter(|e| e.name == "ConfbridgeJoin").count() == 3).then_some(()))
-        .ok_or_else(|| format!("the three legs did not join\n{}", log()))?;
     std::thread::sleep(2 * SEC);
     if plan.alignment != Some("switching") {
         // aligned: the cuts begin once the later leg feeds the mix (it takes over in a pause of

@@ -16,17 +16,7 @@ impl Cut {
     /// Cuts the path of the RTP ports `from..=to`.
     pub fn udp_ports(from: u16, to: u16) -> Self {
         let ports = format!("{from}-{to}");
-        remove_table();
-        testbed(&["nft", "add", "table", "inet", TABLE]);
-        testbed(&[
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            TABLE,
-            "input",
-            "{ type filter hook input priority -10 ; policy accept ; }",
-        ]);
+        input_chain();
         testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "sport", &ports, "drop"]);
         testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "dport", &ports, "drop"]);
         Self { ports }
@@ -35,17 +25,7 @@ impl Cut {
     /// Drops `percent` % of the UDP packets sent *from* each port range, at random and
     /// independently per range (the phone's uplink on a lossy path).
     pub fn loss(ranges: &[((u16, u16), u32)]) -> Self {
-        remove_table();
-        testbed(&["nft", "add", "table", "inet", TABLE]);
-        testbed(&[
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            TABLE,
-            "input",
-            "{ type filter hook input priority -10 ; policy accept ; }",
-        ]);
+        input_chain();
         let mut all = Vec::new();
         for ((from, to), percent) in ranges {
             let ports = format!("{from}-{to}");
@@ -65,6 +45,14 @@ impl Cut {
     pub fn ports(&self) -> &str {
         &self.ports
     }
+}
+
+/// A fresh table with an input chain for the rules (any earlier cut's table removed first).
+fn input_chain() {
+    remove_table();
+    testbed(&["nft", "add", "table", "inet", TABLE]);
+    let chain = "{ type filter hook input priority -10 ; policy accept ; }";
+    testbed(&["nft", "add", "chain", "inet", TABLE, "input", chain]);
 }
 
 /// Removes the cut's table if it is there (it may not be: no error then).

@@ -6,12 +6,14 @@
 //! data leg). Both legs of the test phone come from one clock (`pump`), the carrier leg a set
 //! offset behind with jitter; the far end's RTP is analysed by `listen` (silence where voice was
 //! due, frames repeated, speech skipped, packets with both legs at once), for failover and
-//! take-back. Prints tables, the distribution of stock detection, and one JSON line per mode.
+//! take-back; also carrier-path cuts and random uplink loss. Prints tables, the distribution of
+//! stock detection, and one JSON line per mode.
 //!
 //! Usage: `handoff-bench-failover [CUTS] [--offset MS] [--jitter MS] [--data-jitter MS] [--seed N]`
 //! (defaults: 20 cuts, the carrier leg 80 ms behind with ±20 ms of jitter, the data leg steady;
 //! `--data-jitter` gives the data leg jitter too). `HANDOFF_BENCH_STOCK_ONLY=1` skips
-//! handoff, `HANDOFF_BENCH_HANDOFF_ONLY=1` skips stock, `HANDOFF_BENCH_VERBOSE=1` prints each cut.
+//! handoff, `HANDOFF_BENCH_HANDOFF_ONLY=1` skips stock, `HANDOFF_BENCH_LOSS_ONLY=1` runs the random-loss
+//! calls only, `HANDOFF_BENCH_VERBOSE=1` prints each cut.
 
 use handoff_tests::failover::{run_handoff, run_loss, run_stock, CutFigures, LossFigures, Outcome, Plan, TAKE_BACK_MS};
 use handoff_tests::listen::{Switch, Talk};
@@ -203,7 +205,8 @@ fn main() -> ExitCode {
             run_handoff(&p)
         })
     };
-    if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() {
+    let loss_only = std::env::var_os("HANDOFF_BENCH_LOSS_ONLY").is_some();
+    if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() && !loss_only {
         let runs = [
             ("aligned, continuous", Talk::Continuous, "aligned", false),
             ("aligned, talk spurts", spurts, "aligned", false),
@@ -223,10 +226,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        for mode in ["aligned", "switching"] {
+    }
+    if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() {
+        for (mode, talk, talk_name) in [
+            ("aligned", Talk::Continuous, "continuous"),
+            ("aligned", spurts, "talk spurts"),
+            ("switching", Talk::Continuous, "continuous"),
+        ] {
             for loss in [(10, 0), (5, 5)] {
-                let name = format!("{mode}, loss {}% data / {}% carrier", loss.0, loss.1);
-                match run_loss(&plan(Talk::Continuous, 0, mode), loss, LOSS_SECS) {
+                let name = format!("{mode}, {talk_name}, loss {}% data / {}% carrier", loss.0, loss.1);
+                match run_loss(&plan(talk, 0, mode), loss, LOSS_SECS) {
                     Ok(f) => losses.push((name, mode, f)),
                     Err(e) => {
                         eprintln!("handoff ({name}) failed: {e}");
@@ -236,7 +245,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let stock = if std::env::var_os("HANDOFF_BENCH_HANDOFF_ONLY").is_none() {
+    let stock = if std::env::var_os("HANDOFF_BENCH_HANDOFF_ONLY").is_none() && !loss_only {
         match run_stock(&plan(Talk::Continuous, 1000, "switching")) {
             Ok(o) => Some(o),
             Err(e) => {
@@ -289,14 +298,16 @@ fn main() -> ExitCode {
         }
     }
     if !losses.is_empty() {
-        println!("\nrandom loss on the phone's uplink ({LOSS_SECS} s, nftables numgen random, each leg independently), continuous voice:");
         println!(
-            "{:<40} {:>10} {:>9}  {:>8} {:>8} {:>9} {:>8}",
+            "\nrandom loss on the phone's uplink ({LOSS_SECS} s, nftables numgen random, each leg independently):"
+        );
+        println!(
+            "{:<53} {:>10} {:>9}  {:>8} {:>8} {:>9} {:>8}",
             "mode", "delivered", "of", "repeated", "skipped", "two legs", "silence"
         );
         for (name, _, f) in &losses {
             println!(
-                "{:<40} {:>9.2}% {:>9}  {:>8} {:>8} {:>9} {:>5.0} ms",
+                "{:<53} {:>9.2}% {:>9}  {:>8} {:>8} {:>9} {:>5.0} ms",
                 name,
                 100.0 * f.delivered.0 as f64 / f.delivered.1.max(1) as f64,
                 f.delivered.1,
