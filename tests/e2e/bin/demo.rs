@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         cut_carrier: false,
     };
     let (mut data, mut carrier, pump) =
-        match phone(&ast, &plan, 30.0, "pump_app_uac.xml", "alice-app", "127.0.0.2", 10_000) {
+        match phone(&ast, &plan, 30.0, "pump_app_uac.xml", "alice-app", "127.0.0.2", 14_000) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("the phone's legs did not come up: {e}\n{}", handoffd.log().join("\n"));
