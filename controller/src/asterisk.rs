@@ -456,6 +456,15 @@ impl AsteriskDriver {
             let gap = ev.get("GapMs").and_then(|g| g.parse().ok()).unwrap_or(0);
             self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap) });
         }
+        if ev.name == "HandoffAlignment" {
+            let offset_ms = match ev.get("Status") {
+                Some("aligned") => {
+                    ev.get("OffsetMs").and_then(|o| o.parse::<f64>().ok()).map(|o| o.abs().round() as u64)
+                }
+                _ => None,
+            };
+            self.events.push_back(DriverEvent::Alignment { offset_ms });
+        }
         let input = if ev.name == "OriginateResponse" {
             let Some(far) = ev.headers.get("ActionID").and_then(|id| self.originates.remove(id)) else {
                 // An answer to an originate handoffd no longer follows (its action timed out,
@@ -684,6 +693,33 @@ mod tests {
 
     pub(super) fn events(d: &mut AsteriskDriver) -> Vec<DriverEvent> {
         std::iter::from_fn(|| d.poll_event()).collect()
+    }
+
+    #[test]
+    fn the_module_aligning_or_unaligning_a_device_is_reported_for_the_metrics() {
+        let mut d = driver();
+        d.connected(0);
+        d.receive(b"Asterisk Call Manager/11.0.0\r\n", 1);
+        d.receive(b"Response: Success\r\nActionID: handoffd-1\r\nMessage: Authentication accepted\r\n\r\n", 2);
+        d.receive(
+            b"Response: Success\r\nActionID: handoffd-2\r\nEventList: start\r\n\r\n\
+              Event: CoreShowChannelsComplete\r\nActionID: handoffd-2\r\nEventList: Complete\r\n\r\n",
+            3,
+        );
+        let _ = events(&mut d);
+        d.receive(
+            b"Event: HandoffAlignment\r\nSession: s-1\r\nGroup: s-1/alice-phone\r\nStatus: aligned\r\nOffsetMs: -87.6\r\nLater: data\r\n\r\n\
+              Event: HandoffAlignment\r\nSession: s-1\r\nGroup: s-1/alice-phone\r\nStatus: switching\r\nReason: silence\r\n\r\n",
+            4,
+        );
+        let ev = events(&mut d);
+        assert!(
+            matches!(
+                ev[..],
+                [DriverEvent::Alignment { offset_ms: Some(88) }, DriverEvent::Alignment { offset_ms: None }]
+            ),
+            "{ev:?}"
+        );
     }
 
     #[test]

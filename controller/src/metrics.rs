@@ -7,6 +7,45 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (ms) of the failover-gap histogram buckets.
 pub const GAP_BUCKETS_MS: [u64; 8] = [20, 40, 60, 80, 100, 200, 500, 1000];
+/// Upper bounds (ms) of the leg-offset histogram buckets.
+pub const OFFSET_BUCKETS_MS: [u64; 8] = [20, 40, 60, 80, 100, 150, 200, 300];
+
+/// A cumulative histogram of whole milliseconds with fixed bucket bounds.
+#[derive(Debug)]
+struct Histogram<const N: usize> {
+    buckets: [AtomicU64; N],
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl<const N: usize> Default for Histogram<N> {
+    fn default() -> Self {
+        Self { buckets: std::array::from_fn(|_| AtomicU64::new(0)), count: AtomicU64::new(0), sum: AtomicU64::new(0) }
+    }
+}
+
+impl<const N: usize> Histogram<N> {
+    fn observe(&self, bounds: &[u64; N], v: u64) {
+        inc(&self.count);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+        for (bucket, bound) in self.buckets.iter().zip(bounds) {
+            if v <= *bound {
+                inc(bucket);
+            }
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, bounds: &[u64; N]) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bucket, bound) in self.buckets.iter().zip(bounds) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", get(bucket));
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", get(&self.count));
+        let _ = writeln!(out, "{name}_sum {}", get(&self.sum));
+        let _ = writeln!(out, "{name}_count {}", get(&self.count));
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -33,9 +72,11 @@ pub struct Metrics {
     pub api_http: std::sync::Arc<crate::http::Counters>,
     /// The metrics listener's connections.
     pub metrics_http: std::sync::Arc<crate::http::Counters>,
-    gap_buckets: [AtomicU64; GAP_BUCKETS_MS.len()],
-    gap_count: AtomicU64,
-    gap_sum_ms: AtomicU64,
+    gaps: Histogram<{ GAP_BUCKETS_MS.len() }>,
+    /// Device groups whose legs the PBX aligned / gave the alignment up for.
+    pub alignments_aligned: AtomicU64,
+    pub alignments_given_up: AtomicU64,
+    offsets: Histogram<{ OFFSET_BUCKETS_MS.len() }>,
 }
 
 fn inc(c: &AtomicU64) {
@@ -50,12 +91,17 @@ impl Metrics {
     /// A failover whose mix had no frame for `gap_ms`.
     pub fn observe_failover(&self, gap_ms: u64) {
         inc(&self.failovers);
-        inc(&self.gap_count);
-        self.gap_sum_ms.fetch_add(gap_ms, Ordering::Relaxed);
-        for (i, bound) in GAP_BUCKETS_MS.iter().enumerate() {
-            if gap_ms <= *bound {
-                inc(&self.gap_buckets[i]);
+        self.gaps.observe(&GAP_BUCKETS_MS, gap_ms);
+    }
+
+    /// A device's legs aligned with the later one `offset_ms` behind (`None`: alignment given up).
+    pub fn observe_alignment(&self, offset_ms: Option<u64>) {
+        match offset_ms {
+            Some(ms) => {
+                inc(&self.alignments_aligned);
+                self.offsets.observe(&OFFSET_BUCKETS_MS, ms);
             }
+            None => inc(&self.alignments_given_up),
         }
     }
 
@@ -156,16 +202,27 @@ impl Metrics {
             "counter",
             &by_listener(|c| &c.refused),
         );
-        let _ = writeln!(
-            out,
-            "# HELP handoff_failover_gap_ms How long the mix had no frame when a leg took over.\n# TYPE handoff_failover_gap_ms histogram"
+        counter(
+            "handoff_alignments_total",
+            "Device groups whose legs the PBX lined up in time (aligned), or stopped aligning (switching).",
+            "counter",
+            &[
+                ("{status=\"aligned\"}".into(), get(&self.alignments_aligned)),
+                ("{status=\"switching\"}".into(), get(&self.alignments_given_up)),
+            ],
         );
-        for (i, bound) in GAP_BUCKETS_MS.iter().enumerate() {
-            let _ = writeln!(out, "handoff_failover_gap_ms_bucket{{le=\"{bound}\"}} {}", get(&self.gap_buckets[i]));
-        }
-        let _ = writeln!(out, "handoff_failover_gap_ms_bucket{{le=\"+Inf\"}} {}", get(&self.gap_count));
-        let _ = writeln!(out, "handoff_failover_gap_ms_sum {}", get(&self.gap_sum_ms));
-        let _ = writeln!(out, "handoff_failover_gap_ms_count {}", get(&self.gap_count));
+        self.gaps.render(
+            &mut out,
+            "handoff_failover_gap_ms",
+            "How long the mix had no frame when a leg took over.",
+            &GAP_BUCKETS_MS,
+        );
+        self.offsets.render(
+            &mut out,
+            "handoff_leg_offset_ms",
+            "How far the later leg's audio ran behind the earlier one's when the legs were aligned.",
+            &OFFSET_BUCKETS_MS,
+        );
         out
     }
 }
@@ -190,6 +247,15 @@ mod tests {
         assert!(text.contains("handoff_failover_gap_ms_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("handoff_failover_gap_ms_sum 342\n"));
         assert!(text.contains("# TYPE handoff_sessions gauge\n"));
+        m.observe_alignment(Some(88));
+        m.observe_alignment(None);
+        let text = m.render();
+        assert!(text.contains("handoff_alignments_total{status=\"aligned\"} 1\n"));
+        assert!(text.contains("handoff_alignments_total{status=\"switching\"} 1\n"));
+        assert!(
+            text.contains("handoff_leg_offset_ms_bucket{le=\"80\"} 0\nhandoff_leg_offset_ms_bucket{le=\"100\"} 1\n")
+        );
+        assert!(text.contains("handoff_leg_offset_ms_sum 88\n"));
         m.api_http.refused.fetch_add(3, Ordering::Relaxed);
         assert!(m.render().contains("handoff_http_connections_refused_total{listener=\"api\"} 3\n"));
     }

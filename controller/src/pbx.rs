@@ -70,6 +70,9 @@ pub enum DriverEvent {
     /// The mix moved to another leg because the feeding one failed; the gap if the PBX
     /// measured it.
     Failover { gap_ms: Option<u64> },
+    /// The PBX lined a device's two legs up in time (`Some`: how far behind the later leg's audio
+    /// is, ms) or gave the alignment up (`None`: the mix switches between the legs).
+    Alignment { offset_ms: Option<u64> },
     /// The link cannot go on (the daemon reconnects, after the login retry if the error is fatal).
     Down(LinkError),
 }

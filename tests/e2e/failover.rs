@@ -89,6 +89,8 @@ pub struct Outcome {
     pub aligned: Option<(f64, String)>,
     /// `HandoffAlignment` events with Status switching (the reasons).
     pub unaligned: Vec<String>,
+    /// handoffd's metrics at the end of the call (handoff only).
+    pub metrics: String,
 }
 
 /// Random phases and the whole run's length, fixed in advance (the data leg hangs up at the end).
@@ -286,6 +288,7 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     let t0 = pump.t0;
     drop(pump);
     handoffd.assert_nothing_left(&ast, &ami);
+    let metrics = handoffd.metrics();
     let events = ami.events();
     let switched =
         |to: &str| events.iter().filter(|e| e.name == "HandoffLegSwitched" && e.headers.get("To") == Some(to)).count();
@@ -328,6 +331,7 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
         switches: (switched("carrier"), switched("data")),
         aligned,
         unaligned,
+        metrics,
     })
 }
 
@@ -342,6 +346,7 @@ pub fn run_stock(plan: &Plan) -> Result<Outcome, String> {
         switches: (0, 0),
         aligned: None,
         unaligned: Vec::new(),
+        metrics: String::new(),
     };
     for (i, phase) in phases.iter().enumerate() {
         // A cut is tried up to three times: the testbed is shared, and another test's stop may

@@ -94,6 +94,12 @@ fn aligned_legs_make_the_same_cuts_inaudible() {
     assert_eq!(later, "carrier");
     assert!((offset - OFFSET_MS).abs() <= JITTER_MS + 10.0, "measured offset {offset} ms, sent {OFFSET_MS} ms");
     assert_eq!(out.own_voice, (0, 0), "never the phone's own voice back on a leg");
+    assert!(
+        out.metrics.contains("handoff_alignments_total{status=\"aligned\"} 1\n")
+            && out.metrics.contains("handoff_leg_offset_ms_count 1\n"),
+        "handoffd counts the alignment:\n{}",
+        out.metrics
+    );
     for (i, c) in out.cuts.iter().enumerate() {
         for (what, s) in [("failover", &c.failover), ("take-back", take_back(c))] {
             assert_eq!(

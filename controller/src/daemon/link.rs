@@ -202,6 +202,7 @@ async fn link(
                         }
                         ctl.core.tell_board(|b| b.failover(gap_ms, UnixMs::now()));
                     }
+                    DriverEvent::Alignment { offset_ms } => ctl.metrics.observe_alignment(offset_ms),
                     DriverEvent::Down(e) => return Some(e),
                 }
             }
