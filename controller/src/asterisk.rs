@@ -697,16 +697,7 @@ mod tests {
 
     #[test]
     fn the_module_aligning_or_unaligning_a_device_is_reported_for_the_metrics() {
-        let mut d = driver();
-        d.connected(0);
-        d.receive(b"Asterisk Call Manager/11.0.0\r\n", 1);
-        d.receive(b"Response: Success\r\nActionID: handoffd-1\r\nMessage: Authentication accepted\r\n\r\n", 2);
-        d.receive(
-            b"Response: Success\r\nActionID: handoffd-2\r\nEventList: start\r\n\r\n\
-              Event: CoreShowChannelsComplete\r\nActionID: handoffd-2\r\nEventList: Complete\r\n\r\n",
-            3,
-        );
-        let _ = events(&mut d);
+        let mut d = ready_driver();
         d.receive(
             b"Event: HandoffAlignment\r\nSession: s-1\r\nGroup: s-1/alice-phone\r\nStatus: aligned\r\nOffsetMs: -87.6\r\nLater: data\r\n\r\n\
               Event: HandoffAlignment\r\nSession: s-1\r\nGroup: s-1/alice-phone\r\nStatus: switching\r\nReason: silence\r\n\r\n",
