@@ -84,14 +84,6 @@ impl Default for Slot {
     }
 }
 
-/// A frame read back out of a ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Kept {
-    pub format: Format,
-    pub level: u16,
-    pub arrival_ns: u64,
-}
-
 /// The last [`RING`] frames of one leg, by sequence number. Written by that leg's read hook
 /// only; read by the other leg's hook and the ticker.
 pub struct LegRing {
@@ -196,7 +188,7 @@ impl LegRing {
     }
 
     /// Frame `seq` into `out`, if the ring still holds it (and it was not being rewritten).
-    pub fn read(&self, seq: u64, out: &mut [u8; FRAME]) -> Option<Kept> {
+    pub fn read(&self, seq: u64, out: &mut [u8; FRAME]) -> Option<Format> {
         let slot = &self.slots[(seq % RING as u64) as usize];
         for _ in 0..4 {
             let v = slot.version.load(Ordering::Acquire);
@@ -207,11 +199,7 @@ impl LegRing {
             if slot.seq.load(Ordering::Relaxed) != seq {
                 return None;
             }
-            let kept = Kept {
-                format: format_of(slot.format.load(Ordering::Relaxed))?,
-                level: slot.level.load(Ordering::Relaxed) as u16,
-                arrival_ns: slot.arrival_ns.load(Ordering::Relaxed),
-            };
+            let kept = format_of(slot.format.load(Ordering::Relaxed))?;
             for (word, chunk) in slot.data.iter().zip(out.chunks_exact_mut(8)) {
                 chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
             }
@@ -236,11 +224,11 @@ impl LegRing {
         let mut held = 0;
         let mut buf = [0u8; FRAME];
         for i in 0..n {
-            if let Some(k) = self.read(from + i, &mut buf) {
+            if let Some(format) = self.read(from + i, &mut buf) {
                 held += 1;
                 let dst = &mut out[i as usize * FRAME..(i as usize + 1) * FRAME];
                 for (d, b) in dst.iter_mut().zip(buf) {
-                    *d = f32::from(decode(k.format, b));
+                    *d = f32::from(decode(format, b));
                 }
             }
         }
@@ -536,15 +524,12 @@ impl Aligner {
         let mut buf = [0u8; FRAME];
         loop {
             for p in order {
-                if p == path && want == own && self.preferred == path {
-                    return Emit::Own;
+                if p == path && want == own {
+                    return Emit::Own; // the frame already holds it
                 }
                 let Some(s) = self.seq_of(p, want, k) else { continue };
                 if let Some(kept) = self.rings[p as usize].read(s, &mut buf) {
-                    if p == path && want == own {
-                        return Emit::Own;
-                    }
-                    if convert(kept.format, &buf, format, out, FRAME) {
+                    if convert(kept, &buf, format, out, FRAME) {
                         if p == path {
                             self.filled_own.fetch_add(1, Ordering::Relaxed);
                         } else {
