@@ -3,7 +3,7 @@
 //! with its final newline), `AST_BUILDOPT_SUM`, the constants the module passes, and the layout of
 //! every struct the module shares with Asterisk. It compiles and runs a small C probe against the
 //! headers; the probe prints Rust source into `$OUT_DIR/asterisk_abi.rs`, including compile-time
-//! assertions that the Rust `#[repr(C)]` structs in `src/ffi.rs` have the headers' offsets and
+//! assertions that the Rust `#[repr(C)]` structs in `src/asterisk/ffi.rs` have the headers' offsets and
 //! sizes. The probe also checks, with the C compiler, that every Asterisk function the module
 //! declares has the prototype the Rust side assumes.
 //!
@@ -108,7 +108,7 @@ const CONSTANTS: &[(&str, &str)] = &[
     ("AST_FRAMEHOOK_INTERFACE_VERSION", "AST_FRAMEHOOK_INTERFACE_VERSION"),
 ];
 
-/// The prototypes `src/ffi.rs` declares, checked by the C compiler against the headers.
+/// The prototypes `src/asterisk/ffi.rs` declares, checked by the C compiler against the headers.
 const PROTOTYPES: &[(&str, &str)] = &[
     ("ast_module_register", "void (*)(const struct ast_module_info *)"),
     ("ast_module_unregister", "void (*)(const struct ast_module_info *)"),
@@ -260,14 +260,14 @@ static void bytes(const char *name, const char *s)
     for (cstruct, rust, fields) in LAYOUTS {
         let _ = writeln!(
             c,
-            "\tprintf(\"const _: () = assert!(::core::mem::size_of::<crate::ffi::{rust}>() == %zu, \\\"size of {rust} differs from {cstruct} in the Asterisk headers\\\");\\n\", sizeof({cstruct}));"
+            "\tprintf(\"const _: () = assert!(::core::mem::size_of::<crate::asterisk::ffi::{rust}>() == %zu, \\\"size of {rust} differs from {cstruct} in the Asterisk headers\\\");\\n\", sizeof({cstruct}));"
         );
         for field in *fields {
             // "c_name=rust_name" where the C name is a Rust keyword.
             let (f, rf) = field.split_once('=').unwrap_or((field, field));
             let _ = writeln!(
                 c,
-                "\tprintf(\"const _: () = assert!(::core::mem::offset_of!(crate::ffi::{rust}, {rf}) == %zu, \\\"offset of {rust}.{f} differs from {cstruct} in the Asterisk headers\\\");\\n\", offsetof({cstruct}, {f}));"
+                "\tprintf(\"const _: () = assert!(::core::mem::offset_of!(crate::asterisk::ffi::{rust}, {rf}) == %zu, \\\"offset of {rust}.{f} differs from {cstruct} in the Asterisk headers\\\");\\n\", offsetof({cstruct}, {f}));"
             );
         }
     }

@@ -11,21 +11,28 @@
 //! - `HANDOFF_REASON`: a one-line reason for anything but `ASSIGNED`
 
 use crate::app_args::parse_args;
-use crate::asterisk::{self, Channel, EventClass, Level};
-use crate::ffi;
+use crate::asterisk::{self, Application, Channel, Level};
+use crate::config;
+use crate::events::{self, Arrival};
 use crate::frame_clock::Path;
-use crate::guard::guard;
+use crate::groups::GroupSettings;
 use crate::legs::{self, Decision, WaitEnd};
 use crate::media;
-use crate::registration::{config, module_self};
 use crate::secret;
-use std::ffi::{c_char, c_int};
+use std::ffi::c_int;
 use std::time::{Duration, Instant};
 
-const APP: &std::ffi::CStr = c"Handoff";
-const SYNOPSIS: &std::ffi::CStr = c"Hand the channel to the handoff controller (dual-leg sessions, moves)";
-const DESCRIPTION: &std::ffi::CStr =
-    c"Handoff(far[,path[,token]]): announce this leg to handoffd and wait for its decision.\n\
+/// How often the waiting application looks for the controller's decision.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The `Handoff()` application.
+pub struct Handoff;
+
+impl Application for Handoff {
+    const NAME: &'static std::ffi::CStr = c"Handoff";
+    const SYNOPSIS: &'static std::ffi::CStr = c"Hand the channel to the handoff controller (dual-leg sessions, moves)";
+    const DESCRIPTION: &'static std::ffi::CStr =
+        c"Handoff(far[,path[,token]]): announce this leg to handoffd and wait for its decision.\n\
 far: the number of the far party; path: data (default) or carrier; token: optional pairing token.\n\
 Handoff(move,path,pin) reads the PIN digits (ended by #) and Handoff(move,path,ticket) the\n\
 X-Handoff-Ticket header itself, so that no dial plan argument carries them.\n\
@@ -33,43 +40,12 @@ Sets HANDOFF_STATUS (ASSIGNED, REFUSED, TIMEOUT, NOCONTROLLER, INVALID), HANDOFF
 HANDOFF_BRIDGE and HANDOFF_REASON, then returns; follow it with\n\
 ConfBridge(${HANDOFF_BRIDGE},handoff_bridge,handoff_user) when ASSIGNED.";
 
-/// How often the waiting application looks for the controller's decision.
-const POLL: Duration = Duration::from_millis(20);
-
-pub fn register() -> Result<(), ()> {
-    // SAFETY: static C strings; handoff_exec is a guarded extern "C" fn; module_self() is set.
-    let rc = unsafe {
-        ffi::ast_register_application2(
-            APP.as_ptr(),
-            handoff_exec,
-            SYNOPSIS.as_ptr(),
-            DESCRIPTION.as_ptr(),
-            module_self().cast(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(())
-    }
-}
-
-pub fn unregister() {
-    // SAFETY: static C string.
-    unsafe { ffi::ast_unregister_application(APP.as_ptr()) };
-}
-
-extern "C" fn handoff_exec(chan: *mut ffi::ast_channel, data: *const c_char) -> c_int {
-    guard("Handoff()", 0, || {
-        // SAFETY: Asterisk passes the live channel running this application, on its own thread.
-        let Some(chan) = (unsafe { Channel::from_app(chan) }) else { return -1 };
-        // SAFETY: data is NULL or the application's NUL-terminated argument string.
-        let data = unsafe { asterisk::from_c(data) };
-        let rc = run(&chan, &data);
+    fn exec(chan: &Channel, data: &str) -> i32 {
+        let rc = run(chan, data);
         // A PIN or ticket never outlives the wait, whatever its outcome.
         secret::forget(&chan.uniqueid());
         rc
-    })
+    }
 }
 
 fn finish(chan: &Channel, status: &str, reason: &str) -> c_int {
@@ -87,7 +63,7 @@ fn run(chan: &Channel, data: &str) -> c_int {
             return finish(chan, "INVALID", &why);
         }
     };
-    let cfg = config();
+    let cfg = config::current();
     let uniqueid = chan.uniqueid();
     // A move leg's PIN or ticket is read here, not by the dial plan (secret.rs says why).
     let secret = secret::Kind::requested(&args.far, &args.token);
@@ -116,20 +92,17 @@ fn run(chan: &Channel, data: &str) -> c_int {
     }
     let caller = chan.func("CALLERID(num)");
     let endpoint = chan.func("CHANNEL(endpoint)");
-    asterisk::manager_event(
-        EventClass::Call,
-        "HandoffLegArrived",
-        &[
-            ("Channel", &name),
-            ("Uniqueid", &uniqueid),
-            ("CallerIDNum", &caller),
-            ("Endpoint", &endpoint),
-            ("Path", args.path),
-            ("Far", &args.far),
-            ("Token", if secret.is_some() { "" } else { &args.token }),
-            ("Secret", secret.map_or("", secret::Kind::as_str)),
-        ],
-    );
+    events::leg_arrived(&Arrival {
+        channel: &name,
+        uniqueid: &uniqueid,
+        caller: &caller,
+        endpoint: &endpoint,
+        path: args.path,
+        far: &args.far,
+        token: if secret.is_some() { "" } else { &args.token },
+        secret: secret.map_or("", secret::Kind::as_str),
+    })
+    .raise();
     let deadline = Instant::now() + Duration::from_millis(cfg.assign_timeout_ms.into());
     loop {
         // The registry lock is released here, before any channel work below.
@@ -141,28 +114,13 @@ fn run(chan: &Channel, data: &str) -> c_int {
                     chan.set_var("HANDOFF_BRIDGE", &bridge);
                     let path = Path::parse(args.path).unwrap_or(Path::Data);
                     let preferred = Path::parse(&preferred).unwrap_or(Path::Data);
-                    // SAFETY: chan is this application's live channel, on its own thread.
-                    if let Err(why) = unsafe {
-                        media::attach(
-                            chan.as_ptr(),
-                            &group,
-                            &session,
-                            &uniqueid,
-                            path,
-                            media::GroupSettings { preferred, timing: cfg.timing(), align_max_ns: cfg.align_max_ns() },
-                        )
-                    } {
-                        media::attach_failed(&name, &why);
-                    }
+                    let settings = GroupSettings { preferred, timing: cfg.timing(), align_max_ns: cfg.align_max_ns() };
+                    media::attach(chan, &group, &session, &uniqueid, path, settings);
                     finish(chan, "ASSIGNED", "")
                 }
                 Decision::Refused { reason } => {
                     asterisk::log(Level::Notice, &format!("Handoff() on {name}: refused by handoffd: {reason}"));
-                    asterisk::manager_event(
-                        EventClass::Call,
-                        "HandoffLegRefused",
-                        &[("Channel", &name), ("Uniqueid", &uniqueid), ("Reason", &reason)],
-                    );
+                    events::leg_refused(&name, &uniqueid, &reason).raise();
                     finish(chan, "REFUSED", &reason)
                 }
             };
@@ -180,11 +138,7 @@ fn run(chan: &Channel, data: &str) -> c_int {
                 WaitEnd::TimedOut => ("handoffd did not place the leg within assign_timeout", "timeout"),
                 WaitEnd::HungUp => ("the caller hung up while waiting", "hangup"),
             };
-            asterisk::manager_event(
-                EventClass::Call,
-                "HandoffLegAbandoned",
-                &[("Channel", &name), ("Uniqueid", &uniqueid), ("Reason", label)],
-            );
+            events::leg_abandoned(&name, &uniqueid, label).raise();
             return match end {
                 WaitEnd::TimedOut => {
                     asterisk::log(

@@ -1,61 +1,41 @@
 //! CLI: `handoff show status`.
 
-use crate::asterisk::cli_print;
-use crate::ffi;
-use crate::guard::{guard, PANICS_CAUGHT};
+use crate::asterisk::{CliCommand, CliOutcome};
+use crate::config;
+use crate::guard::PANICS_CAUGHT;
 use crate::legs;
-use crate::registration::{config, module_self};
-use std::ffi::{c_char, c_int};
-use std::ptr::{addr_of_mut, null, null_mut};
+use crate::media;
+use std::ffi::CStr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-const USAGE: &std::ffi::CStr = c"Usage: handoff show status\n       Shows whether handoffd is connected, the channels waiting in Handoff() and totals since load.\n";
-const COMMAND: &std::ffi::CStr = c"handoff show status";
-const SUMMARY: &std::ffi::CStr = c"Show handoff module status";
+/// `handoff show status`.
+pub struct ShowStatus;
 
-/// Asterisk links registered entries into its own list, so the entry lives in a `static mut`
-/// touched only through raw pointers by register/unregister (load and unload are serialised by
-/// the loader).
-static mut SHOW_STATUS: ffi::ast_cli_entry = ffi::ast_cli_entry {
-    cmda: [null(); ffi::AST_MAX_CMD_LEN as usize],
-    summary: SUMMARY.as_ptr(),
-    usage: null(),
-    inuse: 0,
-    module: null_mut(),
-    _full_cmd: null_mut(),
-    cmdlen: 0,
-    args: 0,
-    command: null_mut(),
-    handler: Some(show_status),
-    list: ffi::ast_cli_list_entry { next: null_mut() },
-};
+impl CliCommand for ShowStatus {
+    const COMMAND: &'static CStr = c"handoff show status";
+    const SUMMARY: &'static CStr = c"Show handoff module status";
+    const USAGE: &'static CStr = c"Usage: handoff show status\n       Shows whether handoffd is connected, the channels waiting in Handoff() and totals since load.\n";
 
-pub fn register() -> Result<(), ()> {
-    // SAFETY: the static entry outlives its registration (unregistered on unload).
-    let rc = unsafe { ffi::__ast_cli_register(addr_of_mut!(SHOW_STATUS), module_self()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(())
+    fn run(argc: usize) -> CliOutcome {
+        if argc == 3 {
+            CliOutcome::Print(status_text())
+        } else {
+            CliOutcome::ShowUsage
+        }
     }
-}
-
-pub fn unregister() {
-    // SAFETY: the entry registered above (unregistering one that is not registered is harmless).
-    unsafe { ffi::ast_cli_unregister(addr_of_mut!(SHOW_STATUS)) };
 }
 
 /// The text `handoff show status` prints.
 pub fn status_text() -> String {
-    let cfg = config();
+    let cfg = config::current();
     let reg = legs::registry();
     let controller = match reg.controller(Instant::now(), cfg.controller_timeout()) {
         Some((name, ago)) => format!("connected ({name}, last hello {:.1} s ago)", ago.as_secs_f64()),
         None => "NOT connected (Handoff() calls get HANDOFF_STATUS=NOCONTROLLER)".into(),
     };
     let c = reg.counters;
-    let groups = crate::media::status_lines();
+    let groups = crate::groups::status_lines();
     format!(
         "handoff {version}\n\
          Controller:          {controller}\n\
@@ -84,40 +64,17 @@ pub fn status_text() -> String {
         align_max = cfg.align_max_ms,
         recover = cfg.recover_time_ms,
         account = cfg.controller_account,
-        hooks = crate::media::HOOKS_ATTACHED.load(Ordering::Relaxed),
-        frames = crate::media::FRAMES.load(Ordering::Relaxed),
-        per_frame = crate::media::FRAME_NS.load(Ordering::Relaxed) / crate::media::FRAMES.load(Ordering::Relaxed).max(1),
-        writes = crate::media::WRITES.load(Ordering::Relaxed),
-        per_write = crate::media::WRITE_NS.load(Ordering::Relaxed) / crate::media::WRITES.load(Ordering::Relaxed).max(1),
-        copied = crate::media::FILL_COPIED.load(Ordering::Relaxed),
-        repeated = crate::media::FILL_REPEATED.load(Ordering::Relaxed),
-        silenced = crate::media::FILL_SILENCE.load(Ordering::Relaxed),
-        dropped = crate::media::FILL_DROPPED.load(Ordering::Relaxed),
-        seam = crate::media::SEAM_SILENCED.load(Ordering::Relaxed),
+        hooks = media::HOOKS_ATTACHED.load(Ordering::Relaxed),
+        frames = media::FRAMES.load(Ordering::Relaxed),
+        per_frame = media::FRAME_NS.load(Ordering::Relaxed) / media::FRAMES.load(Ordering::Relaxed).max(1),
+        writes = media::WRITES.load(Ordering::Relaxed),
+        per_write = media::WRITE_NS.load(Ordering::Relaxed) / media::WRITES.load(Ordering::Relaxed).max(1),
+        copied = media::FILL_COPIED.load(Ordering::Relaxed),
+        repeated = media::FILL_REPEATED.load(Ordering::Relaxed),
+        silenced = media::FILL_SILENCE.load(Ordering::Relaxed),
+        dropped = media::FILL_DROPPED.load(Ordering::Relaxed),
+        seam = media::SEAM_SILENCED.load(Ordering::Relaxed),
         ngroups = groups.len(),
         groups = groups.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
-}
-
-extern "C" fn show_status(e: *mut ffi::ast_cli_entry, cmd: c_int, a: *mut ffi::ast_cli_args) -> *mut c_char {
-    guard("handoff show status", null_mut(), || {
-        if cmd == ffi::CLI_INIT {
-            // SAFETY: on CLI_INIT Asterisk passes our own entry; command and usage point to statics.
-            unsafe {
-                (*e).command = COMMAND.as_ptr() as *mut c_char;
-                (*e).usage = USAGE.as_ptr();
-            }
-            return null_mut();
-        }
-        if cmd == ffi::CLI_GENERATE || a.is_null() {
-            return null_mut();
-        }
-        // SAFETY: for an execution Asterisk passes valid args.
-        let (fd, argc) = unsafe { ((*a).fd, (*a).argc) };
-        if argc != 3 {
-            return ffi::RESULT_SHOWUSAGE as usize as *mut c_char;
-        }
-        cli_print(fd, &status_text());
-        ffi::RESULT_SUCCESS as usize as *mut c_char
-    })
 }

@@ -1,8 +1,26 @@
 //! `handoff.conf`, the module's own settings, read the Asterisk way (`[general]` section,
 //! `name = value` lines). Parsing is pure: it takes the variables with their line numbers and
 //! returns the settings plus one error line per bad value (the old value is kept for those).
+//! The settings in force are held here ([`current`], [`replace`]), replaced on load and reload.
 
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
+
+/// The config file the module reads from Asterisk's config directory.
+pub const CONFIG_FILE: &str = "handoff.conf";
+
+/// The settings in force.
+static CURRENT: LazyLock<RwLock<ModuleConfig>> = LazyLock::new(|| RwLock::new(ModuleConfig::default()));
+
+/// A copy of the settings in force.
+pub fn current() -> ModuleConfig {
+    CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Puts `cfg` in force.
+pub fn replace(cfg: ModuleConfig) {
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = cfg;
+}
 
 /// What `handoff.conf` sets.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -661,22 +661,28 @@ mod tests {
     fn concurrent_writer_and_readers_never_see_a_torn_frame() {
         use std::sync::Arc;
         let d = Arc::new(Downlink::new());
+        // The readers read until the writer is done (on a busy machine the writer may start
+        // after they would otherwise have finished), and at least 50 000 times.
+        let done = Arc::new(AtomicBool::new(false));
         let writer = {
-            let d = d.clone();
+            let (d, done) = (d.clone(), done.clone());
             std::thread::spawn(move || {
                 for i in 1..=50_000u64 {
                     d.store(Format::Slin(8000), 160, &frame((i % 30_000) as i16), i);
                 }
+                done.store(true, Ordering::Release);
             })
         };
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let d = d.clone();
+                let (d, done) = (d.clone(), done.clone());
                 std::thread::spawn(move || {
                     let c = Cursor::default();
                     let mut out = vec![0u8; 320];
                     let mut copied = 0;
-                    for i in 0..50_000u64 {
+                    let mut i = 0u64;
+                    while i < 50_000 || !done.load(Ordering::Acquire) || copied == 0 {
+                        i += 1;
                         if d.fill(&c, Some(Format::Slin(8000)), 160, &mut out, i) == Fill::Copied {
                             copied += 1;
                         }

@@ -139,6 +139,15 @@ pub enum Report {
     Switched { from: Option<Path>, to: Path, leg: LegId, at_ns: u64, gap_ns: u64, reason: SwitchReason },
 }
 
+impl Report {
+    /// The leg the report is about.
+    pub fn leg(&self) -> LegId {
+        match self {
+            Report::Stalled { leg, .. } | Report::Recovered { leg, .. } | Report::Switched { leg, .. } => *leg,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct LegClock {
     /// Hooks attached on this path (two while a re-dialled leg overlaps the old one).

@@ -14,98 +14,57 @@
 //! `HandoffAssign: Uniqueid 1700.5 is not waiting in Handoff() (gone, timed out or never there)`.
 
 use crate::ami_auth;
-use crate::asterisk::{self, cstring, AmiSession, Level};
-use crate::ffi;
-use crate::guard::guard;
+use crate::asterisk::{self, Action, Authority, Level, Module, Reply, Request};
+use crate::config;
 use crate::legs::{self, DecideError, Decision};
-use crate::registration::{config, module_self};
-use std::ffi::{c_int, CStr};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-type Handler = fn(&Request) -> Result<String, String>;
-
-const ACTIONS: &[(&CStr, c_int, ffi::ManagerAction, &CStr)] = &[
-    (c"HandoffChallenge", ffi::EVENT_FLAG_SYSTEM, challenge, c"handoffd: a nonce to prove the controller account with"),
-    (c"HandoffHello", ffi::EVENT_FLAG_SYSTEM, hello, c"handoffd heartbeat: marks the controller connected"),
-    (c"HandoffAssign", ffi::EVENT_FLAG_CALL, assign, c"Place a leg waiting in Handoff() into a session's bridge"),
-    (c"HandoffRefuse", ffi::EVENT_FLAG_CALL, refuse, c"Refuse a leg waiting in Handoff()"),
-];
-
-pub fn register() -> Result<(), ()> {
-    for (name, authority, func, synopsis) in ACTIONS {
-        // SAFETY: static C strings, guarded handlers, module_self() set by the loader.
-        let rc = unsafe {
-            ffi::ast_manager_register2(
-                name.as_ptr(),
-                *authority,
-                *func,
-                module_self(),
-                synopsis.as_ptr(),
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            return Err(());
-        }
-    }
-    Ok(())
+/// Registers the module's AMI actions (`HandoffSecret` is registered by `secret.rs`).
+pub fn register(module: Module) -> Result<(), ()> {
+    asterisk::manager::register::<Challenge>(module)?;
+    asterisk::manager::register::<Hello>(module)?;
+    asterisk::manager::register::<Assign>(module)?;
+    asterisk::manager::register::<Refuse>(module)
 }
 
 pub fn unregister() {
-    for (name, ..) in ACTIONS {
-        // SAFETY: static C string.
-        unsafe { ffi::ast_manager_unregister(name.as_ptr()) };
-    }
+    asterisk::manager::unregister::<Challenge>();
+    asterisk::manager::unregister::<Hello>();
+    asterisk::manager::unregister::<Assign>();
+    asterisk::manager::unregister::<Refuse>();
 }
 
-/// One AMI action as the handlers see it.
-struct Request {
-    action: &'static str,
-    session: AmiSession,
-    m: *const ffi::message,
+/// A header's value ("" when absent); values with control characters are refused.
+fn header(r: &Request, key: &str) -> Result<String, String> {
+    let v = r.header(key);
+    ami_auth::check_value(r.action(), key, &v)?;
+    Ok(v)
 }
 
-impl Request {
-    /// A header's value ("" when absent); values with control characters are refused.
-    fn header(&self, key: &str) -> Result<String, String> {
-        let k = cstring(key);
-        // SAFETY: m is the live message of this action call; astman_get_header does not write
-        // through the key despite its non-const prototype, and returns "" when absent.
-        let v = unsafe { asterisk::from_c(ffi::astman_get_header(self.m, k.as_ptr() as *mut _)) };
-        ami_auth::check_value(self.action, key, &v)?;
-        Ok(v)
-    }
-
-    fn required(&self, key: &str) -> Result<String, String> {
-        let v = self.header(key)?;
-        if v.trim().is_empty() {
-            Err(format!("{}: missing header {key}", self.action))
-        } else {
-            Ok(v.trim().to_string())
-        }
+/// A header that must be there, trimmed.
+fn required(r: &Request, key: &str) -> Result<String, String> {
+    let v = header(r, key)?;
+    if v.trim().is_empty() {
+        Err(format!("{}: missing header {key}", r.action()))
+    } else {
+        Ok(v.trim().to_string())
     }
 }
 
 /// When a refusal was last logged (ms since load): at most one log line a second.
 static LAST_REFUSAL_LOG: AtomicU64 = AtomicU64::new(0);
 
-/// The one gate of every handoff action but `HandoffChallenge`: the session must have proved
-/// it is the controller account.
-fn authorized(r: &Request) -> Result<(), String> {
-    if r.session.proof().is_some_and(|p| p.proven()) {
+/// The one gate of every handoff action but `HandoffChallenge` (`HandoffSecret` in `secret.rs`
+/// too): the session must have proved it is the controller account.
+pub(crate) fn authorized(r: &Request) -> Result<(), String> {
+    if r.session().proof().is_some_and(|p| p.proven()) {
         return Ok(());
     }
-    let why = ami_auth::refusal(r.action, &config().controller_account);
+    let why = ami_auth::refusal(r.action(), &config::current().controller_account);
     log_refusal(&why);
     Err(why)
-}
-
-/// The same gate for an action registered outside this file (`HandoffSecret` in `secret.rs`).
-pub(crate) fn authorize(action: &'static str, s: *mut ffi::mansession, m: *const ffi::message) -> Result<(), String> {
-    // SAFETY: s is the live session of this action call, used only during it.
-    let session = unsafe { AmiSession::from_action(s) };
-    authorized(&Request { action, session, m })
 }
 
 fn log_refusal(why: &str) {
@@ -118,48 +77,31 @@ fn log_refusal(why: &str) {
     }
 }
 
-fn respond(action: &'static str, s: *mut ffi::mansession, m: *const ffi::message, handler: Handler) -> c_int {
-    // SAFETY: s is the live session of this action call, used only during it.
-    let session = unsafe { AmiSession::from_action(s) };
-    let result = handler(&Request { action, session, m });
-    // SAFETY: s and m are this action call's live session and message.
-    unsafe {
-        match result {
-            Ok(msg) => ffi::astman_send_ack(s, m, cstring(&msg).as_ptr() as *mut _),
-            Err(err) => ffi::astman_send_error(s, m, cstring(&err).as_ptr() as *mut _),
-        }
-    }
-    0
-}
+/// `HandoffChallenge`: a fresh nonce for this session (`Challenge`).
+struct Challenge;
 
-extern "C" fn challenge(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffChallenge", 0, || {
-        // SAFETY: s is the live session of this action call, used only during it.
-        let session = unsafe { AmiSession::from_action(s) };
+impl Action for Challenge {
+    const NAME: &'static CStr = c"HandoffChallenge";
+    const AUTHORITY: Authority = Authority::System;
+    const SYNOPSIS: &'static CStr = c"handoffd: a nonce to prove the controller account with";
+
+    fn handle(r: &Request) -> Result<Reply, String> {
         let fresh = asterisk::random_hex16().and_then(|nonce| {
-            let proof = session.proof_or_new()?;
+            let proof = r.session().proof_or_new()?;
             proof.set_nonce(&nonce);
             Some(nonce)
         });
         match fresh {
-            Some(nonce) => session.send_success(m, &[("Challenge", &nonce)]),
-            // SAFETY: s and m are this action call's live session and message.
-            None => unsafe {
-                ffi::astman_send_error(
-                    s,
-                    m,
-                    c"HandoffChallenge: no randomness or memory for a nonce".as_ptr() as *mut _,
-                )
-            },
+            Some(nonce) => Ok(Reply::Headers(vec![("Challenge", nonce)])),
+            None => Err("HandoffChallenge: no randomness or memory for a nonce".into()),
         }
-        0
-    })
+    }
 }
 
 /// Checks `Key` against the session's pending challenge and the controller account's secret.
 fn prove(r: &Request, key: &str) -> Result<(), String> {
-    let account = config().controller_account;
-    let Some(proof) = r.session.proof_or_new() else {
+    let account = config::current().controller_account;
+    let Some(proof) = r.session().proof_or_new() else {
         return Err("HandoffHello: out of memory".into());
     };
     proof.set_proven(false);
@@ -184,28 +126,33 @@ fn prove(r: &Request, key: &str) -> Result<(), String> {
     Ok(())
 }
 
-extern "C" fn hello(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffHello", 0, || {
-        respond("HandoffHello", s, m, |r| {
-            let key = r.header("Key")?;
-            if key.is_empty() {
-                authorized(r)?;
-            } else {
-                prove(r, key.trim())?;
-            }
-            let name = r.header("Controller")?;
-            let name = if name.trim().is_empty() { "unnamed controller".to_string() } else { name.trim().to_string() };
-            let mut reg = legs::registry();
-            reg.recv_hello(&name, Instant::now());
-            Ok(format!("handoff {}; waiting={}", env!("CARGO_PKG_VERSION"), reg.waiting()))
-        })
-    })
+/// `HandoffHello`: proves the session is the controller account; marks handoffd connected.
+struct Hello;
+
+impl Action for Hello {
+    const NAME: &'static CStr = c"HandoffHello";
+    const AUTHORITY: Authority = Authority::System;
+    const SYNOPSIS: &'static CStr = c"handoffd heartbeat: marks the controller connected";
+
+    fn handle(r: &Request) -> Result<Reply, String> {
+        let key = header(r, "Key")?;
+        if key.is_empty() {
+            authorized(r)?;
+        } else {
+            prove(r, key.trim())?;
+        }
+        let name = header(r, "Controller")?;
+        let name = if name.trim().is_empty() { "unnamed controller".to_string() } else { name.trim().to_string() };
+        let mut reg = legs::registry();
+        reg.recv_hello(&name, Instant::now());
+        Ok(Reply::Ack(format!("handoff {}; waiting={}", env!("CARGO_PKG_VERSION"), reg.waiting())))
+    }
 }
 
-fn decide(action: &str, uniqueid: &str, decision: Decision) -> Result<String, String> {
+fn decide(action: &str, uniqueid: &str, decision: Decision) -> Result<Reply, String> {
     let result = legs::registry().decide(uniqueid, decision);
     match result {
-        Ok(()) => Ok(format!("{action}: delivered to {uniqueid}")),
+        Ok(()) => Ok(Reply::Ack(format!("{action}: delivered to {uniqueid}"))),
         Err(DecideError::NotWaiting) => {
             Err(format!("{action}: Uniqueid {uniqueid} is not waiting in Handoff() (gone, timed out or never there)"))
         }
@@ -213,37 +160,47 @@ fn decide(action: &str, uniqueid: &str, decision: Decision) -> Result<String, St
     }
 }
 
-extern "C" fn assign(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffAssign", 0, || {
-        respond("HandoffAssign", s, m, |r| {
-            authorized(r)?;
-            let uniqueid = r.required("Uniqueid")?;
-            let session = r.required("Session")?;
-            let bridge = r.required("Bridge")?;
-            if !bridge.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-                return Err(format!("HandoffAssign: Bridge '{bridge}' must be letters, digits, _ . -"));
-            }
-            let group = r.header("Group")?;
-            let group = if group.trim().is_empty() { session.clone() } else { group.trim().to_string() };
-            let preferred = r.header("Preferred")?;
-            let preferred = match preferred.trim() {
-                "" => "data".to_string(),
-                p @ ("data" | "carrier") => p.to_string(),
-                other => return Err(format!("HandoffAssign: Preferred '{other}' must be data or carrier")),
-            };
-            decide("HandoffAssign", &uniqueid, Decision::Assigned { session, bridge, group, preferred })
-        })
-    })
+/// `HandoffAssign`: the leg waiting in Handoff() joins `Bridge`, watched in group `Group`.
+struct Assign;
+
+impl Action for Assign {
+    const NAME: &'static CStr = c"HandoffAssign";
+    const AUTHORITY: Authority = Authority::Call;
+    const SYNOPSIS: &'static CStr = c"Place a leg waiting in Handoff() into a session's bridge";
+
+    fn handle(r: &Request) -> Result<Reply, String> {
+        authorized(r)?;
+        let uniqueid = required(r, "Uniqueid")?;
+        let session = required(r, "Session")?;
+        let bridge = required(r, "Bridge")?;
+        if !bridge.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            return Err(format!("HandoffAssign: Bridge '{bridge}' must be letters, digits, _ . -"));
+        }
+        let group = header(r, "Group")?;
+        let group = if group.trim().is_empty() { session.clone() } else { group.trim().to_string() };
+        let preferred = header(r, "Preferred")?;
+        let preferred = match preferred.trim() {
+            "" => "data".to_string(),
+            p @ ("data" | "carrier") => p.to_string(),
+            other => return Err(format!("HandoffAssign: Preferred '{other}' must be data or carrier")),
+        };
+        decide("HandoffAssign", &uniqueid, Decision::Assigned { session, bridge, group, preferred })
+    }
 }
 
-extern "C" fn refuse(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffRefuse", 0, || {
-        respond("HandoffRefuse", s, m, |r| {
-            authorized(r)?;
-            let uniqueid = r.required("Uniqueid")?;
-            let reason = r.header("Reason")?;
-            let reason = if reason.trim().is_empty() { "refused by handoffd".to_string() } else { reason };
-            decide("HandoffRefuse", &uniqueid, Decision::Refused { reason })
-        })
-    })
+/// `HandoffRefuse`: the leg waiting in Handoff() is refused.
+struct Refuse;
+
+impl Action for Refuse {
+    const NAME: &'static CStr = c"HandoffRefuse";
+    const AUTHORITY: Authority = Authority::Call;
+    const SYNOPSIS: &'static CStr = c"Refuse a leg waiting in Handoff()";
+
+    fn handle(r: &Request) -> Result<Reply, String> {
+        authorized(r)?;
+        let uniqueid = required(r, "Uniqueid")?;
+        let reason = header(r, "Reason")?;
+        let reason = if reason.trim().is_empty() { "refused by handoffd".to_string() } else { reason };
+        decide("HandoffRefuse", &uniqueid, Decision::Refused { reason })
+    }
 }

@@ -94,21 +94,14 @@ pub fn forget(uniqueid: &str) {
 }
 
 #[cfg(not(test))]
-pub(crate) use ami::{collect, register, unregister};
+pub(crate) use ami::{collect, Fetch};
 
 /// The Asterisk side: reading the secret on the channel, and the `HandoffSecret` action.
 #[cfg(not(test))]
 mod ami {
     use super::{hold, take, Kind, PIN_DIGIT_TIMEOUT_MS, PIN_MAX_DIGITS, TICKET_HEADER_FUNCTION};
-    use crate::asterisk::{self, cstring, Channel};
-    use crate::ffi;
-    use crate::guard::guard;
-    use crate::registration::module_self;
-    use std::ffi::c_int;
-
-    const ACTION: &std::ffi::CStr = c"HandoffSecret";
-    const SYNOPSIS: &std::ffi::CStr =
-        c"Fetch (once) the PIN or ticket a leg waiting in Handoff() presented; answered to the requester only";
+    use crate::asterisk::{Action, Authority, Channel, Reply, Request};
+    use std::ffi::CStr;
 
     /// Collects the secret of kind `kind` on `chan` and holds it for handoffd; `Err(())` when the
     /// channel hung up while the PIN was keyed.
@@ -121,67 +114,34 @@ mod ami {
         Ok(())
     }
 
-    pub(crate) fn register() -> Result<(), ()> {
-        // SAFETY: static C strings, a guarded handler, module_self() set by the loader.
-        let rc = unsafe {
-            ffi::ast_manager_register2(
-                ACTION.as_ptr(),
-                ffi::EVENT_FLAG_SYSTEM,
-                fetch,
-                module_self(),
-                SYNOPSIS.as_ptr(),
-                std::ptr::null(),
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(())
-        }
-    }
-
-    pub(crate) fn unregister() {
-        // SAFETY: static C string.
-        unsafe { ffi::ast_manager_unregister(ACTION.as_ptr()) };
-    }
-
     /// `HandoffSecret` with `Uniqueid`: answers `Response: Success` with the secret as its
     /// `Message`, to this AMI session only (an action's response is never broadcast), and
     /// forgets it.
-    extern "C" fn fetch(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-        guard("HandoffSecret", 0, || {
+    pub(crate) struct Fetch;
+
+    impl Action for Fetch {
+        const NAME: &'static CStr = c"HandoffSecret";
+        const AUTHORITY: Authority = Authority::System;
+        const SYNOPSIS: &'static CStr =
+            c"Fetch (once) the PIN or ticket a leg waiting in Handoff() presented; answered to the requester only";
+
+        fn handle(r: &Request) -> Result<Reply, String> {
             // Only the session that proved it is the controller account may fetch a secret.
-            if let Err(err) = crate::manager::authorize("HandoffSecret", s, m) {
-                // SAFETY: s and m are this action call's live session and message.
-                unsafe { ffi::astman_send_error(s, m, cstring(&err).as_ptr() as *mut _) };
-                return 0;
-            }
-            let key = cstring("Uniqueid");
-            // SAFETY: m is this action call's live message; astman_get_header does not write
-            // through the key and returns "" when the header is absent.
-            let uniqueid = unsafe { asterisk::from_c(ffi::astman_get_header(m, key.as_ptr() as *mut _)) };
+            crate::manager::authorized(r)?;
+            let uniqueid = r.header("Uniqueid");
             let uniqueid = uniqueid.trim();
-            let result = if uniqueid.is_empty() {
+            if uniqueid.is_empty() {
                 Err("HandoffSecret: missing header Uniqueid".to_string())
             } else if !uniqueid.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
                 Err("HandoffSecret: Uniqueid must be letters, digits, . _ -".to_string())
             } else {
-                take(uniqueid).ok_or_else(|| {
+                take(uniqueid).map(Reply::Ack).ok_or_else(|| {
                     format!(
                         "HandoffSecret: Uniqueid {uniqueid} holds no secret (already fetched, left Handoff(), or presented none)"
                     )
                 })
-            };
-            // SAFETY: s and m are this action call's live session and message; the strings are
-            // valid C strings for the duration of the calls.
-            unsafe {
-                match result {
-                    Ok(secret) => ffi::astman_send_ack(s, m, cstring(&secret).as_ptr() as *mut _),
-                    Err(err) => ffi::astman_send_error(s, m, cstring(&err).as_ptr() as *mut _),
-                }
             }
-            0
-        })
+        }
     }
 }
 

@@ -1,0 +1,144 @@
+//! The AMI events the module raises, and what each carries (docs/ami.md is the users'
+//! reference): a leg arriving in, refused by or leaving `Handoff()`, a leg stalling, recovering
+//! or taking over the mix, a device group's legs aligned or not. Built as data ([`Event`]) under
+//! the registry's lock and raised after it is released.
+
+use crate::align::{Estimate, Unaligned};
+use crate::asterisk::{manager_event, EventClass};
+use crate::frame_clock::{Path, Report, SwitchReason};
+
+/// One AMI event: its name and headers.
+#[derive(Debug)]
+pub struct Event {
+    pub name: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Event {
+    fn new(name: &'static str, headers: Vec<(&'static str, String)>) -> Self {
+        Self { name, headers }
+    }
+
+    /// Sends it to every AMI listener of the `call` class.
+    pub fn raise(&self) {
+        let h: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        manager_event(EventClass::Call, self.name, &h);
+    }
+}
+
+fn ms(ns: u64) -> String {
+    (ns / 1_000_000).to_string()
+}
+
+/// What a leg waiting in `Handoff()` tells the controller about itself.
+pub struct Arrival<'a> {
+    pub channel: &'a str,
+    pub uniqueid: &'a str,
+    pub caller: &'a str,
+    pub endpoint: &'a str,
+    pub path: &'a str,
+    pub far: &'a str,
+    pub token: &'a str,
+    /// The kind of secret the leg presented (`pin`, `ticket`, or "").
+    pub secret: &'a str,
+}
+
+/// `HandoffLegArrived`: a leg waits in `Handoff()` for the controller's decision.
+pub fn leg_arrived(a: &Arrival<'_>) -> Event {
+    Event::new(
+        "HandoffLegArrived",
+        vec![
+            ("Channel", a.channel.into()),
+            ("Uniqueid", a.uniqueid.into()),
+            ("CallerIDNum", a.caller.into()),
+            ("Endpoint", a.endpoint.into()),
+            ("Path", a.path.into()),
+            ("Far", a.far.into()),
+            ("Token", a.token.into()),
+            ("Secret", a.secret.into()),
+        ],
+    )
+}
+
+/// `HandoffLegRefused`: the controller refused a waiting leg.
+pub fn leg_refused(channel: &str, uniqueid: &str, reason: &str) -> Event {
+    Event::new(
+        "HandoffLegRefused",
+        vec![("Channel", channel.into()), ("Uniqueid", uniqueid.into()), ("Reason", reason.into())],
+    )
+}
+
+/// `HandoffLegAbandoned`: a leg left `Handoff()` undecided (`timeout` or `hangup`).
+pub fn leg_abandoned(channel: &str, uniqueid: &str, label: &str) -> Event {
+    Event::new(
+        "HandoffLegAbandoned",
+        vec![("Channel", channel.into()), ("Uniqueid", uniqueid.into()), ("Reason", label.into())],
+    )
+}
+
+/// The device group an event of the frame clock is about.
+pub struct GroupLabel<'a> {
+    pub session: &'a str,
+    pub key: &'a str,
+}
+
+impl GroupLabel<'_> {
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![("Session", self.session.to_string()), ("Group", self.key.to_string())]
+    }
+}
+
+/// `HandoffLegStalled`, `HandoffLegRecovered` or `HandoffLegSwitched` for a frame clock report
+/// about the leg whose Uniqueid is `uniqueid`.
+pub fn report(group: &GroupLabel<'_>, report: Report, uniqueid: String) -> Event {
+    let mut h = group.headers();
+    match report {
+        Report::Stalled { path, last_frame_ns, now_ns, .. } => {
+            h.push(("Path", path.as_str().into()));
+            h.push(("Uniqueid", uniqueid));
+            h.push(("LastFrameMs", ms(last_frame_ns)));
+            h.push(("DetectedMs", ms(now_ns)));
+            h.push(("SilentMs", ms(now_ns - last_frame_ns)));
+            Event::new("HandoffLegStalled", h)
+        }
+        Report::Recovered { path, first_frame_ns, .. } => {
+            h.push(("Path", path.as_str().into()));
+            h.push(("Uniqueid", uniqueid));
+            h.push(("FirstFrameMs", ms(first_frame_ns)));
+            Event::new("HandoffLegRecovered", h)
+        }
+        Report::Switched { from, to, at_ns, gap_ns, reason, .. } => {
+            let reason = match reason {
+                SwitchReason::First => "first-frames",
+                SwitchReason::Stall => "stall",
+                SwitchReason::PreferredBack => "preferred-recovered",
+            };
+            h.push(("From", from.map(Path::as_str).unwrap_or("none").into()));
+            h.push(("To", to.as_str().into()));
+            h.push(("Uniqueid", uniqueid));
+            h.push(("AtMs", ms(at_ns)));
+            h.push(("GapMs", ms(gap_ns)));
+            h.push(("Reason", reason.into()));
+            Event::new("HandoffLegSwitched", h)
+        }
+    }
+}
+
+/// `HandoffAlignment` with `Status: aligned`: the offset between the group's legs was measured.
+pub fn aligned(group: &GroupLabel<'_>, est: &Estimate) -> Event {
+    let mut h = group.headers();
+    h.push(("Status", "aligned".into()));
+    h.push(("OffsetMs", format!("{:.1}", est.delay_ns as f64 / 1e6)));
+    h.push(("Later", est.later().as_str().into()));
+    h.push(("ResidualMs", format!("{:.3}", f64::from(est.residual_samples) / 8.0)));
+    h.push(("Score", format!("{:.2}", est.score)));
+    Event::new("HandoffAlignment", h)
+}
+
+/// `HandoffAlignment` with `Status: switching`: the legs are not aligned, and why.
+pub fn unaligned(group: &GroupLabel<'_>, why: &Unaligned) -> Event {
+    let mut h = group.headers();
+    h.push(("Status", "switching".into()));
+    h.push(("Reason", why.reason()));
+    Event::new("HandoffAlignment", h)
+}
