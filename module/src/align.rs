@@ -290,20 +290,45 @@ impl Unaligned {
     }
 }
 
-/// Normalised cross-correlation of `win` against `span` at lag `lag` (`span[lag..]`).
-fn ncc(win: &[f32], span: &[f32], lag: usize) -> f32 {
-    let s = &span[lag..lag + win.len()];
-    let (mut xy, mut yy) = (0f32, 0f32);
-    for (x, y) in win.iter().zip(s) {
-        xy += x * y;
-        yy += y * y;
+/// Dot product in eight lanes (the compiler keeps them in vector registers; a single running
+/// sum would be a chain of dependent additions).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
     }
-    let xx: f32 = win.iter().map(|x| x * x).sum();
-    if xx <= 0.0 || yy <= 0.0 {
-        0.0
-    } else {
-        xy / (xx.sqrt() * yy.sqrt())
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// The lag in `lags` at which `win` correlates best with `span` (`span[lag..]`), and its
+/// normalised cross-correlation. The window's energy is computed once and the span's slides
+/// with the lag (recomputed every 64 lags, so rounding does not build up).
+fn best_lag(win: &[f32], span: &[f32], lags: std::ops::RangeInclusive<usize>) -> (usize, f32) {
+    let n = win.len();
+    let xx = dot(win, win);
+    let mut best = (*lags.start(), f32::MIN);
+    if xx <= 0.0 {
+        return best;
     }
+    let (start, mut yy) = (*lags.start(), 0f32);
+    for lag in lags {
+        if (lag - start) % 64 == 0 || yy <= 0.0 {
+            yy = dot(&span[lag..lag + n], &span[lag..lag + n]);
+        }
+        let r = if yy > 0.0 { dot(win, &span[lag..lag + n]) / (xx.sqrt() * yy.sqrt()) } else { 0.0 };
+        if r > best.1 {
+            best = (lag, r);
+        }
+        // The energy of the next lag's slice: one sample out, one in.
+        if lag + n < span.len() {
+            yy += span[lag + n] * span[lag + n] - span[lag] * span[lag];
+        }
+    }
+    best
 }
 
 fn decimated(x: &[f32]) -> Vec<f32> {
@@ -330,24 +355,12 @@ pub fn estimate(data: &LegRing, carrier: &LegRing, max_delay_ns: u64) -> Result<
     }
     // Coarse: every lag at a quarter of the rate.
     let (wd, sd) = (decimated(&win), decimated(&span));
-    let mut best = (0usize, f32::MIN);
-    for lag in 0..=sd.len() - wd.len() {
-        let r = ncc(&wd, &sd, lag);
-        if r > best.1 {
-            best = (lag, r);
-        }
-    }
+    let coarse = best_lag(&wd, &sd, 0..=sd.len() - wd.len());
     // Fine: the full rate around it.
-    let centre = best.0 * DECIMATE;
+    let centre = coarse.0 * DECIMATE;
     let lo = centre.saturating_sub(DECIMATE * 2);
     let hi = (centre + DECIMATE * 2).min(span.len() - win.len());
-    let mut fine = (centre, f32::MIN);
-    for lag in lo..=hi {
-        let r = ncc(&win, &span, lag);
-        if r > fine.1 {
-            fine = (lag, r);
-        }
-    }
+    let fine = best_lag(&win, &span, lo..=hi);
     let (lag, score) = fine;
     if score < MIN_SCORE {
         return Err(Unaligned::NoMatch { score });

@@ -2,6 +2,7 @@
 
 use crate::asterisk::{CliCommand, CliOutcome};
 use crate::config;
+use crate::groups;
 use crate::guard::PANICS_CAUGHT;
 use crate::legs;
 use crate::media;
@@ -35,7 +36,7 @@ pub fn status_text() -> String {
         None => "NOT connected (Handoff() calls get HANDOFF_STATUS=NOCONTROLLER)".into(),
     };
     let c = reg.counters;
-    let groups = crate::groups::status_lines();
+    let groups = groups::status_lines();
     format!(
         "handoff {version}\n\
          Controller:          {controller}\n\
@@ -43,7 +44,8 @@ pub fn status_text() -> String {
          Legs since load:     {arrived} arrived, {assigned} assigned, {refused} refused, {timed_out} timed out, {hung_up} hung up while waiting, {noctl} without controller\n\
          Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, stall_threshold_max={stall_max} ms, recover_time={recover} ms, controller_account={account}, alignment={alignment}, align_max={align_max} ms\n\
          Watched legs:        {hooks}\n\
-         Frames watched:      {frames} ({per_frame} ns per frame in the hook)\n\
+         Frames watched:      {frames} ({per_frame} ns per frame in the hook; median < {p50} ns, 99 % < {p99} ns)\n\
+         Alignment work:      {estimates} offset measurements, {per_estimate} us each; with them {amortised} ns per frame\n\
          Downlink:            {writes} frames written to watched legs ({per_write} ns per frame in the hook); standby legs got {copied} of the feeding leg's frames, {repeated} repeated, {silenced} silenced, {dropped} dropped; {seam} silenced just after a switch\n\
          Device groups:       {ngroups}\n{groups}\
          Panics caught:       {panics}\n",
@@ -67,6 +69,12 @@ pub fn status_text() -> String {
         hooks = media::HOOKS_ATTACHED.load(Ordering::Relaxed),
         frames = media::FRAMES.load(Ordering::Relaxed),
         per_frame = media::FRAME_NS.load(Ordering::Relaxed) / media::FRAMES.load(Ordering::Relaxed).max(1),
+        p50 = media::frame_cost_quantile(0.5).unwrap_or(0),
+        p99 = media::frame_cost_quantile(0.99).unwrap_or(0),
+        estimates = groups::ESTIMATES.load(Ordering::Relaxed),
+        per_estimate = groups::ESTIMATE_NS.load(Ordering::Relaxed) / 1000 / groups::ESTIMATES.load(Ordering::Relaxed).max(1),
+        amortised = (media::FRAME_NS.load(Ordering::Relaxed) + groups::ESTIMATE_NS.load(Ordering::Relaxed))
+            / media::FRAMES.load(Ordering::Relaxed).max(1),
         writes = media::WRITES.load(Ordering::Relaxed),
         per_write = media::WRITE_NS.load(Ordering::Relaxed) / media::WRITES.load(Ordering::Relaxed).max(1),
         copied = media::FILL_COPIED.load(Ordering::Relaxed),

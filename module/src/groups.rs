@@ -20,6 +20,11 @@ use std::sync::{Arc, LazyLock, Mutex};
 /// The longest wait for a pause before the later of two aligned legs takes the mix over anyway.
 const HANDOVER_WAIT_NS: u64 = 2_000_000_000;
 
+/// Offset measurements made since load, and the time they took (ns): the alignment's share of
+/// the module's cost, shown by `handoff show status`.
+pub static ESTIMATES: AtomicU64 = AtomicU64::new(0);
+pub static ESTIMATE_NS: AtomicU64 = AtomicU64::new(0);
+
 /// The next leg's id (ids are never 0).
 static NEXT_LEG: AtomicU64 = AtomicU64::new(1);
 
@@ -160,7 +165,10 @@ pub fn tick() {
     }
     // The legs' audio is correlated outside the registry lock (about a millisecond each).
     for (key, aligner, max) in to_measure {
+        let started = now_ns();
         let measured = estimate(aligner.ring(Path::Data), aligner.ring(Path::Carrier), max);
+        ESTIMATES.fetch_add(1, Ordering::Relaxed);
+        ESTIMATE_NS.fetch_add(now_ns().saturating_sub(started), Ordering::Relaxed);
         let mut all = groups();
         let Some(e) = all.get_mut(&key) else { continue };
         let Some(change) = e.tracker.as_mut().and_then(|t| t.record(&e.aligner, measured, e.group.active(), now))

@@ -27,6 +27,12 @@ pub static CLOSING: AtomicBool = AtomicBool::new(false);
 /// frame, shown by `handoff show status`.
 pub static FRAMES: AtomicU64 = AtomicU64::new(0);
 pub static FRAME_NS: AtomicU64 = AtomicU64::new(0);
+/// How long the read hook took per frame, in buckets of [`COST_BUCKET_NS`] (the last one holds
+/// everything longer): a mean is moved by the rare frame whose thread was preempted mid-hook,
+/// a median is not.
+pub static FRAME_COST: [AtomicU64; COST_BUCKETS] = [const { AtomicU64::new(0) }; COST_BUCKETS];
+pub const COST_BUCKET_NS: u64 = 100;
+pub const COST_BUCKETS: usize = 64;
 
 /// Voice frames the bridge wrote to watched legs, and the time the write hook spent on them (ns).
 pub static WRITES: AtomicU64 = AtomicU64::new(0);
@@ -85,8 +91,10 @@ impl FrameHook for LegHook {
         if let Some(aligner) = &self.aligner {
             verdict = self.align(aligner, frame, verdict, start);
         }
+        let spent = now_ns().saturating_sub(start);
         FRAMES.fetch_add(1, Ordering::Relaxed);
-        FRAME_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
+        FRAME_NS.fetch_add(spent, Ordering::Relaxed);
+        FRAME_COST[((spent / COST_BUCKET_NS) as usize).min(COST_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
         match verdict {
             Verdict::Pass => Pass::Keep,
             Verdict::Drop => {
@@ -173,4 +181,21 @@ fn written(start: u64, pass: Pass) -> Pass {
     WRITES.fetch_add(1, Ordering::Relaxed);
     WRITE_NS.fetch_add(now_ns().saturating_sub(start), Ordering::Relaxed);
     pass
+}
+
+/// The read hook's time per frame at quantile `q` (0..1), as the upper end of its bucket (ns);
+/// None before the first frame.
+pub fn frame_cost_quantile(q: f64) -> Option<u64> {
+    let counts: Vec<u64> = FRAME_COST.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let total: u64 = counts.iter().sum();
+    let target = (total as f64 * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    counts
+        .iter()
+        .position(|c| {
+            seen += c;
+            seen >= target
+        })
+        .filter(|_| total > 0)
+        .map(|i| (i as u64 + 1) * COST_BUCKET_NS)
 }

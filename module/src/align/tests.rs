@@ -223,3 +223,43 @@ fn the_tracker_aligns_keeps_the_alignment_through_silence_and_gives_it_up_on_a_m
     assert_eq!(a.lag(), None);
     assert_eq!(t.record(&a, Err(Unaligned::NoMatch { score: 0.2 }), None, 94 * s), None, "each reason once");
 }
+
+/// The normalised cross-correlation at one lag, written the obvious way.
+fn ncc_reference(win: &[f32], span: &[f32], lag: usize) -> f32 {
+    let s = &span[lag..lag + win.len()];
+    let xy: f64 = win.iter().zip(s).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let xx: f64 = win.iter().map(|x| f64::from(*x).powi(2)).sum();
+    let yy: f64 = s.iter().map(|y| f64::from(*y).powi(2)).sum();
+    if xx <= 0.0 || yy <= 0.0 {
+        0.0
+    } else {
+        (xy / (xx.sqrt() * yy.sqrt())) as f32
+    }
+}
+
+#[test]
+fn the_fast_search_finds_the_lag_and_score_of_the_obvious_one() {
+    // Speech-like: two tones that change every frame, with silences in between.
+    let audio: Vec<f32> = (0..RING as u64)
+        .flat_map(|n| {
+            let f = frame(n);
+            let quiet = n % 9 == 4;
+            f.map(move |b| if quiet { 0.0 } else { f32::from(crate::downlink::ulaw_decode(b)) })
+        })
+        .collect();
+    for (offset, len) in [(0usize, 1040usize), (777, 1040), (3000, 4160), (5999, 4160)] {
+        let win = &audio[offset..offset + len];
+        let lags = 0..=audio.len() - len;
+        let (lag, score) = best_lag(win, &audio, lags.clone());
+        let reference = lags.map(|l| (l, ncc_reference(win, &audio, l))).fold((0, f32::MIN), |best, (l, r)| {
+            if r > best.1 {
+                (l, r)
+            } else {
+                best
+            }
+        });
+        assert_eq!(lag, reference.0, "window at {offset}");
+        assert_eq!(lag, offset, "the window is found where it was taken");
+        assert!((score - reference.1).abs() < 1e-3, "score {score} vs {}", reference.1);
+    }
+}

@@ -288,6 +288,12 @@ fn main() -> ExitCode {
     let h_cpu = (h1 - h0) as f64 / hz / elapsed * 100.0;
     let a_cpu = (a1 - a0) as f64 / hz / elapsed * 100.0;
     let per_frame = status.lines().find(|l| l.starts_with("Frames watched:")).unwrap_or("").to_string();
+    let alignment_work = status.lines().find(|l| l.starts_with("Alignment work:")).unwrap_or("").to_string();
+    // Nothing was cut: a switch for any reason but the first frames is one nobody asked for.
+    let switches: Vec<_> = ami.events().into_iter().filter(|e| e.name == "HandoffLegSwitched").collect();
+    let spurious = switches.iter().filter(|e| e.get("Reason") != Some("first-frames")).count();
+    let aligned =
+        ami.events().iter().filter(|e| e.name == "HandoffAlignment" && e.get("Status") == Some("aligned")).count();
     println!("\n{:<28} {}", "sessions at once (peak)", peak_channels / 3);
     println!("{:<28} {}", "calls per path", total);
     println!(
@@ -324,6 +330,12 @@ fn main() -> ExitCode {
     println!("{:<28} {a_cpu:.1} % of one core", "asterisk (peer)");
     println!("{:<28} {:.3}", "ratio handoffd / asterisk CPU", h_cpu / a_cpu.max(0.001));
     println!("{:<28} {}", "module", per_frame.trim_start_matches("Frames watched:").trim());
+    println!("{:<28} {}", "module alignment", alignment_work.trim_start_matches("Alignment work:").trim());
+    println!(
+        "{:<28} {aligned} groups aligned; {spurious} switches with no cut ({} switches in all)",
+        "switches",
+        switches.len()
+    );
     println!(
         "RTP received: far {} / data {} / carrier {} packets",
         far_sink.packets(),
