@@ -80,7 +80,14 @@ const FIELD_OFFSETS: &[(&str, &str, &str)] = &[
     ("struct ast_frame", "samples", "AST_FRAME_SAMPLES_OFFSET"),
     ("struct ast_frame", "data.ptr", "AST_FRAME_DATA_OFFSET"),
     ("struct ast_frame", "seqno", "AST_FRAME_SEQNO_OFFSET"),
+    ("struct ast_frame", "src", "AST_FRAME_SRC_OFFSET"),
+    ("struct ast_frame", "mallocd", "AST_FRAME_MALLOCD_OFFSET"),
+    ("struct ast_frame", "offset", "AST_FRAME_OFFSET_OFFSET"),
 ];
+
+/// Sizes of structs the module builds without declaring them field by field: (C struct, Rust
+/// const).
+const SIZES: &[(&str, &str)] = &[("struct ast_frame", "AST_FRAME_SIZE")];
 
 /// Integer constants the module passes to Asterisk: (Rust name, C expression).
 const CONSTANTS: &[(&str, &str)] = &[
@@ -148,6 +155,9 @@ const PROTOTYPES: &[(&str, &str)] = &[
     ("ast_format_get_name", "const char *(*)(const struct ast_format *)"),
     ("__ao2_lock", "int (*)(void *, enum ao2_lock_req, const char *, const char *, int, const char *)"),
     ("__ao2_unlock", "int (*)(void *, const char *, const char *, int, const char *)"),
+    ("__ao2_ref", "int (*)(void *, int, const char *, const char *, int, const char *)"),
+    ("ast_queue_frame", "int (*)(struct ast_channel *, struct ast_frame *)"),
+    ("ast_format_slin", "struct ast_format **"),
 ];
 
 fn fail(msg: &str) -> ! {
@@ -226,6 +236,7 @@ fn probe_source() -> String {
 #include "asterisk/framehook.h"
 #include "asterisk/frame.h"
 #include "asterisk/format.h"
+#include "asterisk/format_cache.h"
 #include "asterisk/translate.h"
 #include "asterisk/astobj2.h"
 #include "asterisk/datastore.h"
@@ -273,6 +284,9 @@ static void bytes(const char *name, const char *s)
     }
     for (cstruct, field, name) in FIELD_OFFSETS {
         let _ = writeln!(c, "\tprintf(\"pub const {name}: usize = %zu;\\n\", offsetof({cstruct}, {field}));");
+    }
+    for (cstruct, name) in SIZES {
+        let _ = writeln!(c, "\tprintf(\"pub const {name}: usize = %zu;\\n\", sizeof({cstruct}));");
     }
     c.push_str("\treturn 0;\n}\n");
     c

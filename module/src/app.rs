@@ -114,7 +114,12 @@ fn run(chan: &Channel, data: &str) -> c_int {
                     chan.set_var("HANDOFF_BRIDGE", &bridge);
                     let path = Path::parse(args.path).unwrap_or(Path::Data);
                     let preferred = Path::parse(&preferred).unwrap_or(Path::Data);
-                    let settings = GroupSettings { preferred, timing: cfg.timing(), align_max_ns: cfg.align_max_ns() };
+                    let settings = GroupSettings {
+                        preferred,
+                        timing: cfg.timing(),
+                        align_max_ns: cfg.align_max_ns(),
+                        tone_after_ns: cfg.reconnect_tone_after_ns(),
+                    };
                     media::attach(chan, &group, &session, &uniqueid, path, settings);
                     finish(chan, "ASSIGNED", "")
                 }

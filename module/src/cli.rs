@@ -42,11 +42,12 @@ pub fn status_text() -> String {
          Controller:          {controller}\n\
          Waiting in Handoff(): {waiting}\n\
          Legs since load:     {arrived} arrived, {assigned} assigned, {refused} refused, {timed_out} timed out, {hung_up} hung up while waiting, {noctl} without controller\n\
-         Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, stall_threshold_max={stall_max} ms, recover_time={recover} ms, controller_account={account}, alignment={alignment}, align_max={align_max} ms\n\
+         Settings:            assign_timeout={assign} ms, controller_timeout={ctl} s, stall_threshold={stall} ms, stall_threshold_max={stall_max} ms, recover_time={recover} ms, controller_account={account}, alignment={alignment}, align_max={align_max} ms, reconnect_tone_after={tone_after} ms\n\
          Watched legs:        {hooks}\n\
          Frames watched:      {frames} ({per_frame} ns per frame in the hook; median < {p50} ns, 99 % < {p99} ns)\n\
          Alignment work:      {estimates} offset measurements, {per_estimate} us each; with them {amortised} ns per frame\n\
          Downlink:            {writes} frames written to watched legs ({per_write} ns per frame in the hook); standby legs got {copied} of the feeding leg's frames, {repeated} repeated, {silenced} silenced, {dropped} dropped; {seam} silenced just after a switch\n\
+         Reconnecting tone:   {tone_frames} frames queued while every leg of a device was silent, {tone_refused} refused; {tone_mixed} into the mix, {tone_dropped} dropped (a leg was back)\n\
          Device groups:       {ngroups}\n{groups}\
          Panics caught:       {panics}\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -64,6 +65,7 @@ pub fn status_text() -> String {
         stall_max = cfg.stall_threshold_max_ms,
         alignment = if cfg.aligned { "aligned" } else { "switching" },
         align_max = cfg.align_max_ms,
+        tone_after = cfg.reconnect_tone_after_ms,
         recover = cfg.recover_time_ms,
         account = cfg.controller_account,
         hooks = media::HOOKS_ATTACHED.load(Ordering::Relaxed),
@@ -82,6 +84,10 @@ pub fn status_text() -> String {
         silenced = media::FILL_SILENCE.load(Ordering::Relaxed),
         dropped = media::FILL_DROPPED.load(Ordering::Relaxed),
         seam = media::SEAM_SILENCED.load(Ordering::Relaxed),
+        tone_frames = groups::TONE_FRAMES.load(Ordering::Relaxed),
+        tone_refused = groups::TONE_REFUSED.load(Ordering::Relaxed),
+        tone_mixed = media::TONE_MIXED.load(Ordering::Relaxed),
+        tone_dropped = media::TONE_DROPPED.load(Ordering::Relaxed),
         ngroups = groups.len(),
         groups = groups.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )

@@ -45,6 +45,9 @@ pub struct ModuleConfig {
     /// The largest offset between a device's legs that is aligned (ms); legs further apart
     /// switch.
     pub align_max_ms: u32,
+    /// After every leg of a device has been silent this long (ms), the far party hears a
+    /// reconnecting tone instead of silence until a leg delivers again (0: never).
+    pub reconnect_tone_after_ms: u32,
 }
 
 impl Default for ModuleConfig {
@@ -58,6 +61,7 @@ impl Default for ModuleConfig {
             controller_account: "handoffd".to_string(),
             aligned: true,
             align_max_ms: 300,
+            reconnect_tone_after_ms: 1000,
         }
     }
 }
@@ -79,6 +83,11 @@ impl ModuleConfig {
     /// `align_max` in ns when legs are aligned (`alignment = aligned`), else None.
     pub fn align_max_ns(&self) -> Option<u64> {
         self.aligned.then(|| u64::from(self.align_max_ms) * 1_000_000)
+    }
+
+    /// `reconnect_tone_after` in ns, or None when the tone is off.
+    pub fn reconnect_tone_after_ns(&self) -> Option<u64> {
+        (self.reconnect_tone_after_ms > 0).then(|| u64::from(self.reconnect_tone_after_ms) * 1_000_000)
     }
 
     /// Applies `[general]` variables `(name, value, line)` over `self`; returns one message per
@@ -106,7 +115,11 @@ impl ModuleConfig {
                 }
                 .map(|v| self.aligned = v),
                 "align_max" => parse_ranged(value, 20, 500, "milliseconds").map(|v| self.align_max_ms = v),
-                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, stall_threshold_max, recover_time, controller_account, alignment, align_max)"
+                "reconnect_tone_after" => match parse_ranged(value, 0, 60_000, "milliseconds") {
+                    Ok(v) if v != 0 && v < 200 => Err(format!("{v} is out of range: 0 (off) or 200..=60000 milliseconds")),
+                    r => r.map(|v| self.reconnect_tone_after_ms = v),
+                },
+                _ => Err("unknown setting (known: assign_timeout, controller_timeout, stall_threshold, stall_threshold_max, recover_time, controller_account, alignment, align_max, reconnect_tone_after)"
                     .to_string()),
             };
             if let Err(why) = result {
@@ -193,5 +206,22 @@ mod tests {
         );
         assert!(errs[1].contains("align_max = '900': 900 is out of range 20..=500 milliseconds"));
         assert!(!c.aligned);
+    }
+
+    #[test]
+    fn the_reconnect_tone_is_off_or_at_least_200_ms() {
+        let mut c = ModuleConfig::default();
+        assert_eq!(c.reconnect_tone_after_ns(), Some(1_000_000_000));
+        assert!(c.apply("handoff.conf", &vars(&[("reconnect_tone_after", "0")])).is_empty());
+        assert_eq!(c.reconnect_tone_after_ns(), None);
+        let errs = c.apply("handoff.conf", &vars(&[("reconnect_tone_after", "50"), ("reconnect_tone_after", "-1")]));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].contains("reconnect_tone_after = '50': 50 is out of range: 0 (off) or 200..=60000"),
+            "{errs:?}"
+        );
+        assert_eq!(c.reconnect_tone_after_ms, 0, "the previous value is kept");
+        assert!(c.apply("handoff.conf", &vars(&[("reconnect_tone_after", "1500")])).is_empty());
+        assert_eq!(c.reconnect_tone_after_ns(), Some(1_500_000_000));
     }
 }

@@ -142,3 +142,16 @@ pub fn unaligned(group: &GroupLabel<'_>, why: &Unaligned) -> Event {
     h.push(("Reason", why.reason()));
     Event::new("HandoffAlignment", h)
 }
+
+/// `HandoffReconnectTone`: every leg of the group fell silent and the far party hears the
+/// reconnecting tone (`Status: started`, `SilentMs`), or a leg delivers again and the tone
+/// stopped (`Status: stopped`, `SilentMs` 0.., `LastedMs`).
+pub fn reconnect_tone(group: &GroupLabel<'_>, started: bool, silent_ns: u64, lasted_ns: u64) -> Event {
+    let mut h = group.headers();
+    h.push(("Status", if started { "started" } else { "stopped" }.into()));
+    h.push(("SilentMs", ms(silent_ns)));
+    if !started {
+        h.push(("LastedMs", ms(lasted_ns)));
+    }
+    Event::new("HandoffReconnectTone", h)
+}

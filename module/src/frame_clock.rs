@@ -298,6 +298,13 @@ impl Group {
         self.last_switch.seq.load(Ordering::Acquire)
     }
 
+    /// How long every leg of the group has been silent at `now` (ns since the newest frame of any
+    /// leg); None before the first frame.
+    pub fn silent_for(&self, now: u64) -> Option<u64> {
+        let newest = self.legs.iter().map(|l| l.last_ns.load(Ordering::Acquire)).max().unwrap_or(0);
+        (newest != 0).then(|| now.saturating_sub(newest))
+    }
+
     /// How many PBX pauses (every leg silent at once) were ridden out without a switch.
     pub fn pauses(&self) -> u64 {
         self.pauses.load(Ordering::Acquire)
@@ -1085,5 +1092,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn silent_for_counts_from_the_newest_frame_of_any_leg() {
+        let g = dual();
+        assert_eq!(g.silent_for(MS), None, "no frame yet");
+        g.on_frame(Path::Data, DATA, 100 * MS);
+        g.on_frame(Path::Carrier, CARRIER, 130 * MS);
+        assert_eq!(g.silent_for(1130 * MS), Some(1000 * MS));
+        g.on_frame(Path::Data, DATA, 1200 * MS);
+        assert_eq!(g.silent_for(1210 * MS), Some(10 * MS));
     }
 }

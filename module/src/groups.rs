@@ -9,10 +9,11 @@
 //! ticker, never in a frame callback: the hooks hold `Arc`s of what they need.
 
 use crate::align::{estimate, Aligner, Change, Standing, Tracker};
-use crate::asterisk::{self, now_ns, Level};
+use crate::asterisk::{self, now_ns, ChannelRef, Level};
 use crate::downlink::Downlink;
 use crate::events::{self, Event, GroupLabel};
 use crate::frame_clock::{Group, LegId, Path, Timing};
+use crate::tone;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -24,6 +25,14 @@ const HANDOVER_WAIT_NS: u64 = 2_000_000_000;
 /// the module's cost, shown by `handoff show status`.
 pub static ESTIMATES: AtomicU64 = AtomicU64::new(0);
 pub static ESTIMATE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Reconnecting-tone frames queued since load, and those Asterisk refused (a channel hanging
+/// up).
+pub static TONE_FRAMES: AtomicU64 = AtomicU64::new(0);
+pub static TONE_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// The most tone frames queued at once for one group when the ticker fell behind.
+const TONE_CATCH_UP: u64 = 3;
 
 /// The next leg's id (ids are never 0).
 static NEXT_LEG: AtomicU64 = AtomicU64::new(1);
@@ -42,10 +51,25 @@ struct Entry {
     /// after [`HANDOVER_WAIT_NS`].
     handover: Option<Handover>,
     session: String,
-    /// The Uniqueid of each attached leg, by leg id.
-    uniqueids: HashMap<LegId, String>,
+    /// Each attached leg's Uniqueid and channel, by leg id.
+    legs: HashMap<LegId, Leg>,
     /// PBX pauses of this group already logged.
     pauses_logged: u64,
+    /// `reconnect_tone_after`, when the tone is on.
+    tone_after_ns: Option<u64>,
+    /// The reconnecting tone, while every leg is silent.
+    tone: Option<Tone>,
+}
+
+struct Leg {
+    uniqueid: String,
+    channel: Arc<ChannelRef>,
+}
+
+/// The reconnecting tone of a group: since when, and how many of its frames are due so far.
+struct Tone {
+    since_ns: u64,
+    frames: u64,
 }
 
 /// A pending handover of the mix to the later of two aligned legs.
@@ -59,7 +83,7 @@ struct Handover {
 
 impl Entry {
     fn uniqueid(&self, leg: LegId) -> String {
-        self.uniqueids.get(&leg).cloned().unwrap_or_default()
+        self.legs.get(&leg).map(|l| l.uniqueid.clone()).unwrap_or_default()
     }
 
     fn label<'a>(&'a self, key: &'a str) -> GroupLabel<'a> {
@@ -79,6 +103,8 @@ pub struct GroupSettings {
     pub timing: Timing,
     /// `align_max` when the group's legs are to be aligned (`alignment = aligned`).
     pub align_max_ns: Option<u64>,
+    /// `reconnect_tone_after`, when the tone is on.
+    pub tone_after_ns: Option<u64>,
 }
 
 /// What a leg holds of its group once it joined.
@@ -90,10 +116,17 @@ pub struct Membership {
     pub aligner: Option<Arc<Aligner>>,
 }
 
-/// A leg (`uniqueid`, on `path`) joins group `key` of `session`; a new group is run as
-/// `settings` say.
-pub fn join(key: &str, session: &str, uniqueid: &str, path: Path, settings: GroupSettings) -> Membership {
-    let GroupSettings { preferred, timing, align_max_ns } = settings;
+/// A leg (`uniqueid`, on `path`, its `channel`) joins group `key` of `session`; a new group is
+/// run as `settings` say.
+pub fn join(
+    key: &str,
+    session: &str,
+    uniqueid: &str,
+    channel: ChannelRef,
+    path: Path,
+    settings: GroupSettings,
+) -> Membership {
+    let GroupSettings { preferred, timing, align_max_ns, tone_after_ns } = settings;
     let leg = NEXT_LEG.fetch_add(1, Ordering::Relaxed);
     let mut all = groups();
     let entry = all.entry(key.to_string()).or_insert_with(|| Entry {
@@ -103,10 +136,12 @@ pub fn join(key: &str, session: &str, uniqueid: &str, path: Path, settings: Grou
         tracker: align_max_ns.map(|max| Tracker::new(max, now_ns())),
         handover: None,
         session: session.to_string(),
-        uniqueids: HashMap::new(),
+        legs: HashMap::new(),
         pauses_logged: 0,
+        tone_after_ns,
+        tone: None,
     });
-    entry.uniqueids.insert(leg, uniqueid.to_string());
+    entry.legs.insert(leg, Leg { uniqueid: uniqueid.to_string(), channel: Arc::new(channel) });
     // Under the registry lock: the ticker never sees this group without this leg in it.
     entry.group.attach(path, leg);
     Membership {
@@ -119,11 +154,14 @@ pub fn join(key: &str, session: &str, uniqueid: &str, path: Path, settings: Grou
 
 /// A leg's hook is gone: the leg leaves its group (the ticker drops a group no leg is in).
 pub fn leave(key: &str, group: &Group, path: Path, leg: LegId) {
-    let mut all = groups();
-    group.detach(path, leg);
-    if let Some(e) = all.get_mut(key) {
-        e.uniqueids.remove(&leg);
-    }
+    let gone = {
+        let mut all = groups();
+        group.detach(path, leg);
+        all.get_mut(key).and_then(|e| e.legs.remove(&leg))
+    };
+    // The channel reference goes after the registry lock (the channel is hanging up: this is not
+    // its last reference, but nothing that may free a channel runs under the lock).
+    drop(gone);
 }
 
 /// The ticker's work (every few ms): see the file's top.
@@ -132,6 +170,7 @@ pub fn tick() {
     let mut events: Vec<Event> = Vec::new();
     let mut notices = Vec::new();
     let mut to_measure = Vec::new();
+    let mut tones: Vec<(Arc<ChannelRef>, u64)> = Vec::new();
     {
         let mut all = groups();
         all.retain(|key, e| {
@@ -154,6 +193,9 @@ pub fn tick() {
                     e.group.set_preferred(h.later);
                     e.handover = None;
                 }
+            }
+            if let Some(after) = e.tone_after_ns {
+                reconnect_tone(key, e, after, now, &mut tones, &mut events, &mut notices);
             }
             if let Some(t) = &e.tracker {
                 if t.due(now) && e.group.hooks(Path::Data) > 0 && e.group.hooks(Path::Carrier) > 0 {
@@ -201,12 +243,60 @@ pub fn tick() {
             }
         }
     }
+    // Queued outside the registry lock (queueing locks the channel, whose hangup takes the
+    // registry lock).
+    for (channel, n) in tones {
+        let Some(frame) = tone::frame(n) else { continue };
+        let counter = if channel.queue_slin(&frame, tone::SOURCE) { &TONE_FRAMES } else { &TONE_REFUSED };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     // Raised outside the registry lock.
     for n in notices {
         asterisk::log(Level::Notice, &n);
     }
     for event in events {
         event.raise();
+    }
+}
+
+/// The reconnecting tone of group `key`: started once every leg has been silent for `after`,
+/// its frames due so far handed to `tones` (the channel of the leg that fed the mix last, the
+/// frame's number), stopped as soon as a leg delivers again.
+fn reconnect_tone(
+    key: &str,
+    e: &mut Entry,
+    after: u64,
+    now: u64,
+    tones: &mut Vec<(Arc<ChannelRef>, u64)>,
+    events: &mut Vec<Event>,
+    notices: &mut Vec<String>,
+) {
+    let silent = e.group.silent_for(now).unwrap_or(0);
+    if silent < after {
+        if let Some(t) = e.tone.take() {
+            events.push(events::reconnect_tone(&e.label(key), false, silent, now.saturating_sub(t.since_ns)));
+        }
+        return;
+    }
+    let Some(path) = e.group.active() else { return };
+    let Some(channel) = e.group.current_leg(path).and_then(|leg| e.legs.get(&leg)).map(|l| l.channel.clone()) else {
+        return;
+    };
+    if e.tone.is_none() {
+        events.push(events::reconnect_tone(&e.label(key), true, silent, 0));
+        notices.push(format!(
+            "device group {key}: every leg silent for {} ms: the far party hears the reconnecting tone",
+            silent / 1_000_000
+        ));
+        e.tone = Some(Tone { since_ns: now, frames: 0 });
+    }
+    let Some(tone) = e.tone.as_mut() else { return };
+    let due = now.saturating_sub(tone.since_ns) / 20_000_000 + 1;
+    // After a stall of the ticker, only the last few frames are sent (late tone is no tone).
+    tone.frames = tone.frames.max(due.saturating_sub(TONE_CATCH_UP));
+    while tone.frames < due {
+        tones.push((channel.clone(), tone.frames));
+        tone.frames += 1;
     }
 }
 

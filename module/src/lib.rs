@@ -33,6 +33,7 @@
 //!      frame_clock.rs     which leg feeds the mix        align.rs     the legs lined up in time
 //!      downlink.rs        the same downlink on every leg legs.rs      who waits for what
 //!      config.rs          handoff.conf and the settings in force
+//!      tone.rs            the reconnecting tone while every leg of a device is silent
 //! ```
 //!
 //! Every `extern "C"` entry point runs inside [`guard::guard`], so a panic never reaches
@@ -47,6 +48,7 @@ pub mod downlink;
 pub mod frame_clock;
 pub mod legs;
 pub mod secret;
+pub mod tone;
 
 #[cfg(not(test))]
 mod app;

@@ -7,13 +7,15 @@
 //! The hook touches atomics only (the group registry, [`crate::groups`], is locked when a leg
 //! joins or leaves, never in a frame callback). Each hook has its own [`LegId`], so two legs of
 //! one path in one group (a phone that re-dialled while its old leg is still up) are told apart.
-//! What the hooks did is counted here for `handoff show status`.
+//! What the hooks did is counted here for `handoff show status`. The module's own reconnecting
+//! tone ([`crate::tone`]), queued on a leg while every leg is silent, passes its hook untouched.
 
 use crate::align::{Aligner, Emit};
 use crate::asterisk::{self, now_ns, Channel, FrameHook, Level, Pass, ReadFrame, WrittenFrame};
 use crate::downlink::{Cursor, Downlink, Fill, Format};
 use crate::frame_clock::{Group, LegId, Mix, Path, Verdict};
 use crate::groups::{self, GroupSettings, Membership};
+use crate::tone;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -42,6 +44,10 @@ pub static FILL_COPIED: AtomicU64 = AtomicU64::new(0);
 pub static FILL_REPEATED: AtomicU64 = AtomicU64::new(0);
 pub static FILL_SILENCE: AtomicU64 = AtomicU64::new(0);
 pub static FILL_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Reconnecting-tone frames the read hook passed into the mix, and those it dropped because a
+/// leg's audio was back.
+pub static TONE_MIXED: AtomicU64 = AtomicU64::new(0);
+pub static TONE_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Frames written to feeding legs just after a switch, silenced (see [`Group::on_mixed`]).
 pub static SEAM_SILENCED: AtomicU64 = AtomicU64::new(0);
 
@@ -56,6 +62,8 @@ struct LegHook {
     key: String,
     path: Path,
     leg: LegId,
+    /// `reconnect_tone_after` of the group, when the tone is on (its frames pass as they are).
+    tone_after_ns: Option<u64>,
 }
 
 /// Watches `chan` as the `path` leg of group `key` of `session` (a new group is run as
@@ -68,8 +76,19 @@ pub fn attach(chan: &Channel, key: &str, session: &str, uniqueid: &str, path: Pa
         HOOKS_ATTACHED.fetch_sub(1, Ordering::SeqCst);
         Err("the module is unloading".to_string())
     } else {
-        let Membership { leg, group, downlink, aligner } = groups::join(key, session, uniqueid, path, settings);
-        let hook = LegHook { group, downlink, aligner, cursor: Cursor::default(), key: key.to_string(), path, leg };
+        let tone_after_ns = settings.tone_after_ns;
+        let Membership { leg, group, downlink, aligner } =
+            groups::join(key, session, uniqueid, chan.keep(), path, settings);
+        let hook = LegHook {
+            group,
+            downlink,
+            aligner,
+            cursor: Cursor::default(),
+            key: key.to_string(),
+            path,
+            leg,
+            tone_after_ns,
+        };
         chan.attach_hook(hook)
     };
     if let Err(why) = attached {
@@ -87,6 +106,16 @@ impl FrameHook for LegHook {
     /// 60 ms of silence and a 20 ms fade-in at the far end (tests/tests/softphone.rs).
     fn read(&self, frame: &mut ReadFrame<'_>) -> Pass {
         let start = now_ns();
+        if let Some(after) = self.tone_after_ns.filter(|_| frame.has_source(tone::SOURCE)) {
+            // The module's own reconnecting tone (groups.rs): into the mix while every leg is
+            // still silent, never once a leg's audio is back (no tone over the voice).
+            let (counter, pass) = match self.group.silent_for(start) {
+                Some(silent) if silent >= after => (&TONE_MIXED, Pass::Keep),
+                _ => (&TONE_DROPPED, Pass::Drop),
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return pass;
+        }
         let mut verdict = self.group.on_frame(self.path, self.leg, start);
         if let Some(aligner) = &self.aligner {
             verdict = self.align(aligner, frame, verdict, start);

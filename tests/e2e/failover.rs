@@ -242,6 +242,91 @@ pub fn run_loss(plan: &Plan, loss: (u32, u32), secs: u64) -> Result<LossFigures,
     })
 }
 
+/// Waits until the later leg feeds the mix when the legs are aligned (it takes over in a pause of
+/// the earlier one, or after 2 s), and a second more: the later leg first drops the frames the
+/// mix already had from the earlier one (the offset, once), which is the handover, not a cut.
+fn wait_for_handover(plan: &Plan, ast: &Asterisk) -> Result<(), String> {
+    std::thread::sleep(2 * SEC);
+    if plan.alignment == Some("switching") {
+        return Ok(());
+    }
+    let later = if plan.timing.offset_ms >= 0.0 { "carrier" } else { "data" };
+    wait_for(15 * SEC, || {
+        let status = ast.cli("handoff show status");
+        (status.contains("align=aligned") && status.contains(&format!("active={later}"))).then_some(())
+    })
+    .ok_or_else(|| format!("the legs were not aligned: {}", ast.cli("handoff show status")))?;
+    std::thread::sleep(SEC);
+    Ok(())
+}
+
+/// What the far party heard while every leg of the phone was cut off, and after.
+#[derive(Clone, Debug)]
+pub struct OutageFigures {
+    /// From the cut to the first packet of the reconnecting tone, ms (None: no tone).
+    pub tone_from_ms: Option<f64>,
+    /// Packets of the tone heard before the heal.
+    pub tone_packets: usize,
+    /// From the heal to the first packet with the test signal, ms (None: the voice never came
+    /// back).
+    pub voice_back_ms: Option<f64>,
+    /// Packets of the tone heard once the voice was back.
+    pub tone_after_voice: usize,
+    /// Packets with the test signal heard between the cut and the heal (the phone was cut off).
+    pub voice_while_cut: usize,
+    /// The module's `HandoffReconnectTone` events: started, stopped.
+    pub events: (usize, usize),
+    /// `handoff show status` just before the heal.
+    pub status: String,
+}
+
+/// A packet of the reconnecting tone (425 Hz holding most of its energy).
+fn is_tone(payload: &[u8]) -> bool {
+    let samples: Vec<i16> = payload.iter().copied().map(crate::audio::ulaw_decode).collect();
+    let rms = (samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / samples.len().max(1) as f64).sqrt();
+    rms > 500.0 && crate::audio::tone_share(&samples, 425.0) > 0.5
+}
+
+/// handoff: one call, then every leg of the phone cut off for `down_ms` and healed once.
+pub fn run_outage(plan: &Plan, down_ms: u64) -> Result<OutageFigures, String> {
+    let call_ms = 8000 + down_ms + 3000;
+    let script_s = call_ms as f64 / 1000.0 + 10.0;
+    let PumpCall { ast, ami, handoffd, far_rec, mut far, mut data, mut carrier, pump } =
+        PumpCall::start(plan, call_ms, script_s)?;
+    wait_for_handover(plan, &ast)?;
+    let cut_at = Instant::now();
+    let cut = Cut::udp_port_ranges(&[DATA_RTP, CARRIER_RTP]);
+    std::thread::sleep(Duration::from_millis(down_ms));
+    let status = ast.cli("handoff show status");
+    let heal_at = Instant::now();
+    cut.heal();
+    data.wait(Duration::from_millis(call_ms) + 30 * SEC)?;
+    carrier.wait(30 * SEC)?;
+    far.wait(30 * SEC)?;
+    drop(pump);
+    handoffd.assert_nothing_left(&ast, &ami);
+    let packets: Vec<_> = far_rec.packets().into_iter().filter(|p| p.payload_type == 0).collect();
+    let heard = hear(&packets);
+    let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1000.0;
+    let tone: Vec<Instant> = packets.iter().filter(|p| p.at > cut_at && is_tone(&p.payload)).map(|p| p.at).collect();
+    let voice = |h: &&crate::listen::Heard| h.sound != crate::listen::Sound::Silent;
+    let voice_back = heard.iter().filter(|h| h.at > heal_at).find(voice).map(|h| h.at);
+    // the far end hears the last packets sent before the cut a few ms after it
+    let settled = cut_at + Duration::from_millis(200);
+    let started = |s: &str| {
+        ami.events().iter().filter(|e| e.name == "HandoffReconnectTone" && e.headers.get("Status") == Some(s)).count()
+    };
+    Ok(OutageFigures {
+        tone_from_ms: tone.first().map(|t| ms(cut_at, *t)),
+        tone_packets: tone.iter().filter(|t| **t < heal_at).count(),
+        voice_back_ms: voice_back.map(|t| ms(heal_at, t)),
+        tone_after_voice: voice_back.map_or(0, |v| tone.iter().filter(|t| **t > v).count()),
+        voice_while_cut: heard.iter().filter(|h| h.at > settled && h.at < heal_at).filter(voice).count(),
+        events: (started("started"), started("stopped")),
+        status,
+    })
+}
+
 /// handoff: one call, the data path (or the carrier path) cut and healed `plan.cuts` times.
 pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     let phases = phases(plan);
@@ -251,20 +336,7 @@ pub fn run_handoff(plan: &Plan) -> Result<Outcome, String> {
     let PumpCall { ast, ami, handoffd, far_rec, mut far, mut data, mut carrier, pump } =
         PumpCall::start(plan, call_ms, script_s)?;
     let log = || format!("handoffd log:\n{}", handoffd.log().join("\n"));
-    std::thread::sleep(2 * SEC);
-    if plan.alignment != Some("switching") {
-        // aligned: the cuts begin once the later leg feeds the mix (it takes over in a pause of
-        // the earlier one, or after 2 s)
-        let later = if plan.timing.offset_ms >= 0.0 { "carrier" } else { "data" };
-        wait_for(15 * SEC, || {
-            let status = ast.cli("handoff show status");
-            (status.contains("align=aligned") && status.contains(&format!("active={later}"))).then_some(())
-        })
-        .ok_or_else(|| format!("the legs were not aligned: {}\n{}", ast.cli("handoff show status"), log()))?;
-        // the later leg first drops the frames the mix already had from the earlier one (the
-        // offset, once): that is the handover, not a cut
-        std::thread::sleep(SEC);
-    }
+    wait_for_handover(plan, &ast).map_err(|e| format!("{e}\n{}", log()))?;
     let mut marks = Vec::new(); // (cut, heal, stall)
     for (i, phase) in phases.iter().enumerate() {
         std::thread::sleep(Duration::from_millis(*phase));

@@ -15,11 +15,20 @@ pub struct Cut {
 impl Cut {
     /// Cuts the path of the RTP ports `from..=to`.
     pub fn udp_ports(from: u16, to: u16) -> Self {
-        let ports = format!("{from}-{to}");
+        Self::udp_port_ranges(&[(from, to)])
+    }
+
+    /// Cuts the paths of every RTP port range in `ranges` at once (all of a phone's legs).
+    pub fn udp_port_ranges(ranges: &[(u16, u16)]) -> Self {
         input_chain();
-        testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "sport", &ports, "drop"]);
-        testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "dport", &ports, "drop"]);
-        Self { ports }
+        let mut all = Vec::new();
+        for (from, to) in ranges {
+            let ports = format!("{from}-{to}");
+            testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "sport", &ports, "drop"]);
+            testbed(&["nft", "add", "rule", "inet", TABLE, "input", "udp", "dport", &ports, "drop"]);
+            all.push(ports);
+        }
+        Self { ports: all.join(", ") }
     }
 
     /// Drops `percent` % of the UDP packets sent *from* each port range, at random and

@@ -10,8 +10,12 @@
 //! With `alignment = aligned` (the default) the module measures the offset from the audio and
 //! the same cuts are not heard at all: no silence, nothing repeated, nothing skipped, no two legs
 //! at once, the delay unmoved.
+//!
+//! With every leg of the phone cut off at once (a tunnel), the far party hears the module's
+//! reconnecting tone from `reconnect_tone_after` (1 s) on instead of silence, and the voice the
+//! moment a leg is back, with no tone over it.
 
-use handoff_tests::failover::{run_handoff, CutFigures, Outcome, Plan};
+use handoff_tests::failover::{run_handoff, run_outage, CutFigures, Outcome, Plan};
 use handoff_tests::listen::Talk;
 use handoff_tests::pump::Timing;
 
@@ -111,4 +115,33 @@ fn aligned_legs_make_the_same_cuts_inaudible() {
             assert!(s.delay_shift_ms.abs() <= 20.0, "cut {i}, {what}: the listener's delay does not move: {c:?}");
         }
     }
+}
+
+#[test]
+fn with_every_leg_cut_off_the_far_party_hears_the_reconnecting_tone_then_the_voice_at_once() {
+    let plan = Plan {
+        cuts: 1,
+        timing: Timing { offset_ms: OFFSET_MS, jitter_ms: JITTER_MS, data_jitter_ms: 0.0, seed: 9 },
+        talk: Talk::Continuous,
+        down_ms: 3000,
+        up_ms: 0,
+        phase_ms: 0,
+        seed: 9,
+        alignment: Some("aligned"),
+        cut_carrier: false,
+    };
+    let o = run_outage(&plan, plan.down_ms).unwrap_or_else(|e| panic!("{e}"));
+    println!("every leg cut off for {} ms: {o:?}", plan.down_ms);
+    assert_eq!(o.voice_while_cut, 0, "the phone was cut off: nothing of its voice is heard meanwhile");
+    let from = o.tone_from_ms.expect("the far party heard the reconnecting tone");
+    assert!(
+        (1000.0..=1400.0).contains(&from),
+        "the tone starts reconnect_tone_after (1000 ms) after the last frame, not before: {o:?}"
+    );
+    // 425 Hz for 200 ms in every second: 20 frames in the 2 s before the heal
+    assert!(o.tone_packets >= 15, "the tone sounds while the legs are silent: {o:?}");
+    let back = o.voice_back_ms.expect("the voice came back");
+    assert!(back <= 100.0, "the voice is back at once after the heal: {o:?}");
+    assert_eq!(o.tone_after_voice, 0, "no tone over the voice: {o:?}");
+    assert_eq!(o.events, (1, 1), "one HandoffReconnectTone started, one stopped: {o:?}");
 }

@@ -277,6 +277,8 @@ extern "C" {
     /// format.h: the format's name (`ulaw`, `slin16`, ...), owned by the format.
     pub fn ast_format_get_name(format: *const ast_format) -> *const c_char;
     pub static mut ast_null_frame: ast_frame;
+    /// format_cache.h: the cached signed-linear 8 kHz format, set at startup and never freed.
+    pub static ast_format_slin: *mut ast_format;
     pub fn __ao2_lock(
         a: *mut c_void,
         how: c_int,
@@ -292,4 +294,15 @@ extern "C" {
         line: c_int,
         var: *const c_char,
     ) -> c_int;
+    /// astobj2.h: adds `delta` to the object's reference count (`ao2_ref`); the old count.
+    pub fn __ao2_ref(
+        o: *mut c_void,
+        delta: c_int,
+        tag: *const c_char,
+        file: *const c_char,
+        line: c_int,
+        func: *const c_char,
+    ) -> c_int;
+    /// channel.h: queues a copy of `f` on the channel's read queue (locks the channel itself).
+    pub fn ast_queue_frame(chan: *mut ast_channel, f: *mut ast_frame) -> c_int;
 }

@@ -8,7 +8,7 @@
 //! the WRITE direction `ast_write` keeps the frame it was given (its caller frees it), so a
 //! swallowed frame is only replaced by `ast_null_frame`.
 
-use super::application::Channel;
+use super::channel::Channel;
 use super::ffi;
 use crate::guard::guard;
 use std::ffi::{c_int, c_void, CStr};
@@ -56,6 +56,16 @@ impl ReadFrame<'_> {
     pub fn voice(&mut self) -> Option<Voice<'_>> {
         // SAFETY: a live voice frame read from the channel, ours during the callback.
         unsafe { voice(self.frame) }
+    }
+
+    /// Whether the frame's source is `src` (a frame queued by [`super::ChannelRef::queue_voice`]
+    /// with that source, not one the channel's technology delivered).
+    pub fn has_source(&self, src: &CStr) -> bool {
+        // SAFETY: a live frame (see the type); `src` is a const char * at the headers' offset,
+        // NULL or a NUL-terminated string the frame owns for the callback.
+        let p = unsafe { *self.frame.cast::<u8>().add(ffi::AST_FRAME_SRC_OFFSET).cast::<*const std::ffi::c_char>() };
+        // SAFETY: as above.
+        !p.is_null() && unsafe { CStr::from_ptr(p) } == src
     }
 
     /// Feeds the frame to the channel's read translation path (if it has one) and frees what comes

@@ -9,14 +9,16 @@
 //! - `mod.rs`: C strings, logging, the clock, randomness.
 //! - [`module`]: the `ast_module_info` the loader reads ([`declare_module!`]) and the module
 //!   handle ([`Module`]).
-//! - [`application`]: dialplan applications ([`Application`]) and the channel they run on
-//!   ([`Channel`]).
+//! - [`application`]: dialplan applications ([`Application`]).
+//! - [`channel`]: the channel an application runs on ([`Channel`]) and counted references to
+//!   channels ([`ChannelRef`]) that queue audio to them.
 //! - [`manager`]: AMI actions ([`Action`]), the session an action came from, events.
 //! - [`cli`]: CLI commands ([`CliCommand`]).
 //! - [`framehook`]: frame hooks on a channel ([`FrameHook`]) and the voice frames they see.
 //! - [`config`]: reading a config file through Asterisk's config loader.
 
 pub mod application;
+pub mod channel;
 pub mod cli;
 pub mod config;
 mod ffi;
@@ -24,7 +26,8 @@ pub mod framehook;
 pub mod manager;
 pub mod module;
 
-pub use application::{Application, Channel};
+pub use application::Application;
+pub use channel::{Channel, ChannelRef};
 pub use cli::{CliCommand, CliOutcome};
 pub use config::{read_config_section, ConfigFile};
 pub use framehook::{FrameHook, Pass, ReadFrame, WrittenFrame};
