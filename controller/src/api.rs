@@ -315,16 +315,14 @@ impl Api {
             };
         }
         let store = self.service.store.clone();
-        let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let sessions = store.list_sessions().map_err(|e| e.to_string())?;
-            let audit = store.audit_tail(crate::status::AUDIT_TAIL).map_err(|e| e.to_string())?;
-            Ok((sessions, audit))
+        let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            Ok((store.list_sessions()?, store.audit_tail(crate::status::AUDIT_TAIL)?))
         })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        .await;
         let (sessions, audit, store_error) = match read {
-            Ok((s, a)) => (s, a, None),
-            Err(e) => (Vec::new(), Vec::new(), Some(e)),
+            Ok(Ok((s, a))) => (s, a, None),
+            Ok(Err(e)) => (Vec::new(), Vec::new(), Some(e.to_string())),
+            Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
         };
         let board = self.board.lock().unwrap_or_else(|p| p.into_inner());
         let body = crate::status::render(&crate::status::Page {

@@ -12,8 +12,11 @@
 //! - [`pbx`]: the driver interface between the daemon and a PBX (no I/O).
 //! - [`freeswitch`]: the FreeSWITCH driver: ESL events to session inputs, session commands to
 //!   `api`/`bgapi`, the leg switch done by muting conference members (no I/O).
-//! - [`config`]: the `handoffd.yaml` schema and its validation.
-//! - [`session`]: sessions, legs and their rules (no I/O).
+//! - [`config`]: the `handoffd.yaml` schema (`config/sections.rs`, `config/defaults.rs`), its
+//!   reading (`config/parse.rs`) and validation (`config/validate.rs`).
+//! - [`session`]: sessions, legs and their rules (no I/O); `session/` holds its vocabulary
+//!   (`types.rs`), a session's phase and data (`state.rs`), its timer table (`timers.rs`), and
+//!   what each kind of input does (`arrival.rs`, `events.rs`, `moving.rs`, `late.rs`).
 //! - [`asterisk`]: the Asterisk driver: AMI login, events to session inputs, session commands
 //!   to AMI actions (no I/O).
 //! - [`daemon`]: the tokio side, one file per concern under `daemon/`: `link.rs` (the PBX link

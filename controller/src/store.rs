@@ -119,12 +119,23 @@ fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(&EnvelopeOut { v: RECORD_VERSION, r: record }).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| format!("not a record envelope: {e}"))?;
+/// Why stored bytes are not a record this handoff reads (the `problem` of [`StoreError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("not a record envelope: {0}")]
+    NotAnEnvelope(serde_json::Error),
+    #[error("record version {0} unknown (this handoff reads {RECORD_VERSION})")]
+    UnknownVersion(u32),
+    #[error("bad record: {0}")]
+    Bad(serde_json::Error),
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
+    let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(RecordError::NotAnEnvelope)?;
     if env.v != RECORD_VERSION {
-        return Err(format!("record version {} unknown (this handoff reads {RECORD_VERSION})", env.v));
+        return Err(RecordError::UnknownVersion(env.v));
     }
-    serde_json::from_value(env.r).map_err(|e| format!("bad record: {e}"))
+    serde_json::from_value(env.r).map_err(RecordError::Bad)
 }
 /// An identifier (user, device, session, endpoint): 1 to 128 bytes, no whitespace or control.
 fn check_id(path: &str, what: &'static str, value: &str) -> Result<(), StoreError> {
@@ -574,7 +585,7 @@ mod tests {
     fn envelope_rejects_other_versions() {
         let bytes = br#"{"v":2,"r":{"name":"a","created":0}}"#;
         let err = decode::<User>(bytes).unwrap_err();
-        assert!(err.contains("record version 2 unknown"), "{err}");
+        assert!(err.to_string().contains("record version 2 unknown"), "{err}");
         let ok: User = decode(&encode(&User { name: "a".into(), created: UnixMs(5) })).unwrap();
         assert_eq!(ok.created, UnixMs(5));
     }

@@ -6,7 +6,8 @@
 //! from handoffd's HTTP API (SIP header X-Handoff-Ticket) or with the feature code *86 and her
 //! PIN keyed as SIP INFO. The test listens to what the far party really receives and checks
 //! the store's audit log through `handoffctl`. Every attack is refused with a reason, audited,
-//! and leaves the session where it was.
+//! and leaves the session where it was. After the ticket move handoffd is killed and restarted:
+//! its successor still bars the phone (the bar is restored from the store).
 
 use handoff_tests::ami::AmiClient;
 use handoff_tests::audio::{tone, ulaw_decode};
@@ -191,7 +192,7 @@ fn ticket_move(extra_config: &str) {
     let ticket = granted["ticket"].as_str().expect("ticket").to_string();
     assert_eq!(ticket.len(), 32, "128-bit ticket as hex");
     let t_move = Instant::now();
-    let mut tab = tablet("move_ticket_uac.xml", 5075, "move", 12_000, &[("ticket", &ticket)]);
+    let mut tab = tablet("move_ticket_uac.xml", 5075, "move", 20_000, &[("ticket", &ticket)]);
     c.data.wait(20 * SEC).expect("the phone's data leg is hung up by the move");
     c.carrier.wait(20 * SEC).expect("the phone's carrier leg is hung up by the move");
     let moved = c.handoffd.wait_log("call moved", 10 * SEC).expect("handoffd moved the call");
@@ -211,6 +212,18 @@ fn ticket_move(extra_config: &str) {
     let rec = Recorder::bind("127.0.0.1");
     let mut back = Sipp::leg("data_leg_uac_refused.xml", "127.0.0.1", 5071, "alice-app", "2000", rec.port, 0, DATA_RTP);
     back.wait(20 * SEC).expect("the barred phone's new leg is refused");
+    // handoffd is killed and restarted: its successor takes the call over from the PBX and the
+    // bar from the store, for the rest of its time.
+    c.handoffd.signal("KILL");
+    c.handoffd.wait_exit(5 * SEC).expect("handoffd is gone");
+    let first_log = c.handoffd.log().join("\n");
+    c.handoffd = Handoffd::connected_with(&c.ast, extra_config);
+    let line = c.handoffd.wait_log("resynchronised from", 5 * SEC).expect("the new handoffd resynchronises");
+    assert!(line.contains("1 running session(s) taken over"), "{line}");
+    let mut back = Sipp::leg("data_leg_uac_refused.xml", "127.0.0.1", 5071, "alice-app", "2000", rec.port, 0, DATA_RTP);
+    back.wait(20 * SEC).expect("the phone's new leg is still refused after the restart");
+    let barred = c.handoffd.wait_log("is barred from session", 5 * SEC);
+    assert!(barred.is_some_and(|l| l.contains("(the call moved to device 'alice-tablet')")), "{:#?}", c.handoffd.log());
     refused(move_request("alice-phone", PIN), 403, "barred");
     // PIN brute force: the 5th wrong PIN in a row (right ones cleared the earlier failure)
     // locks Alice out, and then even the right PIN is refused.
@@ -235,7 +248,7 @@ fn ticket_move(extra_config: &str) {
     ] {
         assert!(log.contains(needle), "audit lacks {needle:?}:\n{log}");
     }
-    let everything = format!("{log}\n{}", c.handoffd.log().join("\n"));
+    let everything = format!("{log}\n{first_log}\n{}", c.handoffd.log().join("\n"));
     assert!(!everything.contains(&ticket) && !everything.contains(&other_ticket), "a ticket leaked into a log");
     assert!(!everything.contains("\"2468\"") && !everything.contains("pin-2468"), "the PIN leaked into a log");
     // The audit log narrowed to this call, and to a time: `audit --session`, `--since`.

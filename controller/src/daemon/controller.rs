@@ -22,9 +22,11 @@ pub struct Now {
 }
 
 impl Now {
-    /// A monotonic instant as wall-clock time (for the store).
+    /// A monotonic instant as wall-clock time (for the store), in the past (a record's time)
+    /// or in the future (a bar's end).
     pub fn unix_of(self, at: Millis) -> UnixMs {
-        UnixMs(self.unix.0.saturating_sub(self.mono.saturating_sub(at)))
+        let unix = i128::from(self.unix.0) + i128::from(at) - i128::from(self.mono);
+        UnixMs(u64::try_from(unix.max(0)).unwrap_or(u64::MAX))
     }
 
     /// A wall-clock instant as a monotonic one.
@@ -220,6 +222,8 @@ pub(crate) mod tests {
     fn clocks_convert_both_ways() {
         let n = now(10_000);
         assert_eq!(n.unix_of(4_000), UnixMs(n.unix.0 - 6_000));
+        assert_eq!(n.unix_of(70_000), UnixMs(n.unix.0 + 60_000), "the future stays ahead");
+        assert_eq!(n.mono_of(n.unix_of(70_000)), 70_000);
         assert_eq!(n.mono_of(UnixMs(n.unix.0 + 2_500)), 12_500);
         assert_eq!(n.mono_of(UnixMs(n.unix.0 - 2_500)), 10_000, "the past is now");
     }
@@ -257,6 +261,83 @@ pub(crate) mod tests {
             "{:?}",
             step.writes
         );
+    }
+
+    /// A bar (the call moved away from a device) is stored with its end in wall-clock time and,
+    /// after a restart (a new monotonic clock), still bars the device for the rest of its time.
+    #[test]
+    fn a_bar_saved_then_loaded_after_a_restart_still_bars_for_the_rest_of_its_time() {
+        let tablet = crate::store::Device {
+            id: "alice-tablet".into(),
+            user: "alice".into(),
+            data_endpoint: Some("alice-tablet".into()),
+            carrier_number: None,
+            name: "Alice's tablet".into(),
+        };
+        let mut c = core();
+        c.on_input(leg("1.1", "2000", ""), now(100));
+        let id = c.sessions.ids().next().cloned().unwrap();
+        let far = c.sessions.view(&id).unwrap().far.unwrap();
+        c.handle(Input::FarAnswered { uniqueid: far.clone() }, now(150));
+        c.sessions.bar(&id, "alice-tablet", 60_100);
+        let step = c.step(test_record(&id, 200), now(200));
+        let Some(StoreWrite::Put(saved)) = step.writes.first().cloned() else { panic!("{:?}", step.writes) };
+        assert_eq!(saved.barred, vec![("alice-tablet".to_string(), UnixMs(now(200).unix.0 + 59_900))]);
+
+        // handoffd restarts 10 s later: its monotonic clock starts again near 0.
+        let later = Now { mono: 1_000, unix: UnixMs(now(200).unix.0 + 10_000) };
+        let mut c = core();
+        let mut registry = vec![tablet];
+        registry.push(crate::store::Device {
+            id: "alice-phone".into(),
+            user: "alice".into(),
+            data_endpoint: Some("alice-app".into()),
+            carrier_number: Some("+15550001".into()),
+            name: "Alice's phone".into(),
+        });
+        c.set_registry(registry);
+        let found = Found {
+            session: id.clone(),
+            bridge: saved.bridge.clone(),
+            device: "alice-phone".into(),
+            far: Some(far),
+            legs: vec![("1.1".into(), "PJSIP/alice-app-1.1".into(), crate::session::Path::Data)],
+            far_number: "2000".into(),
+        };
+        c.adopt(found, Some(saved), later);
+        let rest = 1_000 + 59_900 - 10_000;
+        assert_eq!(c.sessions.view(&id).unwrap().barred, vec![("alice-tablet".to_string(), rest)]);
+        let tablet_leg = |uid: &str| {
+            Input::LegArrived(LegArrival {
+                uniqueid: uid.into(),
+                channel: format!("PJSIP/alice-tablet-{uid}"),
+                caller: "alice-tablet".into(),
+                endpoint: "alice-tablet".into(),
+                path: Path::Data,
+                far: "2000".into(),
+                token: String::new(),
+            })
+        };
+        let at = |mono| Now { mono, unix: UnixMs(later.unix.0 + mono - later.mono) };
+        let step = c.handle(tablet_leg("2.1"), at(rest - 1));
+        assert!(
+            matches!(&step.commands[..], [Command::Refuse { reason, .. }] if reason.contains("barred")),
+            "{step:?}"
+        );
+        let step = c.handle(tablet_leg("2.2"), at(rest));
+        assert!(!step.commands.iter().any(|c| matches!(c, Command::Refuse { .. })), "{step:?}");
+    }
+
+    fn test_record(id: &crate::session::SessionId, at: Millis) -> Outputs {
+        Outputs {
+            records: vec![crate::session::Record {
+                at,
+                session: id.clone(),
+                what: "x".into(),
+                mark: crate::timeline::Mark::Note,
+            }],
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::controller::Step;
 use super::node_lease::NodeTurn;
 use super::{move_flow, store_io, Controller, Inbox};
 use crate::config::LinkSettings;
+use crate::hangup_cause::q850;
 use crate::pbx::{found_sessions, Driver, DriverEvent, LinkError, PbxChannel};
 use crate::session::{Input, Millis};
 use crate::store::UnixMs;
@@ -309,7 +310,7 @@ async fn resync(ctl: &mut Controller, driver: &mut dyn Driver, channels: &[PbxCh
     let present: std::collections::HashSet<&str> = channels.iter().map(|c| c.uniqueid.as_str()).collect();
     for gone in ctl.core.sessions.channels().into_iter().filter(|u| !present.contains(u.as_str())) {
         let cause_txt = format!("gone while the link to {} was down", driver.pbx());
-        let step = ctl.core.handle(Input::Hangup { uniqueid: gone, cause: 0, cause_txt }, ctl.now());
+        let step = ctl.core.handle(Input::Hangup { uniqueid: gone, cause: q850::NONE, cause_txt }, ctl.now());
         carry_out(ctl, driver, step).await;
     }
     let found = found_sessions(channels, &ctl.core.sessions, &ctl.cfg.conference.name_prefix);

@@ -10,6 +10,15 @@ use crate::store::Store;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
+/// Why the lease could not be checked.
+#[derive(Debug, thiserror::Error)]
+enum LeaseCheckError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("the lease check failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// This handoffd's turn at driving a cluster node (`cluster.node`): a lease in the shared
 /// store, taken before the PBX link is opened, renewed every third of `cluster.lease_ms`
 /// while it is up, given back on a clean stop. The database's clock decides when a lease ran
@@ -36,12 +45,9 @@ impl NodeTurn {
         })
     }
 
-    async fn hold(&self, store: &Store) -> Result<crate::store::NodeLease, String> {
+    async fn hold(&self, store: &Store) -> Result<crate::store::NodeLease, LeaseCheckError> {
         let (store, node, holder, lease) = (store.clone(), self.node.clone(), self.holder.clone(), self.lease_ms);
-        match tokio::task::spawn_blocking(move || store.hold_node(&node, &holder, lease)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("the lease check failed: {e}")),
-        }
+        Ok(tokio::task::spawn_blocking(move || store.hold_node(&node, &holder, lease)).await??)
     }
 
     /// Waits until this handoffd holds the node; `false` if `shutdown` came first. Says once

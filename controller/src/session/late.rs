@@ -7,12 +7,18 @@
 //! channel shows itself (created, answered, listed in a snapshot) for a session that is not
 //! live, it is hung up again, in whatever order the events come.
 
-use super::{Command, Input, LegArrival, Millis, Outputs, Path, Session, SessionId, Sessions, State, NO_SESSION};
+use super::state::{Phase, Session};
+use super::{Command, Input, LegArrival, Millis, Outputs, Path, SessionId, Sessions, NO_SESSION};
 use crate::hangup_cause::q850;
 
 /// The suffix of the far channel's uniqueid (`<session>-far`, set with the originate's
 /// `ChannelId`): how a far channel of handoff is told apart from any other channel.
 pub const FAR_SUFFIX: &str = "-far";
+
+/// The uniqueid of session `id`'s far channel.
+pub(super) fn far_channel_of(id: &SessionId) -> String {
+    format!("{id}{FAR_SUFFIX}")
+}
 
 /// Whether `uniqueid` names a far channel handoff originated.
 pub fn is_far_channel(uniqueid: &str) -> bool {
@@ -76,10 +82,10 @@ impl Sessions {
         }
         let session = self.by_channel.get(uniqueid).and_then(|id| Some((id.clone(), self.sessions.get(id)?)));
         match session {
-            Some((_, s)) if s.state.is_live() => {}
+            Some((_, s)) if s.phase.is_live() => {}
             Some((id, s)) => {
-                let why = match &s.state {
-                    State::Ending { reason, .. } => reason.clone(),
+                let why = match &s.phase {
+                    Phase::Ending { reason, .. } => reason.clone(),
                     _ => String::new(),
                 };
                 out.commands.push(Command::Hangup { uniqueid: uniqueid.to_string(), cause: q850::NORMAL_CLEARING });
@@ -113,7 +119,7 @@ impl Sessions {
         Self::record(out, now, &id, format!("the module refused the decision for leg {uniqueid}: {why}"));
         let input = Input::Hangup {
             uniqueid: uniqueid.to_string(),
-            cause: 0,
+            cause: q850::NONE,
             cause_txt: "no longer waiting in Handoff() when the decision came".into(),
         };
         let more = self.handle(input, now);
@@ -128,6 +134,7 @@ impl Sessions {
 mod tests {
     use super::super::tests::{alice, core_with, leg_to};
     use super::*;
+    use crate::session::State;
 
     fn far_hangups(out: &Outputs) -> Vec<&str> {
         out.commands
@@ -148,7 +155,10 @@ mod tests {
         let out = c.handle(leg_to("1.1", Path::Data, "2000"), 0);
         assert!(matches!(&out.commands[..], [Command::Assign { .. }, Command::OriginateFar { .. }]));
         // The leg is gone (the module timed it out): the session ends, the far hangup is sent...
-        let out = c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: 38, cause_txt: "x".into() }, 5);
+        let out = c.handle(
+            Input::Hangup { uniqueid: "1.1".into(), cause: q850::NETWORK_OUT_OF_ORDER, cause_txt: "x".into() },
+            5,
+        );
         assert_eq!(far_hangups(&out), ["t1-far"]);
         // ... too early: the far channel is created afterwards, and answers later still.
         let out = c.handle(Input::FarSeen { uniqueid: "t1-far".into() }, 8);
@@ -175,7 +185,7 @@ mod tests {
         assert!(out.commands.is_empty(), "{out:?}");
         let out = c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 4);
         assert!(out.commands.is_empty(), "{out:?}");
-        assert_eq!(c.state(&SessionId("t1".into())), Some(&State::Connected));
+        assert_eq!(c.state(&SessionId("t1".into())), Some(State::Connected));
     }
 
     /// The decision came too late: the module answers that the leg is not waiting. The session
@@ -199,16 +209,19 @@ mod tests {
         let mut c = core_with(Default::default(), vec![alice()]);
         c.handle(leg_to("1.1", Path::Data, "2000"), 0);
         c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 300);
-        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: 16, cause_txt: "x".into() }, 1_000);
-        c.handle(Input::Hangup { uniqueid: "t1-far".into(), cause: 16, cause_txt: "x".into() }, 1_010);
+        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: q850::NORMAL_CLEARING, cause_txt: "x".into() }, 1_000);
+        c.handle(
+            Input::Hangup { uniqueid: "t1-far".into(), cause: q850::NORMAL_CLEARING, cause_txt: "x".into() },
+            1_010,
+        );
         assert!(c.is_empty());
         let out = c.handle(leg_to("2.1", Path::Data, "2000"), 1_010 + 4_400);
         assert!(matches!(&out.commands[..], [Command::Assign { .. }, Command::OriginateFar { .. }]), "{out:?}");
         // Even at once, and to the same number: a re-dial on the path the call had.
         let mut c = core_with(Default::default(), vec![alice()]);
         c.handle(leg_to("1.1", Path::Data, "2000"), 0);
-        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: 16, cause_txt: "x".into() }, 100);
-        c.handle(Input::Hangup { uniqueid: "t1-far".into(), cause: 16, cause_txt: "x".into() }, 110);
+        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: q850::NORMAL_CLEARING, cause_txt: "x".into() }, 100);
+        c.handle(Input::Hangup { uniqueid: "t1-far".into(), cause: q850::NORMAL_CLEARING, cause_txt: "x".into() }, 110);
         let out = c.handle(leg_to("2.1", Path::Data, "2000"), 500);
         assert!(matches!(&out.commands[..], [Command::Assign { .. }, Command::OriginateFar { .. }]), "{out:?}");
     }
@@ -220,7 +233,7 @@ mod tests {
         let mut c = core_with(Default::default(), vec![alice()]);
         c.handle(leg_to("1.1", Path::Data, "2000"), 0);
         c.handle(Input::FarFailed { uniqueid: "t1-far".into(), reason: "busy".into(), no_channel: true }, 200);
-        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: 17, cause_txt: "busy".into() }, 210);
+        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: q850::USER_BUSY, cause_txt: "busy".into() }, 210);
         assert!(c.is_empty());
         let out = c.handle(leg_to("1.2", Path::Carrier, "2000"), 900);
         assert!(
@@ -233,7 +246,7 @@ mod tests {
         let mut c = core_with(Default::default(), vec![alice()]);
         c.handle(leg_to("1.1", Path::Data, "2000"), 0);
         c.handle(Input::FarFailed { uniqueid: "t1-far".into(), reason: "busy".into(), no_channel: true }, 200);
-        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: 17, cause_txt: "busy".into() }, 210);
+        c.handle(Input::Hangup { uniqueid: "1.1".into(), cause: q850::USER_BUSY, cause_txt: "busy".into() }, 210);
         let out = c.handle(leg_to("1.2", Path::Carrier, "2000"), 5_000);
         assert!(matches!(&out.commands[..], [Command::Assign { .. }, Command::OriginateFar { .. }]), "{out:?}");
     }

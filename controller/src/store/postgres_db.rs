@@ -502,7 +502,7 @@ impl PgStore {
                             path: path.clone(),
                             tree: "failures",
                             key: format!("{user:?}"),
-                            problem,
+                            problem: problem.to_string(),
                         })?)
                     }
                     None => None,
@@ -661,7 +661,7 @@ impl PgStore {
                     path: path.clone(),
                     tree: "timeline_meta",
                     key: format!("{session:?}"),
-                    problem,
+                    problem: problem.to_string(),
                 })?,
                 None => Meta::default(),
             };
@@ -929,7 +929,12 @@ impl PgStore {
     }
 
     fn decode_text<T: DeserializeOwned>(&self, tree: &'static str, key: String, rec: &str) -> Result<T, StoreError> {
-        decode(rec.as_bytes()).map_err(|problem| StoreError::Corrupt { path: self.name.clone(), tree, key, problem })
+        decode(rec.as_bytes()).map_err(|p| StoreError::Corrupt {
+            path: self.name.clone(),
+            tree,
+            key,
+            problem: p.to_string(),
+        })
     }
 }
 

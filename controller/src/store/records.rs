@@ -29,12 +29,17 @@ impl UnixMs {
     }
 }
 
+/// A `--since` that is neither a duration nor a UTC time ([`UnixMs::parse_since`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is neither a duration (90s, 15m, 2h, 7d) nor a UTC time (2026-12-03T08:00:00Z)")]
+pub struct BadSince(pub String);
+
 impl UnixMs {
     /// What an operator writes after `--since`, at `now`: a duration back from now (`90s`,
     /// `15m`, `2h`, `7d`) or a UTC time as the audit log prints it (`2026-12-03T08:00:00Z`,
     /// milliseconds optional). The error names what was expected.
-    pub fn parse_since(text: &str, now: UnixMs) -> Result<UnixMs, String> {
-        let bad = || format!("{text:?} is neither a duration (90s, 15m, 2h, 7d) nor a UTC time (2026-12-03T08:00:00Z)");
+    pub fn parse_since(text: &str, now: UnixMs) -> Result<UnixMs, BadSince> {
+        let bad = || BadSince(text.to_string());
         let t = text.trim();
         if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
             if let Ok(n) = t[..t.len() - 1].parse::<u64>() {
@@ -481,7 +486,7 @@ mod tests {
         assert_eq!(UnixMs::parse_since("2026-12-03T08:00:00Z", now), Ok(UnixMs(1_796_284_800_000)));
         for bad in ["", "h", "2x", "yesterday", "2026-12-03", "2026-13-03T08:00:00Z", "2026-12-03T08:00:00", "-5m"] {
             let e = UnixMs::parse_since(bad, now).unwrap_err();
-            assert!(e.contains("neither a duration"), "{bad}: {e}");
+            assert!(e.to_string().contains("neither a duration"), "{bad}: {e}");
         }
     }
 

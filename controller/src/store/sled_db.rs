@@ -106,7 +106,7 @@ impl SledStore {
                     path: path.clone(),
                     tree: "meta",
                     key: "schema".into(),
-                    problem,
+                    problem: problem.to_string(),
                 })?;
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema { path, found, ours: SCHEMA_VERSION });
@@ -177,7 +177,7 @@ impl SledStore {
         StoreError::Io { path: self.inner.path.clone(), tree, problem: e.to_string() }
     }
 
-    pub(super) fn corrupt(&self, tree: &'static str, key: &[u8], problem: String) -> StoreError {
+    pub(super) fn corrupt(&self, tree: &'static str, key: &[u8], problem: impl std::fmt::Display) -> StoreError {
         let key = match tree {
             "audit" => seq_of(key).map(|s| s.to_string()).unwrap_or_else(|| records::hex(key)),
             "tickets" => match <[u8; 32]>::try_from(key) {
@@ -186,7 +186,7 @@ impl SledStore {
             },
             _ => format!("{:?}", String::from_utf8_lossy(key)),
         };
-        StoreError::Corrupt { path: self.inner.path.clone(), tree, key, problem }
+        StoreError::Corrupt { path: self.inner.path.clone(), tree, key, problem: problem.to_string() }
     }
 
     pub(super) fn get<T: DeserializeOwned>(
@@ -355,7 +355,7 @@ impl SledStore {
                         path: path.clone(),
                         tree: "devices",
                         key: format!("{id:?}"),
-                        problem,
+                        problem: problem.to_string(),
                     })
                 })?;
                 if let Some(e) = &device.data_endpoint {
@@ -585,7 +585,7 @@ impl SledStore {
         kv: sled::Result<(sled::IVec, sled::IVec)>,
     ) -> Result<(u64, AuditRecord), StoreError> {
         let (k, v) = kv.map_err(|e| self.io("audit", e))?;
-        let seq = seq_of(&k).ok_or_else(|| self.corrupt("audit", &k, "key is not an 8-byte sequence number".into()))?;
+        let seq = seq_of(&k).ok_or_else(|| self.corrupt("audit", &k, "key is not an 8-byte sequence number"))?;
         let record = decode(&v).map_err(|p| self.corrupt("audit", &k, p))?;
         Ok((seq, record))
     }
