@@ -112,6 +112,19 @@ pub struct Timeline {
     pub until: Option<UnixMs>,
 }
 
+/// A move step in words, by the audit record's action and outcome: short (the picture's
+/// label) and long (the text's line).
+pub(crate) fn move_step(action: AuditAction, outcome: Outcome) -> (&'static str, &'static str) {
+    match (action, outcome) {
+        (AuditAction::MoveRequest, Outcome::Granted) => ("ticket issued", "move ticket issued"),
+        (AuditAction::MoveRequest, _) => ("move refused", "move request refused"),
+        (AuditAction::TicketRedeem, Outcome::Granted) => ("new device joins", "ticket redeemed: new device joins"),
+        (AuditAction::TicketRedeem, _) => ("ticket refused", "ticket refused"),
+        (AuditAction::Rejoin, _) => ("old device barred", "old device barred"),
+        _ => ("move step", "move"),
+    }
+}
+
 impl Timeline {
     /// Merges the session's move records from the audit log (ticket issued, ticket
     /// redeemed: the new device joins, a barred device refused), in time order. Records of
@@ -121,14 +134,7 @@ impl Timeline {
             if r.session.as_deref() != Some(self.session.as_str()) || !r.action.is_move() {
                 continue;
             }
-            let what = match (r.action, r.outcome) {
-                (AuditAction::MoveRequest, Outcome::Granted) => "move ticket issued",
-                (AuditAction::MoveRequest, _) => "move request refused",
-                (AuditAction::TicketRedeem, Outcome::Granted) => "ticket redeemed: new device joins",
-                (AuditAction::TicketRedeem, _) => "ticket refused",
-                (AuditAction::Rejoin, _) => "old device barred",
-                _ => "move",
-            };
+            let (_, what) = move_step(r.action, r.outcome);
             let mut text = format!("{what} ({})", r.actor);
             if let Some(d) = &r.device {
                 text.push_str(&format!(", device {d}"));
