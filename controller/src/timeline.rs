@@ -8,6 +8,12 @@
 //! in ([`Timeline::merge_audit`]). [`text`] prints a timeline as lines and [`svg::render`]
 //! draws it as lanes on a time axis (`handoffctl timeline SESSION [--svg FILE]`,
 //! `GET /v1/admin/timeline/<id>`). Nothing here reads a clock, a file or a socket.
+//!
+//! # Files
+//! `timeline.rs` (this file): the marks, entries, bounds, the audit merge and the text;
+//! `timeline/svg.rs`: the picture's layout, sizes and colours, with `timeline/svg/story.rs`
+//! (the entries read into lanes), `timeline/svg/draw.rs` (bars and marks on the time axis) and
+//! `timeline/svg/text.rs` (the legend and labels).
 
 pub mod svg;
 

@@ -10,12 +10,12 @@
 //!   (`pg_advisory_xact_lock`), so concurrent wrong PINs on two nodes both count;
 //! - audit sequence numbers are taken under one transaction lock, so they are committed in
 //!   order and without holes (a reader following the log never skips one);
-//! - a decision's writes ([`Write`]) go in one transaction.
+//! - a decision's writes ([`super::Write`]) go in one transaction.
 //!
 //! Every call is synchronous and runs its SQL on a connection owned by a worker thread of this
 //! store (the `postgres` client may not be driven from inside the async runtime; the caller
 //! blocks as it does on sled's fsync). A broken connection is reopened on the next call; while
-//! the database is down every call fails with [`StoreError::Io`] naming the table, so a move is
+//! the database is down every call fails with [`super::StoreError::Io`] naming the table, so a move is
 //! refused rather than decided without being recorded. The URL's password never appears in an
 //! error or a log line ([`redact`]).
 //!
