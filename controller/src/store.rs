@@ -32,8 +32,9 @@
 //!   [`StoreError`], the record envelope, a decision's writes ([`Write`]) and whole-store
 //!   copies ([`Dump`]);
 //! - `store/records.rs`: the records, plain serde data;
-//! - `store/sled_db.rs`: the sled backend; `store/timeline.rs`: session timelines on sled and
-//!   the bounds both backends keep;
+//! - `store/sled_db.rs` + `store/sled_db/`: the sled backend (`accounts.rs`, `tickets.rs`,
+//!   `lockouts.rs`, `audit.rs`); `store/timeline.rs`: session timelines on sled and the bounds
+//!   both backends keep;
 //! - `store/postgres_db.rs` + `store/postgres_db/`: the PostgreSQL backend (`connection.rs`,
 //!   `schema.rs`, `accounts.rs`, `sessions.rs`, `tickets.rs`, `lockouts.rs`, `audit.rs`,
 //!   `writes.rs`, `nodes.rs`: each one's concern in `postgres_db.rs`);
