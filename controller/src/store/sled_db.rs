@@ -171,7 +171,7 @@ impl SledStore {
         &self.inner.db
     }
 
-    /// The store's directory, as given to [`Store::open`].
+    /// The store's directory, as given to [`super::Store::open`].
     pub fn path(&self) -> &str {
         &self.inner.path
     }
