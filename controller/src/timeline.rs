@@ -8,6 +8,12 @@
 //! in ([`Timeline::merge_audit`]). [`text`] prints a timeline as lines and [`svg::render`]
 //! draws it as lanes on a time axis (`handoffctl timeline SESSION [--svg FILE]`,
 //! `GET /v1/admin/timeline/<id>`). Nothing here reads a clock, a file or a socket.
+//!
+//! # Files
+//! `timeline.rs` (this file): the marks, entries, bounds, the audit merge and the text;
+//! `timeline/svg.rs`: the picture's layout, sizes and colours, with `timeline/svg/story.rs`
+//! (the entries read into lanes), `timeline/svg/draw.rs` (bars and marks on the time axis) and
+//! `timeline/svg/text.rs` (the legend and labels).
 
 pub mod svg;
 
@@ -112,6 +118,19 @@ pub struct Timeline {
     pub until: Option<UnixMs>,
 }
 
+/// A move step in words, by the audit record's action and outcome: short (the picture's
+/// label) and long (the text's line).
+pub(crate) fn move_step(action: AuditAction, outcome: Outcome) -> (&'static str, &'static str) {
+    match (action, outcome) {
+        (AuditAction::MoveRequest, Outcome::Granted) => ("ticket issued", "move ticket issued"),
+        (AuditAction::MoveRequest, _) => ("move refused", "move request refused"),
+        (AuditAction::TicketRedeem, Outcome::Granted) => ("new device joins", "ticket redeemed: new device joins"),
+        (AuditAction::TicketRedeem, _) => ("ticket refused", "ticket refused"),
+        (AuditAction::Rejoin, _) => ("old device barred", "old device barred"),
+        _ => ("move step", "move"),
+    }
+}
+
 impl Timeline {
     /// Merges the session's move records from the audit log (ticket issued, ticket
     /// redeemed: the new device joins, a barred device refused), in time order. Records of
@@ -121,14 +140,7 @@ impl Timeline {
             if r.session.as_deref() != Some(self.session.as_str()) || !r.action.is_move() {
                 continue;
             }
-            let what = match (r.action, r.outcome) {
-                (AuditAction::MoveRequest, Outcome::Granted) => "move ticket issued",
-                (AuditAction::MoveRequest, _) => "move request refused",
-                (AuditAction::TicketRedeem, Outcome::Granted) => "ticket redeemed: new device joins",
-                (AuditAction::TicketRedeem, _) => "ticket refused",
-                (AuditAction::Rejoin, _) => "old device barred",
-                _ => "move",
-            };
+            let (_, what) = move_step(r.action, r.outcome);
             let mut text = format!("{what} ({})", r.actor);
             if let Some(d) = &r.device {
                 text.push_str(&format!(", device {d}"));

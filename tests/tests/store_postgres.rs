@@ -5,12 +5,14 @@
 //! back under a running store.
 //!
 //! Each fresh store is a schema of its own in the testbed's `handoff` database (selected by the
-//! URL's `options=-c search_path=…`), so cases never see each other's rows.
+//! URL's `options=-c search_path=…`), named after its test, so cases never see each other's rows
+//! and the tests run in parallel; the one test that stops the database runs alone.
 
 use handoff::store::conformance::{self, Fixture};
 use handoff::store::{Store, StoreError, TicketHash, TicketRecord, UnixMs};
 use handoff_tests::testbed::{postgres_schema, testbed};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 fn database_url() -> String {
@@ -18,16 +20,29 @@ fn database_url() -> String {
     out.lines().last().unwrap_or_default().trim().to_string()
 }
 
-/// Fresh schemas in the testbed database; a URL per schema.
+/// The testbed database: the tests of this file share it, the one that stops it has it alone.
+static DATABASE: RwLock<()> = RwLock::new(());
+
+/// Fresh schemas in the testbed database, `<run>_<n>_<pid>` (`run`: the test's own name); a URL
+/// per schema. Holds the test's turn on the database while it lives.
 struct OnPostgres {
     base: String,
-    run: String,
+    run: &'static str,
     next: AtomicUsize,
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _alone: Option<RwLockWriteGuard<'static, ()>>,
 }
 
 impl OnPostgres {
-    fn new() -> Self {
-        Self { base: database_url(), run: "t".into(), next: AtomicUsize::new(0) }
+    /// For the test `run` (a name no other test of this file uses), beside the others.
+    fn new(run: &'static str) -> Self {
+        let shared = DATABASE.read().unwrap_or_else(PoisonError::into_inner);
+        Self { base: database_url(), run, next: AtomicUsize::new(0), _shared: Some(shared), _alone: None }
+    }
+    /// For the test `run` that stops the database: it waits until no other test uses it.
+    fn alone(run: &'static str) -> Self {
+        let alone = DATABASE.write().unwrap_or_else(PoisonError::into_inner);
+        Self { base: database_url(), run, next: AtomicUsize::new(0), _shared: None, _alone: Some(alone) }
     }
     /// A new empty schema and the URL whose connections use it.
     fn schema_url(&self) -> String {
@@ -59,7 +74,7 @@ impl Fixture for OnPostgres {
 
 #[test]
 fn postgres_passes_every_store_conformance_case() {
-    let pg = OnPostgres::new();
+    let pg = OnPostgres::new("conformance");
     conformance::run_all(&pg);
     // The password is never part of what the store calls itself (errors, logs).
     let store = pg.fresh();
@@ -69,7 +84,7 @@ fn postgres_passes_every_store_conformance_case() {
 
 #[test]
 fn tickets_raced_by_eight_nodes_are_each_spent_exactly_once() {
-    let pg = OnPostgres::new();
+    let pg = OnPostgres::new("race");
     let url = pg.schema_url();
     let nodes: Vec<Store> = (0..8).map(|_| OnPostgres::open(&url)).collect();
     const TICKETS: u32 = 2_000;
@@ -133,7 +148,7 @@ fn tickets_raced_by_eight_nodes_are_each_spent_exactly_once() {
 
 #[test]
 fn a_newer_schema_a_wrong_password_and_a_damaged_row_are_clear_errors() {
-    let pg = OnPostgres::new();
+    let pg = OnPostgres::new("errors");
     // A schema written by a newer handoff.
     let url = pg.schema_url();
     drop(OnPostgres::open(&url));
@@ -166,7 +181,7 @@ fn a_newer_schema_a_wrong_password_and_a_damaged_row_are_clear_errors() {
 
 #[test]
 fn while_the_database_is_down_calls_fail_at_once_and_work_again_when_it_is_back() {
-    let pg = OnPostgres::new();
+    let pg = OnPostgres::alone("down");
     let store = pg.fresh();
     store.add_user("alice", UnixMs(1)).unwrap();
     testbed(&["postgres", "stop"]);
@@ -205,7 +220,7 @@ fn while_the_database_is_down_calls_fail_at_once_and_work_again_when_it_is_back(
 #[test]
 fn one_node_lease_has_one_holder_at_a_time() {
     use handoff::store::NodeLease;
-    let pg = OnPostgres::new();
+    let pg = OnPostgres::new("lease");
     let url = pg.schema_url();
     let nodes: Vec<Store> = (0..8).map(|_| OnPostgres::open(&url)).collect();
     // Eight controllers claim node ast1 at once: exactly one holds it.
@@ -285,7 +300,8 @@ fn handoffctl_copies_a_sled_store_into_postgres() {
         ),
     )
     .unwrap();
-    let url = OnPostgres::new().schema_url();
+    let on_postgres = OnPostgres::new("migrate");
+    let url = on_postgres.schema_url();
     let ctl = |args: &[&str]| {
         let out = std::process::Command::new(handoff_tests::target_dir().join("release/handoffctl"))
             .arg("--config")
@@ -317,7 +333,7 @@ fn handoffctl_copies_a_sled_store_into_postgres() {
     assert_eq!(out.trim().lines().count(), 1, "{out}");
     // A sled store in use (handoffd running): refused by sled's lock.
     let held = Store::open(&sled_path).unwrap();
-    let (code, out) = ctl(&["store", "migrate", "--to", &OnPostgres::new().schema_url()]);
+    let (code, out) = ctl(&["store", "migrate", "--to", &on_postgres.schema_url()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("is in use (is handoffd running?)"), "{out}");
     drop(held);

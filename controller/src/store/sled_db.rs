@@ -2,14 +2,22 @@
 //! to install). One sled tree per record kind; writes that authorize an action are flushed
 //! (fsync) before the call returns (see [`super::Store`] for which); sled's directory lock
 //! makes one process at a time its user.
+//!
+//! This file opens the store and holds what every call uses (errors, reading one record or a
+//! whole tree) and the session snapshots; `sled_db/accounts.rs` has users, devices and
+//! credentials, `sled_db/tickets.rs` move tickets, `sled_db/lockouts.rs` bars and failure
+//! counters, `sled_db/audit.rs` the audit log and a decision's batch of writes. Session
+//! timelines on sled are in `store/timeline.rs`.
 
-use super::records::{
-    self, AuditRecord, Bar, CredentialHash, Device, Failures, SessionSnapshot, TicketHash, TicketRecord,
-};
-use super::{check_id, decode, encode, is_e164, StoreError, UnixMs, User, Write, SCHEMA_VERSION};
+mod accounts;
+mod audit;
+mod lockouts;
+mod tickets;
+
+use super::records::{self, SessionSnapshot, TicketHash};
+use super::{check_id, decode, encode, StoreError, SCHEMA_VERSION};
 use serde::de::DeserializeOwned;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
+use sled::transaction::TransactionError;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -48,7 +56,7 @@ impl fmt::Debug for SledStore {
     }
 }
 
-fn bar_key(session: &str, device: &str) -> Vec<u8> {
+pub(super) fn bar_key(session: &str, device: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(session.len() + device.len() + 1);
     k.extend_from_slice(session.as_bytes());
     k.push(0);
@@ -163,7 +171,7 @@ impl SledStore {
         &self.inner.db
     }
 
-    /// The store's directory, as given to [`Store::open`].
+    /// The store's directory, as given to [`super::Store::open`].
     pub fn path(&self) -> &str {
         &self.inner.path
     }
@@ -201,7 +209,11 @@ impl SledStore {
         }
     }
 
-    fn scan<T: DeserializeOwned>(&self, tree: &sled::Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
+    pub(super) fn scan<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
         tree.iter()
             .map(|kv| {
                 let (k, v) = kv.map_err(|e| self.io(name, e))?;
@@ -214,174 +226,11 @@ impl SledStore {
         check_id(&self.inner.path, what, value)
     }
 
-    fn tx_err(&self, tree: &'static str, e: TransactionError<StoreError>) -> StoreError {
+    pub(super) fn tx_err(&self, tree: &'static str, e: TransactionError<StoreError>) -> StoreError {
         match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => self.io(tree, e),
         }
-    }
-
-    // ---- users
-
-    /// Adds a user (flushed).
-    pub fn add_user(&self, name: &str, now: UnixMs) -> Result<User, StoreError> {
-        self.check("user name", name)?;
-        let user = User { name: name.into(), created: now };
-        let swapped = self
-            .inner
-            .users
-            .compare_and_swap(name, None as Option<&[u8]>, Some(encode(&user)))
-            .map_err(|e| self.io("users", e))?;
-        if swapped.is_err() {
-            return Err(StoreError::UserExists { path: self.inner.path.clone(), user: name.into() });
-        }
-        self.flush()?;
-        Ok(user)
-    }
-
-    pub fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        self.get(&self.inner.users, "users", name.as_bytes())
-    }
-
-    /// Every user, by name.
-    pub fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        self.scan(&self.inner.users, "users")
-    }
-
-    fn require_user(&self, name: &str) -> Result<(), StoreError> {
-        match self.get_user(name)? {
-            Some(_) => Ok(()),
-            None => Err(StoreError::NoSuchUser { path: self.inner.path.clone(), user: name.into() }),
-        }
-    }
-
-    // ---- devices
-
-    /// Registers a device of an existing user (flushed). Its id, endpoint and number must be
-    /// free; the number must be E.164.
-    pub fn add_device(&self, device: &Device) -> Result<(), StoreError> {
-        let path = &self.inner.path;
-        self.check("device id", &device.id)?;
-        self.check("user name", &device.user)?;
-        if device.name.is_empty() || device.name.len() > 128 || device.name.chars().any(char::is_control) {
-            return Err(StoreError::Invalid {
-                path: path.clone(),
-                what: "device name",
-                value: device.name.clone(),
-                problem: "must be 1 to 128 bytes without control characters",
-            });
-        }
-        if let Some(e) = &device.data_endpoint {
-            self.check("endpoint", e)?;
-        }
-        if let Some(n) = &device.carrier_number {
-            if !is_e164(n) {
-                return Err(StoreError::Invalid {
-                    path: path.clone(),
-                    what: "number",
-                    value: n.clone(),
-                    problem: "not E.164 (+ and 2 to 15 digits)",
-                });
-            }
-        }
-        let i = &self.inner;
-        let bytes = encode(device);
-        (&i.users, &i.devices, &i.by_endpoint, &i.by_number)
-            .transaction(|(users, devices, by_endpoint, by_number)| {
-                let abort = |e| Err(ConflictableTransactionError::Abort(e));
-                if users.get(device.user.as_bytes())?.is_none() {
-                    return abort(StoreError::NoSuchUser { path: path.clone(), user: device.user.clone() });
-                }
-                if devices.get(device.id.as_bytes())?.is_some() {
-                    return abort(StoreError::DeviceExists { path: path.clone(), device: device.id.clone() });
-                }
-                for (what, value, index) in
-                    [("endpoint", &device.data_endpoint, by_endpoint), ("number", &device.carrier_number, by_number)]
-                {
-                    if let Some(value) = value {
-                        if let Some(owner) = index.get(value.as_bytes())? {
-                            return abort(StoreError::Taken {
-                                path: path.clone(),
-                                what,
-                                value: value.clone(),
-                                device: String::from_utf8_lossy(&owner).into_owned(),
-                            });
-                        }
-                        index.insert(value.as_bytes(), device.id.as_bytes())?;
-                    }
-                }
-                devices.insert(device.id.as_bytes(), bytes.clone())?;
-                Ok(())
-            })
-            .map_err(|e| self.tx_err("devices", e))?;
-        self.flush()
-    }
-
-    pub fn device(&self, id: &str) -> Result<Option<Device>, StoreError> {
-        self.get(&self.inner.devices, "devices", id.as_bytes())
-    }
-
-    /// The device whose app registers as this PJSIP endpoint.
-    pub fn device_by_endpoint(&self, endpoint: &str) -> Result<Option<Device>, StoreError> {
-        self.device_by_index(&self.inner.by_endpoint, "devices_by_endpoint", endpoint)
-    }
-
-    /// The device with this E.164 number.
-    pub fn device_by_number(&self, number: &str) -> Result<Option<Device>, StoreError> {
-        self.device_by_index(&self.inner.by_number, "devices_by_number", number)
-    }
-
-    fn device_by_index(&self, index: &sled::Tree, name: &'static str, key: &str) -> Result<Option<Device>, StoreError> {
-        match index.get(key).map_err(|e| self.io(name, e))? {
-            Some(id) => self.get(&self.inner.devices, "devices", &id),
-            None => Ok(None),
-        }
-    }
-
-    /// Every device, by id.
-    pub fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.scan(&self.inner.devices, "devices")
-    }
-
-    /// Unregisters a device (flushed); returns it, or `None` if there was none.
-    pub fn remove_device(&self, id: &str) -> Result<Option<Device>, StoreError> {
-        let i = &self.inner;
-        let path = &i.path;
-        let removed = (&i.devices, &i.by_endpoint, &i.by_number)
-            .transaction(|(devices, by_endpoint, by_number)| {
-                let Some(bytes) = devices.remove(id.as_bytes())? else { return Ok(None) };
-                let device: Device = decode(&bytes).map_err(|problem| {
-                    ConflictableTransactionError::Abort(StoreError::Corrupt {
-                        path: path.clone(),
-                        tree: "devices",
-                        key: format!("{id:?}"),
-                        problem: problem.to_string(),
-                    })
-                })?;
-                if let Some(e) = &device.data_endpoint {
-                    by_endpoint.remove(e.as_bytes())?;
-                }
-                if let Some(n) = &device.carrier_number {
-                    by_number.remove(n.as_bytes())?;
-                }
-                Ok(Some(device))
-            })
-            .map_err(|e| self.tx_err("devices", e))?;
-        self.flush()?;
-        Ok(removed)
-    }
-
-    // ---- credentials
-
-    /// Sets (or replaces) an existing user's credential hash (flushed).
-    pub fn set_credential(&self, user: &str, hash: &CredentialHash) -> Result<(), StoreError> {
-        self.require_user(user)?;
-        self.inner.credentials.insert(user, encode(hash)).map_err(|e| self.io("credentials", e))?;
-        self.flush()
-    }
-
-    pub fn credential(&self, user: &str) -> Result<Option<CredentialHash>, StoreError> {
-        self.get(&self.inner.credentials, "credentials", user.as_bytes())
     }
 
     // ---- sessions
@@ -403,243 +252,6 @@ impl SledStore {
     /// Forgets a session (not flushed); returns whether there was one.
     pub fn remove_session(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.sessions.remove(id).map(|o| o.is_some()).map_err(|e| self.io("sessions", e))
-    }
-
-    // ---- tickets
-
-    /// Issues a ticket (flushed).
-    pub fn put_ticket(&self, t: &TicketRecord) -> Result<(), StoreError> {
-        self.inner.tickets.insert(t.hash.0, encode(t)).map_err(|e| self.io("tickets", e))?;
-        self.flush()
-    }
-
-    /// Spends a ticket, atomically, and returns it as it was *before* this call (flushed).
-    ///
-    /// A ticket is spent by its first presentation, whatever the decision on it: of any number
-    /// of concurrent calls for one hash, exactly one gets a record with `presented: None`; the
-    /// others (and any later call) get `presented: Some(first presentation)` — a replay. An
-    /// unknown hash (never issued, or purged) gives `None`.
-    pub fn take_ticket(&self, hash: &TicketHash, now: UnixMs) -> Result<Option<TicketRecord>, StoreError> {
-        let mut undecodable = None;
-        let before = self
-            .inner
-            .tickets
-            .fetch_and_update(hash.0, |old| {
-                let old = old?;
-                match decode::<TicketRecord>(old) {
-                    Ok(mut t) if t.presented.is_none() => {
-                        t.presented = Some(now);
-                        Some(encode(&t))
-                    }
-                    Ok(_) => Some(old.to_vec()),
-                    Err(p) => {
-                        undecodable = Some(p);
-                        Some(old.to_vec())
-                    }
-                }
-            })
-            .map_err(|e| self.io("tickets", e))?;
-        if let Some(p) = undecodable {
-            return Err(self.corrupt("tickets", &hash.0, p));
-        }
-        let Some(before) = before else { return Ok(None) };
-        let record = decode(&before).map_err(|p| self.corrupt("tickets", &hash.0, p))?;
-        self.flush()?;
-        Ok(Some(record))
-    }
-
-    /// Every ticket kept (issued, spent or expired but not yet purged).
-    pub fn list_tickets(&self) -> Result<Vec<TicketRecord>, StoreError> {
-        self.scan(&self.inner.tickets, "tickets")
-    }
-
-    /// Drops tickets that expired more than `keep_ms` before `now` (kept that long so that a
-    /// late replay is still recognized as one), and bars that ended. Returns how many of each
-    /// went. Not flushed.
-    pub fn purge_expired(&self, now: UnixMs, keep_ms: u64) -> Result<(usize, usize), StoreError> {
-        let mut tickets = 0;
-        for t in self.list_tickets()? {
-            if t.expires.plus_ms(keep_ms) <= now {
-                self.inner.tickets.remove(t.hash.0).map_err(|e| self.io("tickets", e))?;
-                tickets += 1;
-            }
-        }
-        let mut bars = 0;
-        for b in self.list_bars()? {
-            if b.until <= now {
-                self.inner.bars.remove(bar_key(&b.session, &b.device)).map_err(|e| self.io("bars", e))?;
-                bars += 1;
-            }
-        }
-        Ok((tickets, bars))
-    }
-
-    /// Audit retention: drops the oldest audit records that are older than `keep_ms`, and past
-    /// `max_records` the oldest ones whatever their age, but never a record younger than
-    /// `floor_ms` (the longest lockout or bar: the decisions they rest on stay readable) and
-    /// never the newest record (its sequence number carries on after a restart). Returns how
-    /// many went. Not flushed.
-    pub fn prune_audit(&self, now: UnixMs, keep_ms: u64, max_records: u64, floor_ms: u64) -> Result<usize, StoreError> {
-        let tree = &self.inner.audit;
-        let (Some(first), Some(last)) =
-            (tree.first().map_err(|e| self.io("audit", e))?, tree.last().map_err(|e| self.io("audit", e))?)
-        else {
-            return Ok(0);
-        };
-        // Sequence numbers have no holes but the pruned start: the count is their span.
-        let (Some(first), Some(last)) = (seq_of(&first.0), seq_of(&last.0)) else { return Ok(0) };
-        let mut count = last.saturating_sub(first) + 1;
-        let mut pruned = 0;
-        for kv in tree.iter() {
-            let (seq, record) = self.audit_entry(kv)?;
-            let age = now.0.saturating_sub(record.at.0);
-            if seq == last || age < floor_ms || (age < keep_ms && count <= max_records) {
-                break;
-            }
-            tree.remove(seq.to_be_bytes()).map_err(|e| self.io("audit", e))?;
-            count -= 1;
-            pruned += 1;
-        }
-        Ok(pruned)
-    }
-
-    // ---- bars and lockouts
-
-    /// Bars `device` from `session` until `until` (flushed). A later bar replaces an earlier one.
-    pub fn put_bar(&self, bar: &Bar) -> Result<(), StoreError> {
-        self.apply(&[Write::PutBar(bar.clone())])
-    }
-
-    /// Until when `device` is barred from `session`, if a bar is recorded (it may have ended:
-    /// compare with now).
-    pub fn bar(&self, session: &str, device: &str) -> Result<Option<UnixMs>, StoreError> {
-        let bar: Option<Bar> = self.get(&self.inner.bars, "bars", &bar_key(session, device))?;
-        Ok(bar.map(|b| b.until))
-    }
-
-    pub fn list_bars(&self) -> Result<Vec<Bar>, StoreError> {
-        self.scan(&self.inner.bars, "bars")
-    }
-
-    /// Records a failed credential check (flushed): `update` turns the user's previous
-    /// failures into the new ones (the lockout policy, [`crate::moves::LockoutPolicy::on_failure`]),
-    /// atomically with respect to concurrent failures. Returns the new record.
-    pub fn record_failure(
-        &self,
-        user: &str,
-        update: impl Fn(Option<Failures>) -> Failures + Send + 'static,
-    ) -> Result<Failures, StoreError> {
-        let mut undecodable = None;
-        let after = self
-            .inner
-            .failures
-            .update_and_fetch(user, |old| match old.map(decode::<Failures>).transpose() {
-                Ok(prev) => Some(encode(&update(prev))),
-                Err(p) => {
-                    undecodable = Some(p);
-                    old.map(<[u8]>::to_vec)
-                }
-            })
-            .map_err(|e| self.io("failures", e))?;
-        if let Some(p) = undecodable {
-            return Err(self.corrupt("failures", user.as_bytes(), p));
-        }
-        self.flush()?;
-        match after {
-            Some(bytes) => decode(&bytes).map_err(|p| self.corrupt("failures", user.as_bytes(), p)),
-            None => Ok(Failures::default()),
-        }
-    }
-
-    pub fn failures(&self, user: &str) -> Result<Option<Failures>, StoreError> {
-        self.get(&self.inner.failures, "failures", user.as_bytes())
-    }
-
-    /// Forgets a user's failures and lockout (flushed); returns whether there were any.
-    pub fn clear_failures(&self, user: &str) -> Result<bool, StoreError> {
-        let had = self.inner.failures.remove(user).map_err(|e| self.io("failures", e))?.is_some();
-        if had {
-            self.flush()?;
-        }
-        Ok(had)
-    }
-
-    // ---- audit
-
-    /// The records after sequence number `seq`, oldest first.
-    pub fn audit_since(&self, seq: u64) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
-        let Some(from) = seq.checked_add(1) else { return Ok(Vec::new()) };
-        self.inner.audit.range(from.to_be_bytes()..).map(|kv| self.audit_entry(kv)).collect()
-    }
-
-    /// The last `n` records, oldest first.
-    pub fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
-        let mut tail: Vec<_> =
-            self.inner.audit.iter().rev().take(n).map(|kv| self.audit_entry(kv)).collect::<Result<_, _>>()?;
-        tail.reverse();
-        Ok(tail)
-    }
-
-    pub(super) fn audit_entry(
-        &self,
-        kv: sled::Result<(sled::IVec, sled::IVec)>,
-    ) -> Result<(u64, AuditRecord), StoreError> {
-        let (k, v) = kv.map_err(|e| self.io("audit", e))?;
-        let seq = seq_of(&k).ok_or_else(|| self.corrupt("audit", &k, "key is not an 8-byte sequence number"))?;
-        let record = decode(&v).map_err(|p| self.corrupt("audit", &k, p))?;
-        Ok((seq, record))
-    }
-
-    // ---- batches
-
-    /// Applies a decision's writes in one atomic transaction and flushes: either all of them
-    /// are on disk when it returns `Ok`, or (after a crash) none.
-    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
-        self.apply_returning_seq(writes).map(drop)
-    }
-
-    /// Returns the last audit sequence number written, if the batch had audit records.
-    pub fn apply_returning_seq(&self, writes: &[Write]) -> Result<Option<u64>, StoreError> {
-        for w in writes {
-            if let Write::PutBar(b) = w {
-                self.check("session id", &b.session)?;
-                self.check("device id", &b.device)?;
-            }
-        }
-        let i = &self.inner;
-        // Held across the transaction and the flush: audit numbers are committed in order.
-        let mut seq = i.audit_seq.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let first = *seq + 1;
-        let last = (&i.tickets, &i.bars, &i.failures, &i.audit)
-            .transaction(|(tickets, bars, failures, audit)| {
-                let mut next = first;
-                let mut last = None;
-                for w in writes {
-                    match w {
-                        Write::PutTicket(t) => {
-                            tickets.insert(&t.hash.0[..], encode(t))?;
-                        }
-                        Write::PutBar(b) => {
-                            bars.insert(bar_key(&b.session, &b.device), encode(b))?;
-                        }
-                        Write::ClearFailures(user) => {
-                            failures.remove(user.as_bytes())?;
-                        }
-                        Write::Audit(r) => {
-                            audit.insert(&next.to_be_bytes()[..], encode(r))?;
-                            last = Some(next);
-                            next += 1;
-                        }
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(last)
-            })
-            .map_err(|e| self.tx_err("batch", e))?;
-        if let Some(last) = last {
-            *seq = last;
-        }
-        self.flush()?;
-        Ok(last)
     }
 }
 

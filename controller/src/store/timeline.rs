@@ -7,8 +7,8 @@
 //! (like session snapshots: sled writes them out within 500 ms; the daemon flushes when it
 //! stops). Timelines go when their last entry is older than the retention given to
 //! [`super::Store::purge_timelines`], oldest first past [`TIMELINE_MAX_SESSIONS`]. This file holds
-//! the sled side and what both backends share; `postgres_db.rs` keeps the same records in tables
-//! `timeline` and `timeline_meta`. The cases both pass are in `conformance.rs`.
+//! the sled side and what both backends share; `postgres_db/sessions.rs` keeps the same records in
+//! tables `timeline` and `timeline_meta`. The cases both pass are in `conformance.rs`.
 
 use super::sled_db::{seq_of, SledStore};
 use super::{decode, encode, AuditRecord, StoreError, UnixMs};
