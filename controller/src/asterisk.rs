@@ -6,6 +6,7 @@ use crate::ami::{Action, ActionId, ActionTracker, AmiDecoder, AmiMessage, Event,
 use crate::config::Config;
 use crate::pbx::{Driver, DriverEvent, LinkError, PbxChannel};
 use crate::session::{is_far_channel, Command, Input, LegArrival, Millis, Path};
+use handoff_vocab::{action, event, header, value};
 use std::collections::{HashMap, VecDeque};
 use tracing::{debug, error, info, warn};
 
@@ -39,41 +40,41 @@ fn optional(ev: &Event, header: &str) -> String {
 /// `OriginateResponse` is left to the caller, which knows which originate it answers.
 pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
     match ev.name.as_str() {
-        "HandoffLegArrived" => {
-            let path_text = optional(ev, "Path");
+        event::LEG_ARRIVED => {
+            let path_text = optional(ev, header::PATH);
             let path = Path::parse(&path_text).ok_or_else(|| EventError::Invalid {
                 event: ev.name.clone(),
-                header: "Path",
+                header: header::PATH,
                 value: path_text.clone(),
             })?;
             Ok(Some(Input::LegArrived(LegArrival {
-                uniqueid: required(ev, "Uniqueid")?,
-                channel: required(ev, "Channel")?,
-                caller: optional(ev, "CallerIDNum"),
-                endpoint: optional(ev, "Endpoint"),
+                uniqueid: required(ev, header::UNIQUEID)?,
+                channel: required(ev, header::CHANNEL)?,
+                caller: optional(ev, header::CALLER_ID_NUM),
+                endpoint: optional(ev, header::ENDPOINT),
                 path,
-                far: required(ev, "Far")?,
-                token: optional(ev, "Token"),
+                far: required(ev, header::FAR)?,
+                token: optional(ev, header::TOKEN),
             })))
         }
-        "HandoffLegStalled" => Ok(Some(Input::LegStalled {
-            uniqueid: required(ev, "Uniqueid")?,
-            silent_ms: optional(ev, "SilentMs").parse().unwrap_or(0),
+        event::LEG_STALLED => Ok(Some(Input::LegStalled {
+            uniqueid: required(ev, header::UNIQUEID)?,
+            silent_ms: optional(ev, header::SILENT_MS).parse().unwrap_or(0),
         })),
-        "HandoffLegRecovered" => Ok(Some(Input::LegRecovered { uniqueid: required(ev, "Uniqueid")? })),
+        event::LEG_RECOVERED => Ok(Some(Input::LegRecovered { uniqueid: required(ev, header::UNIQUEID)? })),
         "ConfbridgeJoin" => Ok(Some(Input::LegJoined { uniqueid: required(ev, "Uniqueid")? })),
-        "HandoffLegSwitched" => {
-            let to_text = optional(ev, "To");
+        event::LEG_SWITCHED => {
+            let to_text = optional(ev, header::TO);
             let to = Path::parse(&to_text).ok_or_else(|| EventError::Invalid {
                 event: ev.name.clone(),
-                header: "To",
+                header: header::TO,
                 value: to_text.clone(),
             })?;
             Ok(Some(Input::LegSwitched {
-                uniqueid: required(ev, "Uniqueid")?,
+                uniqueid: required(ev, header::UNIQUEID)?,
                 to,
-                reason: optional(ev, "Reason"),
-                gap_ms: ev.get("GapMs").and_then(|g| g.parse().ok()),
+                reason: optional(ev, header::REASON),
+                gap_ms: ev.get(header::GAP_MS).and_then(|g| g.parse().ok()),
             }))
         }
         "Hangup" => {
@@ -111,14 +112,14 @@ pub fn originate_outcome(ev: &Event, uniqueid: &str) -> Input {
 /// The AMI action that carries out a session command.
 pub fn action_for(cmd: &Command, cfg: &Config) -> Action {
     match cmd {
-        Command::Assign { uniqueid, session, bridge, group, preferred } => Action::new("HandoffAssign")
-            .header("Uniqueid", uniqueid)
-            .header("Session", &session.0)
-            .header("Bridge", bridge)
-            .header("Group", group)
-            .header("Preferred", preferred.as_str()),
+        Command::Assign { uniqueid, session, bridge, group, preferred } => Action::new(action::ASSIGN)
+            .header(header::UNIQUEID, uniqueid)
+            .header(header::SESSION, &session.0)
+            .header(header::BRIDGE, bridge)
+            .header(header::GROUP, group)
+            .header(header::PREFERRED, preferred.as_str()),
         Command::Refuse { uniqueid, reason } => {
-            Action::new("HandoffRefuse").header("Uniqueid", uniqueid).header("Reason", reason)
+            Action::new(action::REFUSE).header(header::UNIQUEID, uniqueid).header(header::REASON, reason)
         }
         Command::OriginateFar { session, uniqueid, number, bridge, caller_id } => {
             let mut a = Action::new("Originate")
@@ -376,7 +377,7 @@ impl AsteriskDriver {
                     let nonce = outcome
                         .response
                         .headers
-                        .get("Challenge")
+                        .get(header::CHALLENGE)
                         .filter(|_| outcome.response.status == ResponseStatus::Success);
                     self.send_hello(nonce.map(|n| hello_key(n, self.ami.secret.expose())), now);
                 } else if Some(&id) == self.hello.as_ref() {
@@ -411,15 +412,15 @@ impl AsteriskDriver {
         if !matches!(self.phase, Phase::Ready) || now < self.hello_due {
             return;
         }
-        self.challenge = Some(self.send(Action::new("HandoffChallenge"), now));
+        self.challenge = Some(self.send(Action::new(action::CHALLENGE), now));
         self.hello_due = now + HELLO_INTERVAL_MS;
     }
 
     fn send_hello(&mut self, key: Option<String>, now: Millis) {
         let mut hello =
-            Action::new("HandoffHello").header("Controller", concat!("handoffd/", env!("CARGO_PKG_VERSION")));
+            Action::new(action::HELLO).header(header::CONTROLLER, concat!("handoffd/", env!("CARGO_PKG_VERSION")));
         if let Some(key) = key {
-            hello = hello.header("Key", &key);
+            hello = hello.header(header::KEY, &key);
         }
         self.hello = Some(self.send(hello, now));
     }
@@ -430,13 +431,15 @@ impl AsteriskDriver {
     /// sees. The leg reaches the session core once the value is here.
     fn fetch_secret(&mut self, leg: LegArrival, kind: &str, now: Millis) {
         debug!(uniqueid = %leg.uniqueid, kind, "fetching the leg's secret");
-        let id = self.send(Action::new("HandoffSecret").header("Uniqueid", &leg.uniqueid), now);
+        let id = self.send(Action::new(action::SECRET).header(header::UNIQUEID, &leg.uniqueid), now);
         self.secrets.insert(id.0, leg);
     }
 
     fn secret_fetched(&mut self, mut leg: LegArrival, response: &crate::ami::Response) {
         let value = response.message.as_deref().unwrap_or("").trim();
-        if response.status == ResponseStatus::Success && (value.starts_with("pin-") || value.starts_with("ticket-")) {
+        if response.status == ResponseStatus::Success
+            && (value.starts_with(value::PIN_PREFIX) || value.starts_with(value::TICKET_PREFIX))
+        {
             leg.token = value.to_string();
         } else {
             // Never log the message of a success: it is the secret.
@@ -452,14 +455,14 @@ impl AsteriskDriver {
     }
 
     fn on_event(&mut self, ev: Event, now: Millis) {
-        if ev.name == "HandoffLegSwitched" && ev.get("Reason") == Some("stall") {
-            let gap = ev.get("GapMs").and_then(|g| g.parse().ok()).unwrap_or(0);
+        if ev.name == event::LEG_SWITCHED && ev.get(header::REASON) == Some(value::SWITCH_STALL) {
+            let gap = ev.get(header::GAP_MS).and_then(|g| g.parse().ok()).unwrap_or(0);
             self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap) });
         }
-        if ev.name == "HandoffAlignment" {
-            let offset_ms = match ev.get("Status") {
-                Some("aligned") => {
-                    ev.get("OffsetMs").and_then(|o| o.parse::<f64>().ok()).map(|o| o.abs().round() as u64)
+        if ev.name == event::ALIGNMENT {
+            let offset_ms = match ev.get(header::STATUS) {
+                Some(value::ALIGNED) => {
+                    ev.get(header::OFFSET_MS).and_then(|o| o.parse::<f64>().ok()).map(|o| o.abs().round() as u64)
                 }
                 _ => None,
             };
@@ -484,8 +487,10 @@ impl AsteriskDriver {
             is_far_channel(uniqueid).then(|| Input::FarSeen { uniqueid: uniqueid.to_string() })
         } else {
             match input_from_event(&ev) {
-                Ok(Some(Input::LegArrived(leg))) if matches!(ev.get("Secret"), Some("pin" | "ticket")) => {
-                    let kind = ev.get("Secret").unwrap_or_default().to_string();
+                Ok(Some(Input::LegArrived(leg)))
+                    if matches!(ev.get(header::SECRET), Some(value::SECRET_PIN | value::SECRET_TICKET)) =>
+                {
+                    let kind = ev.get(header::SECRET).unwrap_or_default().to_string();
                     return self.fetch_secret(leg, &kind, now);
                 }
                 Ok(i) => i,

@@ -777,7 +777,7 @@ impl Driver for FreeSwitchDriver {
     }
 
     fn adopted(&mut self, found: &Found, now: Millis) {
-        let group = format!("{}/{}", found.session, found.device);
+        let group = handoff_vocab::GroupKey { session: &found.session.0, device: &found.device }.to_string();
         let preferred = self.preferred;
         let mut speaking = Vec::new();
         for (uuid, _, path) in &found.legs {

@@ -115,7 +115,7 @@ pub trait Driver: Send {
 
 /// Reads the sessions still running in the PBX from its channels: every channel in a
 /// conference named `<prefix><session>`, the far party recognised by its `<session>-far`
-/// uniqueid, client legs' devices and paths from the registry.
+/// uniqueid ([`handoff_vocab::FarUniqueid`]), client legs' devices and paths from the registry.
 pub fn found_sessions(channels: &[PbxChannel], sessions: &Sessions, prefix: &str) -> Vec<Found> {
     let mut by_bridge: BTreeMap<String, Found> = BTreeMap::new();
     for ch in channels {
@@ -129,7 +129,7 @@ pub fn found_sessions(channels: &[PbxChannel], sessions: &Sessions, prefix: &str
             legs: Vec::new(),
             far_number: String::new(),
         });
-        if ch.uniqueid == format!("{sid}-far") {
+        if handoff_vocab::is_far_channel_of(&ch.uniqueid, sid) {
             found.far = Some(ch.uniqueid.clone());
             continue;
         }
