@@ -55,8 +55,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 mod late;
+pub use handoff_vocab::{is_far_channel, FAR_SUFFIX};
+use handoff_vocab::{FarUniqueid, GroupKey};
 use late::EndedCall;
-pub use late::{is_far_channel, FAR_SUFFIX};
 
 /// Milliseconds on the daemon's monotonic clock.
 pub type Millis = u64;
@@ -463,7 +464,7 @@ impl Sessions {
             moving: None,
             token: String::new(),
             bridge: found.bridge.clone(),
-            far_uniqueid: found.far.clone().unwrap_or_else(|| format!("{id}-far")),
+            far_uniqueid: found.far.clone().unwrap_or_else(|| FarUniqueid(&id.0).to_string()),
             far_live,
             far_failed: None,
             legs,
@@ -775,7 +776,7 @@ impl Sessions {
             uniqueid: uniqueid.to_string(),
             session: id.clone(),
             bridge: s.bridge.clone(),
-            group: format!("{id}/{}", s.device),
+            group: GroupKey { session: &id.0, device: &s.device }.to_string(),
             preferred: self.rules.preferred,
         }
     }
@@ -784,7 +785,7 @@ impl Sessions {
         let id = SessionId(format!("{}{}", self.id_prefix, self.next_id));
         self.next_id += 1;
         let bridge = format!("{}{}", self.rules.bridge_prefix, id);
-        let far_uniqueid = format!("{id}-far");
+        let far_uniqueid = FarUniqueid(&id.0).to_string();
         let caller_id =
             device.caller_id.clone().or_else(|| device.number.clone()).filter(|c| !c.is_empty()).unwrap_or_else(|| {
                 if leg.caller.is_empty() {

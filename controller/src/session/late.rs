@@ -9,15 +9,7 @@
 
 use super::{Command, Input, LegArrival, Millis, Outputs, Path, Session, SessionId, Sessions, State, NO_SESSION};
 use crate::hangup_cause::q850;
-
-/// The suffix of the far channel's uniqueid (`<session>-far`, set with the originate's
-/// `ChannelId`): how a far channel of handoff is told apart from any other channel.
-pub const FAR_SUFFIX: &str = "-far";
-
-/// Whether `uniqueid` names a far channel handoff originated.
-pub fn is_far_channel(uniqueid: &str) -> bool {
-    uniqueid.len() > FAR_SUFFIX.len() && uniqueid.ends_with(FAR_SUFFIX)
-}
+use handoff_vocab::is_far_channel;
 
 /// A device's call that ended within the pairing window of its opening.
 #[derive(Clone, Debug)]
