@@ -19,6 +19,7 @@ use crate::legs::{self, Decision, WaitEnd};
 use crate::media;
 use crate::registration::{config, module_self};
 use crate::secret;
+use handoff_vocab::{event, header};
 use std::ffi::{c_char, c_int};
 use std::time::{Duration, Instant};
 
@@ -118,16 +119,16 @@ fn run(chan: &Channel, data: &str) -> c_int {
     let endpoint = chan.func("CHANNEL(endpoint)");
     asterisk::manager_event(
         EventClass::Call,
-        "HandoffLegArrived",
+        event::LEG_ARRIVED,
         &[
-            ("Channel", &name),
-            ("Uniqueid", &uniqueid),
-            ("CallerIDNum", &caller),
-            ("Endpoint", &endpoint),
-            ("Path", args.path),
-            ("Far", &args.far),
-            ("Token", if secret.is_some() { "" } else { &args.token }),
-            ("Secret", secret.map_or("", secret::Kind::as_str)),
+            (header::CHANNEL, &name),
+            (header::UNIQUEID, &uniqueid),
+            (header::CALLER_ID_NUM, &caller),
+            (header::ENDPOINT, &endpoint),
+            (header::PATH, args.path),
+            (header::FAR, &args.far),
+            (header::TOKEN, if secret.is_some() { "" } else { &args.token }),
+            (header::SECRET, secret.map_or("", secret::Kind::as_str)),
         ],
     );
     let deadline = Instant::now() + Duration::from_millis(cfg.assign_timeout_ms.into());
@@ -160,8 +161,8 @@ fn run(chan: &Channel, data: &str) -> c_int {
                     asterisk::log(Level::Notice, &format!("Handoff() on {name}: refused by handoffd: {reason}"));
                     asterisk::manager_event(
                         EventClass::Call,
-                        "HandoffLegRefused",
-                        &[("Channel", &name), ("Uniqueid", &uniqueid), ("Reason", &reason)],
+                        event::LEG_REFUSED,
+                        &[(header::CHANNEL, &name), (header::UNIQUEID, &uniqueid), (header::REASON, &reason)],
                     );
                     finish(chan, "REFUSED", &reason)
                 }
@@ -182,8 +183,8 @@ fn run(chan: &Channel, data: &str) -> c_int {
             };
             asterisk::manager_event(
                 EventClass::Call,
-                "HandoffLegAbandoned",
-                &[("Channel", &name), ("Uniqueid", &uniqueid), ("Reason", label)],
+                event::LEG_ABANDONED,
+                &[(header::CHANNEL, &name), (header::UNIQUEID, &uniqueid), (header::REASON, label)],
             );
             return match end {
                 WaitEnd::TimedOut => {

@@ -19,6 +19,7 @@ use crate::ffi;
 use crate::guard::guard;
 use crate::legs::{self, DecideError, Decision};
 use crate::registration::{config, module_self};
+use handoff_vocab::{action, header};
 use std::ffi::{c_int, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -26,10 +27,15 @@ use std::time::Instant;
 type Handler = fn(&Request) -> Result<String, String>;
 
 const ACTIONS: &[(&CStr, c_int, ffi::ManagerAction, &CStr)] = &[
-    (c"HandoffChallenge", ffi::EVENT_FLAG_SYSTEM, challenge, c"handoffd: a nonce to prove the controller account with"),
-    (c"HandoffHello", ffi::EVENT_FLAG_SYSTEM, hello, c"handoffd heartbeat: marks the controller connected"),
-    (c"HandoffAssign", ffi::EVENT_FLAG_CALL, assign, c"Place a leg waiting in Handoff() into a session's bridge"),
-    (c"HandoffRefuse", ffi::EVENT_FLAG_CALL, refuse, c"Refuse a leg waiting in Handoff()"),
+    (
+        action::c::CHALLENGE,
+        ffi::EVENT_FLAG_SYSTEM,
+        challenge,
+        c"handoffd: a nonce to prove the controller account with",
+    ),
+    (action::c::HELLO, ffi::EVENT_FLAG_SYSTEM, hello, c"handoffd heartbeat: marks the controller connected"),
+    (action::c::ASSIGN, ffi::EVENT_FLAG_CALL, assign, c"Place a leg waiting in Handoff() into a session's bridge"),
+    (action::c::REFUSE, ffi::EVENT_FLAG_CALL, refuse, c"Refuse a leg waiting in Handoff()"),
 ];
 
 pub fn register() -> Result<(), ()> {
@@ -133,7 +139,7 @@ fn respond(action: &'static str, s: *mut ffi::mansession, m: *const ffi::message
 }
 
 extern "C" fn challenge(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffChallenge", 0, || {
+    guard(action::CHALLENGE, 0, || {
         // SAFETY: s is the live session of this action call, used only during it.
         let session = unsafe { AmiSession::from_action(s) };
         let fresh = asterisk::random_hex16().and_then(|nonce| {
@@ -142,7 +148,7 @@ extern "C" fn challenge(s: *mut ffi::mansession, m: *const ffi::message) -> c_in
             Some(nonce)
         });
         match fresh {
-            Some(nonce) => session.send_success(m, &[("Challenge", &nonce)]),
+            Some(nonce) => session.send_success(m, &[(header::CHALLENGE, &nonce)]),
             // SAFETY: s and m are this action call's live session and message.
             None => unsafe {
                 ffi::astman_send_error(
@@ -185,15 +191,15 @@ fn prove(r: &Request, key: &str) -> Result<(), String> {
 }
 
 extern "C" fn hello(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffHello", 0, || {
-        respond("HandoffHello", s, m, |r| {
-            let key = r.header("Key")?;
+    guard(action::HELLO, 0, || {
+        respond(action::HELLO, s, m, |r| {
+            let key = r.header(header::KEY)?;
             if key.is_empty() {
                 authorized(r)?;
             } else {
                 prove(r, key.trim())?;
             }
-            let name = r.header("Controller")?;
+            let name = r.header(header::CONTROLLER)?;
             let name = if name.trim().is_empty() { "unnamed controller".to_string() } else { name.trim().to_string() };
             let mut reg = legs::registry();
             reg.recv_hello(&name, Instant::now());
@@ -214,36 +220,36 @@ fn decide(action: &str, uniqueid: &str, decision: Decision) -> Result<String, St
 }
 
 extern "C" fn assign(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffAssign", 0, || {
-        respond("HandoffAssign", s, m, |r| {
+    guard(action::ASSIGN, 0, || {
+        respond(action::ASSIGN, s, m, |r| {
             authorized(r)?;
-            let uniqueid = r.required("Uniqueid")?;
-            let session = r.required("Session")?;
-            let bridge = r.required("Bridge")?;
+            let uniqueid = r.required(header::UNIQUEID)?;
+            let session = r.required(header::SESSION)?;
+            let bridge = r.required(header::BRIDGE)?;
             if !bridge.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
                 return Err(format!("HandoffAssign: Bridge '{bridge}' must be letters, digits, _ . -"));
             }
-            let group = r.header("Group")?;
+            let group = r.header(header::GROUP)?;
             let group = if group.trim().is_empty() { session.clone() } else { group.trim().to_string() };
-            let preferred = r.header("Preferred")?;
+            let preferred = r.header(header::PREFERRED)?;
             let preferred = match preferred.trim() {
                 "" => "data".to_string(),
                 p @ ("data" | "carrier") => p.to_string(),
                 other => return Err(format!("HandoffAssign: Preferred '{other}' must be data or carrier")),
             };
-            decide("HandoffAssign", &uniqueid, Decision::Assigned { session, bridge, group, preferred })
+            decide(action::ASSIGN, &uniqueid, Decision::Assigned { session, bridge, group, preferred })
         })
     })
 }
 
 extern "C" fn refuse(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-    guard("HandoffRefuse", 0, || {
-        respond("HandoffRefuse", s, m, |r| {
+    guard(action::REFUSE, 0, || {
+        respond(action::REFUSE, s, m, |r| {
             authorized(r)?;
-            let uniqueid = r.required("Uniqueid")?;
-            let reason = r.header("Reason")?;
+            let uniqueid = r.required(header::UNIQUEID)?;
+            let reason = r.header(header::REASON)?;
             let reason = if reason.trim().is_empty() { "refused by handoffd".to_string() } else { reason };
-            decide("HandoffRefuse", &uniqueid, Decision::Refused { reason })
+            decide(action::REFUSE, &uniqueid, Decision::Refused { reason })
         })
     })
 }

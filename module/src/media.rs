@@ -22,6 +22,7 @@ use crate::downlink::{Cursor, Downlink, Fill, Format};
 use crate::ffi;
 use crate::frame_clock::{Group, LegId, Mix, Path, Report, SwitchReason, Timing, Verdict};
 use crate::guard::guard;
+use handoff_vocab::{event, header, value};
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -453,42 +454,42 @@ fn tick_all() {
             for report in e.group.tick(now) {
                 let base = |path: Path, leg: LegId| {
                     vec![
-                        ("Session", e.session.clone()),
-                        ("Group", key.clone()),
-                        ("Path", path.as_str().to_string()),
-                        ("Uniqueid", e.uniqueid(leg)),
+                        (header::SESSION, e.session.clone()),
+                        (header::GROUP, key.clone()),
+                        (header::PATH, path.as_str().to_string()),
+                        (header::UNIQUEID, e.uniqueid(leg)),
                     ]
                 };
                 match report {
                     Report::Stalled { path, leg, last_frame_ns, now_ns } => {
                         let mut h = base(path, leg);
-                        h.push(("LastFrameMs", ms(last_frame_ns)));
-                        h.push(("DetectedMs", ms(now_ns)));
-                        h.push(("SilentMs", ms(now_ns - last_frame_ns)));
-                        events.push(("HandoffLegStalled", h));
+                        h.push((header::LAST_FRAME_MS, ms(last_frame_ns)));
+                        h.push((header::DETECTED_MS, ms(now_ns)));
+                        h.push((header::SILENT_MS, ms(now_ns - last_frame_ns)));
+                        events.push((event::LEG_STALLED, h));
                     }
                     Report::Recovered { path, leg, first_frame_ns } => {
                         let mut h = base(path, leg);
-                        h.push(("FirstFrameMs", ms(first_frame_ns)));
-                        events.push(("HandoffLegRecovered", h));
+                        h.push((header::FIRST_FRAME_MS, ms(first_frame_ns)));
+                        events.push((event::LEG_RECOVERED, h));
                     }
                     Report::Switched { from, to, leg, at_ns, gap_ns, reason } => {
                         let reason = match reason {
-                            SwitchReason::First => "first-frames",
-                            SwitchReason::Stall => "stall",
-                            SwitchReason::PreferredBack => "preferred-recovered",
+                            SwitchReason::First => value::SWITCH_FIRST_FRAMES,
+                            SwitchReason::Stall => value::SWITCH_STALL,
+                            SwitchReason::PreferredBack => value::SWITCH_PREFERRED_RECOVERED,
                         };
                         events.push((
-                            "HandoffLegSwitched",
+                            event::LEG_SWITCHED,
                             vec![
-                                ("Session", e.session.clone()),
-                                ("Group", key.clone()),
-                                ("From", from.map(Path::as_str).unwrap_or("none").to_string()),
-                                ("To", to.as_str().to_string()),
-                                ("Uniqueid", e.uniqueid(leg)),
-                                ("AtMs", ms(at_ns)),
-                                ("GapMs", ms(gap_ns)),
-                                ("Reason", reason.to_string()),
+                                (header::SESSION, e.session.clone()),
+                                (header::GROUP, key.clone()),
+                                (header::FROM, from.map(Path::as_str).unwrap_or("none").to_string()),
+                                (header::TO, to.as_str().to_string()),
+                                (header::UNIQUEID, e.uniqueid(leg)),
+                                (header::AT_MS, ms(at_ns)),
+                                (header::GAP_MS, ms(gap_ns)),
+                                (header::REASON, reason.to_string()),
                             ],
                         ));
                     }
@@ -520,18 +521,18 @@ fn tick_all() {
         else {
             continue;
         };
-        let mut h = vec![("Session", e.session.clone()), ("Group", key.clone())];
+        let mut h = vec![(header::SESSION, e.session.clone()), (header::GROUP, key.clone())];
         match change {
             Change::Aligned(est) => {
                 // The later leg drives: each slot then comes from the preferred leg, which had it
                 // first. It takes over in the next pause of the leg feeding the mix now.
                 let frames = est.delay_ns.unsigned_abs().div_ceil(20_000_000);
                 e.handover = Some((est.later(), now, frames));
-                h.push(("Status", "aligned".into()));
-                h.push(("OffsetMs", format!("{:.1}", est.delay_ns as f64 / 1e6)));
-                h.push(("Later", est.later().as_str().into()));
-                h.push(("ResidualMs", format!("{:.3}", f64::from(est.residual_samples) / 8.0)));
-                h.push(("Score", format!("{:.2}", est.score)));
+                h.push((header::STATUS, value::ALIGNED.into()));
+                h.push((header::OFFSET_MS, format!("{:.1}", est.delay_ns as f64 / 1e6)));
+                h.push((header::LATER, est.later().as_str().into()));
+                h.push((header::RESIDUAL_MS, format!("{:.3}", f64::from(est.residual_samples) / 8.0)));
+                h.push((header::SCORE, format!("{:.2}", est.score)));
                 notices.push(format!(
                     "device group {key}: legs aligned, the {} leg {:.0} ms later (score {:.2}); each 20 ms from the {} leg where it has it",
                     est.later().as_str(),
@@ -543,15 +544,15 @@ fn tick_all() {
             Change::Unaligned(why) => {
                 e.handover = None;
                 e.group.set_preferred(e.aligner.preferred());
-                h.push(("Status", "switching".into()));
-                h.push(("Reason", why.reason()));
+                h.push((header::STATUS, value::SWITCHING.into()));
+                h.push((header::REASON, why.reason()));
                 notices.push(format!(
                     "device group {key}: legs not aligned ({}): the mix switches between them",
                     why.reason()
                 ));
             }
         }
-        events.push(("HandoffAlignment", h));
+        events.push((event::ALIGNMENT, h));
     }
     // Raised outside the registry lock.
     for n in notices {

@@ -17,6 +17,7 @@
 //! A held secret is spent by its first `HandoffSecret` and forgotten when the leg leaves
 //! `Handoff()`, whatever the outcome; at most one is held per channel inside `Handoff()`.
 
+use handoff_vocab::value;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
@@ -52,8 +53,8 @@ impl Kind {
     /// The value of the `Secret` header of `HandoffLegArrived`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Pin => "pin",
-            Kind::Ticket => "ticket",
+            Kind::Pin => value::SECRET_PIN,
+            Kind::Ticket => value::SECRET_TICKET,
         }
     }
 
@@ -62,8 +63,8 @@ impl Kind {
     /// wrong).
     pub fn value(self, raw: &str) -> String {
         let (prefix, keep): (&str, fn(&char) -> bool) = match self {
-            Kind::Pin => ("pin-", |c| c.is_ascii_digit()),
-            Kind::Ticket => ("ticket-", |c| c.is_ascii_hexdigit()),
+            Kind::Pin => (value::PIN_PREFIX, |c| c.is_ascii_digit()),
+            Kind::Ticket => (value::TICKET_PREFIX, |c| c.is_ascii_hexdigit()),
         };
         let mut v = String::from(prefix);
         v.extend(raw.chars().filter(keep).take(64));
@@ -104,9 +105,10 @@ mod ami {
     use crate::ffi;
     use crate::guard::guard;
     use crate::registration::module_self;
+    use handoff_vocab::{action, header};
     use std::ffi::c_int;
 
-    const ACTION: &std::ffi::CStr = c"HandoffSecret";
+    const ACTION: &std::ffi::CStr = action::c::SECRET;
     const SYNOPSIS: &std::ffi::CStr =
         c"Fetch (once) the PIN or ticket a leg waiting in Handoff() presented; answered to the requester only";
 
@@ -149,14 +151,14 @@ mod ami {
     /// `Message`, to this AMI session only (an action's response is never broadcast), and
     /// forgets it.
     extern "C" fn fetch(s: *mut ffi::mansession, m: *const ffi::message) -> c_int {
-        guard("HandoffSecret", 0, || {
+        guard(action::SECRET, 0, || {
             // Only the session that proved it is the controller account may fetch a secret.
-            if let Err(err) = crate::manager::authorize("HandoffSecret", s, m) {
+            if let Err(err) = crate::manager::authorize(action::SECRET, s, m) {
                 // SAFETY: s and m are this action call's live session and message.
                 unsafe { ffi::astman_send_error(s, m, cstring(&err).as_ptr() as *mut _) };
                 return 0;
             }
-            let key = cstring("Uniqueid");
+            let key = cstring(header::UNIQUEID);
             // SAFETY: m is this action call's live message; astman_get_header does not write
             // through the key and returns "" when the header is absent.
             let uniqueid = unsafe { asterisk::from_c(ffi::astman_get_header(m, key.as_ptr() as *mut _)) };
