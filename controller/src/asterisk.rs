@@ -4,7 +4,7 @@
 
 use crate::ami::{Action, ActionId, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
 use crate::config::Config;
-use crate::pbx::{Driver, DriverEvent, LinkError, PbxChannel};
+use crate::pbx::{Driver, DriverEvent, DriverInput, LinkError, LinkUp, Pbx, PbxChannel};
 use crate::session::{is_far_channel, Command, Input, LegArrival, Millis, Path};
 use handoff_vocab::{action, event, header, value};
 use std::collections::{HashMap, VecDeque};
@@ -347,9 +347,11 @@ impl AsteriskDriver {
                     ))));
                     return;
                 }
-                self.events.push_back(DriverEvent::Up {
-                    detail: format!("logged in to AMI at {} as {}", self.ami.address(), self.ami.username),
-                });
+                self.events.push_back(DriverEvent::Up(LinkUp {
+                    pbx: Pbx::Asterisk,
+                    address: self.ami.address(),
+                    account: Some(self.ami.username.clone()),
+                }));
                 let list = self.send(Action::new("CoreShowChannels"), now);
                 self.phase = Phase::Listing(list, Vec::new(), 0);
                 self.deadline = Some(now + self.ami.action_timeout_ms);
@@ -536,92 +538,21 @@ fn hello_key(challenge: &str, secret: &str) -> String {
 }
 
 impl Driver for AsteriskDriver {
-    fn pbx(&self) -> &'static str {
-        "Asterisk"
-    }
-    fn endpoint_name(&self) -> &'static str {
-        "Asterisk's AMI"
-    }
-    fn unreachable_hint(&self) -> &'static str {
-        "is Asterisk running, and manager.conf enabled = yes with this port?"
+    fn pbx(&self) -> Pbx {
+        Pbx::Asterisk
     }
 
-    fn adopted(&mut self, found: &crate::session::Found, _now: Millis) {
-        for (uuid, _, path) in &found.legs {
-            self.paths.insert(uuid.clone(), *path);
+    fn handle(&mut self, input: DriverInput<'_>, now: Millis) {
+        match input {
+            DriverInput::Connected => self.connected(now),
+            DriverInput::Received(bytes) => self.receive(bytes, now),
+            DriverInput::Closed => self.closed(now),
+            DriverInput::Timeout => self.timeout(now),
+            DriverInput::Command(cmd) => self.command(cmd, now),
+            DriverInput::Adopted(found) => self.adopted(found),
+            // The module holds the mix; nothing was held back for the resync.
+            DriverInput::Resynced => {}
         }
-    }
-
-    fn connected(&mut self, now: Millis) {
-        self.decoder = AmiDecoder::new();
-        for id in self.tracker.fail_all() {
-            self.originates.remove(&id.0);
-            self.assigns.remove(&id.0);
-            self.secrets.remove(&id.0);
-        }
-        self.phase = Phase::Greeting;
-        self.deadline = Some(now + self.ami.action_timeout_ms);
-        self.hello = None;
-        self.challenge = None;
-        self.transmit.clear();
-        self.events.clear();
-    }
-
-    fn receive(&mut self, bytes: &[u8], now: Millis) {
-        self.decoder.feed(bytes);
-        loop {
-            if matches!(self.phase, Phase::Down) {
-                return;
-            }
-            match self.decoder.next_message() {
-                Ok(Some(m)) => self.on_message(m, now),
-                Ok(None) => return,
-                // The decoder resynchronises on the next message boundary; nothing else is lost.
-                Err(e) => warn!("bad AMI input from {}: {e}", self.ami.address()),
-            }
-        }
-    }
-
-    fn closed(&mut self, _now: Millis) {
-        if !matches!(self.phase, Phase::Down) {
-            self.lost("Asterisk closed the connection");
-        }
-    }
-
-    fn command(&mut self, cmd: &Command, now: Millis) {
-        let action = action_for(cmd, &self.cfg);
-        let id = self.send(action, now);
-        match cmd {
-            Command::OriginateFar { uniqueid, .. } => {
-                self.originates.insert(id.0, uniqueid.clone());
-            }
-            Command::Assign { uniqueid, .. } => {
-                self.assigns.insert(id.0, uniqueid.clone());
-            }
-            _ => {}
-        }
-    }
-
-    fn timeout(&mut self, now: Millis) {
-        if self.deadline.is_some_and(|d| now >= d) {
-            let waited = self.ami.action_timeout_ms;
-            return self.lost(format!("no answer within {waited} ms"));
-        }
-        for expired in self.tracker.expire(now, self.ami.action_timeout_ms) {
-            self.originates.remove(&expired.0);
-            self.assigns.remove(&expired.0);
-            if let Some(leg) = self.secrets.remove(&expired.0) {
-                let no_answer = crate::ami::Response {
-                    status: ResponseStatus::Error,
-                    action_id: None,
-                    message: Some("no response".into()),
-                    headers: Default::default(),
-                };
-                self.secret_fetched(leg, &no_answer);
-            }
-            warn!("AMI action {expired} got no response within {} ms", self.ami.action_timeout_ms);
-        }
-        self.say_hello(now);
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
@@ -642,6 +573,94 @@ impl Driver for AsteriskDriver {
 
     fn poll_event(&mut self) -> Option<DriverEvent> {
         self.events.pop_front()
+    }
+}
+
+/// The driver's inputs ([`DriverInput`]), callable one by one (the tests and bench-ami drive it so).
+impl AsteriskDriver {
+    /// The daemon took over a session found in the snapshot: its legs' paths, to read their
+    /// hang-up causes.
+    pub fn adopted(&mut self, found: &crate::session::Found) {
+        for (uuid, _, path) in &found.legs {
+            self.paths.insert(uuid.clone(), *path);
+        }
+    }
+
+    /// A new connection is open; any earlier connection's state is dropped.
+    pub fn connected(&mut self, now: Millis) {
+        self.decoder = AmiDecoder::new();
+        for id in self.tracker.fail_all() {
+            self.originates.remove(&id.0);
+            self.assigns.remove(&id.0);
+            self.secrets.remove(&id.0);
+        }
+        self.phase = Phase::Greeting;
+        self.deadline = Some(now + self.ami.action_timeout_ms);
+        self.hello = None;
+        self.challenge = None;
+        self.transmit.clear();
+        self.events.clear();
+    }
+
+    /// Bytes Asterisk sent.
+    pub fn receive(&mut self, bytes: &[u8], now: Millis) {
+        self.decoder.feed(bytes);
+        loop {
+            if matches!(self.phase, Phase::Down) {
+                return;
+            }
+            match self.decoder.next_message() {
+                Ok(Some(m)) => self.on_message(m, now),
+                Ok(None) => return,
+                // The decoder resynchronises on the next message boundary; nothing else is lost.
+                Err(e) => warn!("bad AMI input from {}: {e}", self.ami.address()),
+            }
+        }
+    }
+
+    /// Asterisk closed the connection.
+    pub fn closed(&mut self, _now: Millis) {
+        if !matches!(self.phase, Phase::Down) {
+            self.lost("Asterisk closed the connection");
+        }
+    }
+
+    /// Carries out a session command.
+    pub fn command(&mut self, cmd: &Command, now: Millis) {
+        let action = action_for(cmd, &self.cfg);
+        let id = self.send(action, now);
+        match cmd {
+            Command::OriginateFar { uniqueid, .. } => {
+                self.originates.insert(id.0, uniqueid.clone());
+            }
+            Command::Assign { uniqueid, .. } => {
+                self.assigns.insert(id.0, uniqueid.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Time has come (at or after [`Driver::poll_timeout`]).
+    pub fn timeout(&mut self, now: Millis) {
+        if self.deadline.is_some_and(|d| now >= d) {
+            let waited = self.ami.action_timeout_ms;
+            return self.lost(format!("no answer within {waited} ms"));
+        }
+        for expired in self.tracker.expire(now, self.ami.action_timeout_ms) {
+            self.originates.remove(&expired.0);
+            self.assigns.remove(&expired.0);
+            if let Some(leg) = self.secrets.remove(&expired.0) {
+                let no_answer = crate::ami::Response {
+                    status: ResponseStatus::Error,
+                    action_id: None,
+                    message: Some("no response".into()),
+                    headers: Default::default(),
+                };
+                self.secret_fetched(leg, &no_answer);
+            }
+            warn!("AMI action {expired} got no response within {} ms", self.ami.action_timeout_ms);
+        }
+        self.say_hello(now);
     }
 }
 

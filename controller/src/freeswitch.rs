@@ -42,13 +42,16 @@ use crate::esl::{
     Event, EventFormat, Failure, Output, ReplyStatus,
 };
 use crate::hangup_cause::{classify, freeswitch_kill_cause, LegEnd, Overrides, Pbx as CausePbx};
-use crate::pbx::{cause_code, Driver, DriverEvent, LinkError, PbxChannel};
+use crate::pbx::{Driver, DriverEvent, DriverInput, LinkError, LinkUp, Pbx, PbxChannel};
 use crate::session::{Command, Found, Input, LegArrival, Millis, Path};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::{debug, warn};
 
+mod causes;
 mod gap;
 mod pin;
+
+pub use causes::{cause_code, cause_name, CAUSES};
 
 /// The most events held while the snapshot is read; past it the link is dropped and the
 /// snapshot read again after the reconnect (a peer flooding events cannot grow handoffd).
@@ -233,9 +236,11 @@ impl FreeSwitchDriver {
     fn on_output(&mut self, out: Output, now: Millis) {
         match out {
             Output::Authenticated => {
-                self.events.push_back(DriverEvent::Up {
-                    detail: format!("authenticated to FreeSWITCH's event socket at {}", self.esl.address()),
-                });
+                self.events.push_back(DriverEvent::Up(LinkUp {
+                    pbx: Pbx::FreeSwitch,
+                    address: self.esl.address(),
+                    account: None,
+                }));
                 let names = EVENTS.iter().map(|s| s.to_string()).collect();
                 self.send(crate::esl::Command::Event { format: EventFormat::Json, names }, now);
                 if let Some(id) = self.api("show channels as json".into(), now) {
@@ -675,17 +680,43 @@ fn dialable(s: &str) -> bool {
 }
 
 impl Driver for FreeSwitchDriver {
-    fn pbx(&self) -> &'static str {
-        "FreeSWITCH"
-    }
-    fn endpoint_name(&self) -> &'static str {
-        "FreeSWITCH's event socket"
-    }
-    fn unreachable_hint(&self) -> &'static str {
-        "is FreeSWITCH running with mod_event_socket listening on this address (event_socket.conf.xml)?"
+    fn pbx(&self) -> Pbx {
+        Pbx::FreeSwitch
     }
 
-    fn connected(&mut self, now: Millis) {
+    fn handle(&mut self, input: DriverInput<'_>, now: Millis) {
+        match input {
+            DriverInput::Connected => self.connected(now),
+            DriverInput::Received(bytes) => self.receive(bytes, now),
+            DriverInput::Closed => self.closed(now),
+            DriverInput::Timeout => self.timeout(now),
+            DriverInput::Command(cmd) => self.command(cmd, now),
+            DriverInput::Adopted(found) => self.adopted(found, now),
+            DriverInput::Resynced => self.resynced(now),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.client.as_ref().and_then(Client::poll_timeout)
+    }
+
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.client.as_mut().and_then(Client::poll_transmit)
+    }
+
+    fn poll_event(&mut self) -> Option<DriverEvent> {
+        self.events.pop_front()
+    }
+
+    fn goodbye(&mut self, now: Millis) -> bool {
+        matches!(self.phase, Phase::Ready) && self.send(crate::esl::Command::Exit, now).is_some()
+    }
+}
+
+/// The driver's inputs ([`DriverInput`]), callable one by one (the replay tests drive it so).
+impl FreeSwitchDriver {
+    /// A new connection is open; any earlier connection's state is dropped.
+    pub fn connected(&mut self, now: Millis) {
         let config = ClientConfig {
             handshake_timeout_ms: self.esl.command_timeout_ms,
             reply_timeout_ms: self.esl.command_timeout_ms,
@@ -706,7 +737,8 @@ impl Driver for FreeSwitchDriver {
         self.events.clear();
     }
 
-    fn receive(&mut self, bytes: &[u8], now: Millis) {
+    /// Bytes FreeSWITCH sent.
+    pub fn receive(&mut self, bytes: &[u8], now: Millis) {
         let Some(client) = self.client.as_mut() else { return };
         let r = client.handle_bytes(bytes, now);
         self.drain(now);
@@ -715,7 +747,8 @@ impl Driver for FreeSwitchDriver {
         }
     }
 
-    fn closed(&mut self, now: Millis) {
+    /// FreeSWITCH closed the connection.
+    pub fn closed(&mut self, now: Millis) {
         if let Some(c) = self.client.as_mut() {
             c.handle_eof(now);
         }
@@ -725,7 +758,8 @@ impl Driver for FreeSwitchDriver {
         }
     }
 
-    fn command(&mut self, cmd: &Command, now: Millis) {
+    /// Carries out a session command.
+    pub fn command(&mut self, cmd: &Command, now: Millis) {
         let profile = self.esl.conference_profile.clone();
         match cmd {
             Command::Assign { uniqueid, bridge, group, preferred, .. } => {
@@ -776,7 +810,9 @@ impl Driver for FreeSwitchDriver {
         }
     }
 
-    fn adopted(&mut self, found: &Found, now: Millis) {
+    /// The daemon took over a session found in the snapshot: its legs join the mix, one voice
+    /// per device.
+    pub fn adopted(&mut self, found: &Found, now: Millis) {
         let group = handoff_vocab::GroupKey { session: &found.session.0, device: &found.device }.to_string();
         let preferred = self.preferred;
         let mut speaking = Vec::new();
@@ -806,7 +842,8 @@ impl Driver for FreeSwitchDriver {
         self.groups.insert(group, Group { preferred, feeder: want });
     }
 
-    fn resynced(&mut self, now: Millis) {
+    /// The daemon finished rebuilding its sessions: the events held meanwhile go out.
+    pub fn resynced(&mut self, now: Millis) {
         if !std::mem::take(&mut self.release_at_resynced) {
             return;
         }
@@ -819,29 +856,14 @@ impl Driver for FreeSwitchDriver {
         self.drain(now);
     }
 
-    fn timeout(&mut self, now: Millis) {
+    /// Time has come (at or after [`Driver::poll_timeout`]).
+    pub fn timeout(&mut self, now: Millis) {
         let Some(client) = self.client.as_mut() else { return };
         let r = client.handle_timeout(now);
         self.drain(now);
         if let Err(e) = r {
             self.client_error(e);
         }
-    }
-
-    fn poll_timeout(&self) -> Option<Millis> {
-        self.client.as_ref().and_then(Client::poll_timeout)
-    }
-
-    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.client.as_mut().and_then(Client::poll_transmit)
-    }
-
-    fn poll_event(&mut self) -> Option<DriverEvent> {
-        self.events.pop_front()
-    }
-
-    fn goodbye(&mut self, now: Millis) -> bool {
-        matches!(self.phase, Phase::Ready) && self.send(crate::esl::Command::Exit, now).is_some()
     }
 }
 
