@@ -395,10 +395,14 @@ impl Driver for AsteriskDriver {
         match input {
             DriverInput::Connected => self.connected(now),
             DriverInput::Received(bytes) => self.receive(bytes, now),
-            DriverInput::Closed => self.closed(now),
+            DriverInput::Closed if !matches!(self.phase, Phase::Down) => self.lost("Asterisk closed the connection"),
+            DriverInput::Closed => {}
             DriverInput::Timeout => self.timeout(now),
             DriverInput::Command(cmd) => self.command(cmd, now),
-            DriverInput::Adopted(found) => self.adopted(found),
+            // The legs' paths, to read their hang-up causes.
+            DriverInput::Adopted(found) => {
+                self.paths.extend(found.legs.iter().map(|(uuid, _, path)| (uuid.clone(), *path)));
+            }
             // The module holds the mix; nothing was held back for the resync.
             DriverInput::Resynced => {}
         }
@@ -427,14 +431,6 @@ impl Driver for AsteriskDriver {
 
 /// The driver's inputs ([`DriverInput`]), callable one by one (the tests and bench-ami drive it so).
 impl AsteriskDriver {
-    /// The daemon took over a session found in the snapshot: its legs' paths, to read their
-    /// hang-up causes.
-    pub fn adopted(&mut self, found: &crate::session::Found) {
-        for (uuid, _, path) in &found.legs {
-            self.paths.insert(uuid.clone(), *path);
-        }
-    }
-
     /// A new connection is open; any earlier connection's state is dropped.
     pub fn connected(&mut self, now: Millis) {
         self.decoder = AmiDecoder::new();
@@ -464,13 +460,6 @@ impl AsteriskDriver {
                 // The decoder resynchronises on the next message boundary; nothing else is lost.
                 Err(e) => warn!("bad AMI input from {}: {e}", self.ami.address()),
             }
-        }
-    }
-
-    /// Asterisk closed the connection.
-    pub fn closed(&mut self, _now: Millis) {
-        if !matches!(self.phase, Phase::Down) {
-            self.lost("Asterisk closed the connection");
         }
     }
 

@@ -31,17 +31,18 @@ fn optional(ev: &Event, header: &str) -> String {
     ev.headers.get(header).unwrap_or("").trim().to_string()
 }
 
+/// A header naming a path (`data`/`carrier`).
+fn path_in(ev: &Event, header: &'static str) -> Result<Path, EventError> {
+    let value = optional(ev, header);
+    Path::parse(&value).ok_or_else(|| EventError::Invalid { event: ev.name.clone(), header, value })
+}
+
 /// Turns an AMI event into a session input; `Ok(None)` for events the core does not need.
 /// `OriginateResponse` is left to the caller, which knows which originate it answers.
 pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
     match ev.name.as_str() {
         event::LEG_ARRIVED => {
-            let path_text = optional(ev, header::PATH);
-            let path = Path::parse(&path_text).ok_or_else(|| EventError::Invalid {
-                event: ev.name.clone(),
-                header: header::PATH,
-                value: path_text.clone(),
-            })?;
+            let path = path_in(ev, header::PATH)?;
             Ok(Some(Input::LegArrived(LegArrival {
                 uniqueid: required(ev, header::UNIQUEID)?,
                 channel: required(ev, header::CHANNEL)?,
@@ -59,12 +60,7 @@ pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
         event::LEG_RECOVERED => Ok(Some(Input::LegRecovered { uniqueid: required(ev, header::UNIQUEID)? })),
         "ConfbridgeJoin" => Ok(Some(Input::LegJoined { uniqueid: required(ev, "Uniqueid")? })),
         event::LEG_SWITCHED => {
-            let to_text = optional(ev, header::TO);
-            let to = Path::parse(&to_text).ok_or_else(|| EventError::Invalid {
-                event: ev.name.clone(),
-                header: header::TO,
-                value: to_text.clone(),
-            })?;
+            let to = path_in(ev, header::TO)?;
             Ok(Some(Input::LegSwitched {
                 uniqueid: required(ev, header::UNIQUEID)?,
                 to,
