@@ -1,11 +1,15 @@
 //! The Asterisk side of the session core (sans-I/O): AMI events become session inputs, session
 //! commands become AMI actions. The AMI actions and events of `res_handoff.so` are listed in
 //! `docs/ami.md`; the dial plan contexts named here are in `dialplans/extensions_handoff.conf`.
+//!
+//! Files: this one (the driver: login, snapshot, hello, the link's state); `asterisk/mapping.rs`
+//! (events to inputs, commands to actions); `asterisk/late_tests.rs` (tests of late answers).
 
 use crate::ami::{Action, ActionId, ActionTracker, AmiDecoder, AmiMessage, Event, ResponseStatus, Tracked};
 use crate::config::Config;
-use crate::pbx::{Driver, DriverEvent, LinkError, PbxChannel};
+use crate::pbx::{Driver, DriverEvent, DriverInput, LinkError, LinkUp, Pbx};
 use crate::session::{is_far_channel, Command, Input, LegArrival, Millis, Path};
+use handoff_vocab::{action, event, header, value};
 use std::collections::{HashMap, VecDeque};
 use tracing::{debug, error, info, warn};
 
@@ -13,165 +17,11 @@ use tracing::{debug, error, info, warn};
 pub const FAR_CONTEXT: &str = "handoff-far";
 pub const FAR_EXTEN: &str = "join";
 
-/// Why an event could not become an input: one line naming the event and the header.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EventError {
-    /// A handoff event lacks a header it must carry.
-    #[error("AMI event {event}: missing header {header}")]
-    Missing { event: String, header: &'static str },
-    /// A header's value is not one the module sends.
-    #[error("AMI event {event}: header {header} has unexpected value '{value}'")]
-    Invalid { event: String, header: &'static str, value: String },
-}
+mod mapping;
 
-fn required(ev: &Event, header: &'static str) -> Result<String, EventError> {
-    match ev.headers.get(header) {
-        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-        _ => Err(EventError::Missing { event: ev.name.clone(), header }),
-    }
-}
-
-fn optional(ev: &Event, header: &str) -> String {
-    ev.headers.get(header).unwrap_or("").trim().to_string()
-}
-
-/// Turns an AMI event into a session input; `Ok(None)` for events the core does not need.
-/// `OriginateResponse` is left to the caller, which knows which originate it answers.
-pub fn input_from_event(ev: &Event) -> Result<Option<Input>, EventError> {
-    match ev.name.as_str() {
-        "HandoffLegArrived" => {
-            let path_text = optional(ev, "Path");
-            let path = Path::parse(&path_text).ok_or_else(|| EventError::Invalid {
-                event: ev.name.clone(),
-                header: "Path",
-                value: path_text.clone(),
-            })?;
-            Ok(Some(Input::LegArrived(LegArrival {
-                uniqueid: required(ev, "Uniqueid")?,
-                channel: required(ev, "Channel")?,
-                caller: optional(ev, "CallerIDNum"),
-                endpoint: optional(ev, "Endpoint"),
-                path,
-                far: required(ev, "Far")?,
-                token: optional(ev, "Token"),
-            })))
-        }
-        "HandoffLegStalled" => Ok(Some(Input::LegStalled {
-            uniqueid: required(ev, "Uniqueid")?,
-            silent_ms: optional(ev, "SilentMs").parse().unwrap_or(0),
-        })),
-        "HandoffLegRecovered" => Ok(Some(Input::LegRecovered { uniqueid: required(ev, "Uniqueid")? })),
-        "ConfbridgeJoin" => Ok(Some(Input::LegJoined { uniqueid: required(ev, "Uniqueid")? })),
-        "HandoffLegSwitched" => {
-            let to_text = optional(ev, "To");
-            let to = Path::parse(&to_text).ok_or_else(|| EventError::Invalid {
-                event: ev.name.clone(),
-                header: "To",
-                value: to_text.clone(),
-            })?;
-            Ok(Some(Input::LegSwitched {
-                uniqueid: required(ev, "Uniqueid")?,
-                to,
-                reason: optional(ev, "Reason"),
-                gap_ms: ev.get("GapMs").and_then(|g| g.parse().ok()),
-            }))
-        }
-        "Hangup" => {
-            let cause_text = optional(ev, "Cause");
-            Ok(Some(Input::Hangup {
-                uniqueid: required(ev, "Uniqueid")?,
-                cause: cause_text.parse().unwrap_or(0),
-                cause_txt: optional(ev, "Cause-txt"),
-            }))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Reads an `OriginateResponse` for the far channel `uniqueid`: answered, or failed with a reason.
-pub fn originate_outcome(ev: &Event, uniqueid: &str) -> Input {
-    if ev.headers.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success")) {
-        return Input::FarAnswered { uniqueid: uniqueid.to_string() };
-    }
-    // Reason is the AST_CONTROL code that ended the dial attempt.
-    let reason = match ev.headers.get("Reason").unwrap_or("") {
-        "1" => "hung up before answer",
-        "3" => "no answer",
-        "5" => "busy",
-        "8" => "congestion",
-        "0" => "no such endpoint or channel could not be created",
-        _ => "failed",
-    };
-    // With a ChannelId the far channel exists once dialling started; its Hangup event then
-    // follows with the real cause. No Uniqueid means no channel was ever made.
-    let no_channel = ev.headers.get("Uniqueid").is_none_or(|u| u.is_empty() || u == "<null>");
-    Input::FarFailed { uniqueid: uniqueid.to_string(), reason: reason.to_string(), no_channel }
-}
-
-/// The AMI action that carries out a session command.
-pub fn action_for(cmd: &Command, cfg: &Config) -> Action {
-    match cmd {
-        Command::Assign { uniqueid, session, bridge, group, preferred } => Action::new("HandoffAssign")
-            .header("Uniqueid", uniqueid)
-            .header("Session", &session.0)
-            .header("Bridge", bridge)
-            .header("Group", group)
-            .header("Preferred", preferred.as_str()),
-        Command::Refuse { uniqueid, reason } => {
-            Action::new("HandoffRefuse").header("Uniqueid", uniqueid).header("Reason", reason)
-        }
-        Command::OriginateFar { session, uniqueid, number, bridge, caller_id } => {
-            let mut a = Action::new("Originate")
-                .header("Channel", format!("PJSIP/{number}@{}", cfg.far.endpoint))
-                .header("Context", FAR_CONTEXT)
-                .header("Exten", FAR_EXTEN)
-                .header("Priority", "1")
-                .header("Timeout", (u64::from(cfg.far.answer_timeout_s) * 1000).to_string())
-                .header("ChannelId", uniqueid)
-                .header("Variable", format!("HANDOFF_BRIDGE={bridge}"))
-                .header("Variable", format!("HANDOFF_SESSION={session}"))
-                .header("Async", "true");
-            if !caller_id.is_empty() {
-                a = a.header("CallerID", caller_id);
-            }
-            a
-        }
-        Command::Hangup { uniqueid, cause } => {
-            Action::new("Hangup").header("Channel", uniqueid).header("Cause", cause.to_string())
-        }
-    }
-}
-
-/// The endpoint part of a PJSIP channel name (`PJSIP/alice-app-0000001a` → `alice-app`).
-fn endpoint_of(channel: &str) -> &str {
-    let rest = channel.strip_prefix("PJSIP/").unwrap_or(channel);
-    rest.rsplit_once('-').map(|(e, _)| e).unwrap_or(rest)
-}
-
-/// The channels of a `CoreShowChannels` list in PBX-neutral terms: a channel running
-/// `ConfBridge` is in the conference named by its first argument; the endpoint is the PJSIP
-/// endpoint in its name.
-pub fn channels_from_list(channels: &[Event]) -> Vec<PbxChannel> {
-    channels
-        .iter()
-        .filter_map(|ch| {
-            let (uniqueid, channel) = (ch.get("Uniqueid")?, ch.get("Channel")?);
-            let conference = ch
-                .get("Application")
-                .filter(|a| a.eq_ignore_ascii_case("ConfBridge"))
-                .and_then(|_| ch.get("ApplicationData"))
-                .map(|d| d.split(',').next().unwrap_or("").trim().to_string())
-                .filter(|b| !b.is_empty());
-            Some(PbxChannel {
-                uniqueid: uniqueid.to_string(),
-                channel: channel.to_string(),
-                conference,
-                endpoint: endpoint_of(channel).to_string(),
-                caller: ch.get("CallerIDNum").unwrap_or("").to_string(),
-            })
-        })
-        .collect()
-}
+#[cfg(test)]
+use mapping::endpoint_of;
+pub use mapping::{action_for, channels_from_list, input_from_event, originate_outcome, EventError};
 
 /// How often handoffd says hello to the module (its `controller_timeout` is 15 s by default).
 pub const HELLO_INTERVAL_MS: Millis = 5_000;
@@ -346,9 +196,11 @@ impl AsteriskDriver {
                     ))));
                     return;
                 }
-                self.events.push_back(DriverEvent::Up {
-                    detail: format!("logged in to AMI at {} as {}", self.ami.address(), self.ami.username),
-                });
+                self.events.push_back(DriverEvent::Up(LinkUp {
+                    pbx: Pbx::Asterisk,
+                    address: self.ami.address(),
+                    account: Some(self.ami.username.clone()),
+                }));
                 let list = self.send(Action::new("CoreShowChannels"), now);
                 self.phase = Phase::Listing(list, Vec::new(), 0);
                 self.deadline = Some(now + self.ami.action_timeout_ms);
@@ -376,7 +228,7 @@ impl AsteriskDriver {
                     let nonce = outcome
                         .response
                         .headers
-                        .get("Challenge")
+                        .get(header::CHALLENGE)
                         .filter(|_| outcome.response.status == ResponseStatus::Success);
                     self.send_hello(nonce.map(|n| hello_key(n, self.ami.secret.expose())), now);
                 } else if Some(&id) == self.hello.as_ref() {
@@ -411,15 +263,15 @@ impl AsteriskDriver {
         if !matches!(self.phase, Phase::Ready) || now < self.hello_due {
             return;
         }
-        self.challenge = Some(self.send(Action::new("HandoffChallenge"), now));
+        self.challenge = Some(self.send(Action::new(action::CHALLENGE), now));
         self.hello_due = now + HELLO_INTERVAL_MS;
     }
 
     fn send_hello(&mut self, key: Option<String>, now: Millis) {
         let mut hello =
-            Action::new("HandoffHello").header("Controller", concat!("handoffd/", env!("CARGO_PKG_VERSION")));
+            Action::new(action::HELLO).header(header::CONTROLLER, concat!("handoffd/", env!("CARGO_PKG_VERSION")));
         if let Some(key) = key {
-            hello = hello.header("Key", &key);
+            hello = hello.header(header::KEY, &key);
         }
         self.hello = Some(self.send(hello, now));
     }
@@ -430,13 +282,15 @@ impl AsteriskDriver {
     /// sees. The leg reaches the session core once the value is here.
     fn fetch_secret(&mut self, leg: LegArrival, kind: &str, now: Millis) {
         debug!(uniqueid = %leg.uniqueid, kind, "fetching the leg's secret");
-        let id = self.send(Action::new("HandoffSecret").header("Uniqueid", &leg.uniqueid), now);
+        let id = self.send(Action::new(action::SECRET).header(header::UNIQUEID, &leg.uniqueid), now);
         self.secrets.insert(id.0, leg);
     }
 
     fn secret_fetched(&mut self, mut leg: LegArrival, response: &crate::ami::Response) {
         let value = response.message.as_deref().unwrap_or("").trim();
-        if response.status == ResponseStatus::Success && (value.starts_with("pin-") || value.starts_with("ticket-")) {
+        if response.status == ResponseStatus::Success
+            && (value.starts_with(value::PIN_PREFIX) || value.starts_with(value::TICKET_PREFIX))
+        {
             leg.token = value.to_string();
         } else {
             // Never log the message of a success: it is the secret.
@@ -452,14 +306,14 @@ impl AsteriskDriver {
     }
 
     fn on_event(&mut self, ev: Event, now: Millis) {
-        if ev.name == "HandoffLegSwitched" && ev.get("Reason") == Some("stall") {
-            let gap = ev.get("GapMs").and_then(|g| g.parse().ok()).unwrap_or(0);
+        if ev.name == event::LEG_SWITCHED && ev.get(header::REASON) == Some(value::SWITCH_STALL) {
+            let gap = ev.get(header::GAP_MS).and_then(|g| g.parse().ok()).unwrap_or(0);
             self.events.push_back(DriverEvent::Failover { gap_ms: Some(gap) });
         }
-        if ev.name == "HandoffAlignment" {
-            let offset_ms = match ev.get("Status") {
-                Some("aligned") => {
-                    ev.get("OffsetMs").and_then(|o| o.parse::<f64>().ok()).map(|o| o.abs().round() as u64)
+        if ev.name == event::ALIGNMENT {
+            let offset_ms = match ev.get(header::STATUS) {
+                Some(value::ALIGNED) => {
+                    ev.get(header::OFFSET_MS).and_then(|o| o.parse::<f64>().ok()).map(|o| o.abs().round() as u64)
                 }
                 _ => None,
             };
@@ -484,8 +338,10 @@ impl AsteriskDriver {
             is_far_channel(uniqueid).then(|| Input::FarSeen { uniqueid: uniqueid.to_string() })
         } else {
             match input_from_event(&ev) {
-                Ok(Some(Input::LegArrived(leg))) if matches!(ev.get("Secret"), Some("pin" | "ticket")) => {
-                    let kind = ev.get("Secret").unwrap_or_default().to_string();
+                Ok(Some(Input::LegArrived(leg)))
+                    if matches!(ev.get(header::SECRET), Some(value::SECRET_PIN | value::SECRET_TICKET)) =>
+                {
+                    let kind = ev.get(header::SECRET).unwrap_or_default().to_string();
                     return self.fetch_secret(leg, &kind, now);
                 }
                 Ok(i) => i,
@@ -531,92 +387,25 @@ fn hello_key(challenge: &str, secret: &str) -> String {
 }
 
 impl Driver for AsteriskDriver {
-    fn pbx(&self) -> &'static str {
-        "Asterisk"
-    }
-    fn endpoint_name(&self) -> &'static str {
-        "Asterisk's AMI"
-    }
-    fn unreachable_hint(&self) -> &'static str {
-        "is Asterisk running, and manager.conf enabled = yes with this port?"
+    fn pbx(&self) -> Pbx {
+        Pbx::Asterisk
     }
 
-    fn adopted(&mut self, found: &crate::session::Found, _now: Millis) {
-        for (uuid, _, path) in &found.legs {
-            self.paths.insert(uuid.clone(), *path);
-        }
-    }
-
-    fn connected(&mut self, now: Millis) {
-        self.decoder = AmiDecoder::new();
-        for id in self.tracker.fail_all() {
-            self.originates.remove(&id.0);
-            self.assigns.remove(&id.0);
-            self.secrets.remove(&id.0);
-        }
-        self.phase = Phase::Greeting;
-        self.deadline = Some(now + self.ami.action_timeout_ms);
-        self.hello = None;
-        self.challenge = None;
-        self.transmit.clear();
-        self.events.clear();
-    }
-
-    fn receive(&mut self, bytes: &[u8], now: Millis) {
-        self.decoder.feed(bytes);
-        loop {
-            if matches!(self.phase, Phase::Down) {
-                return;
+    fn handle(&mut self, input: DriverInput<'_>, now: Millis) {
+        match input {
+            DriverInput::Connected => self.connected(now),
+            DriverInput::Received(bytes) => self.receive(bytes, now),
+            DriverInput::Closed if !matches!(self.phase, Phase::Down) => self.lost("Asterisk closed the connection"),
+            DriverInput::Closed => {}
+            DriverInput::Timeout => self.timeout(now),
+            DriverInput::Command(cmd) => self.command(cmd, now),
+            // The legs' paths, to read their hang-up causes.
+            DriverInput::Adopted(found) => {
+                self.paths.extend(found.legs.iter().map(|(uuid, _, path)| (uuid.clone(), *path)));
             }
-            match self.decoder.next_message() {
-                Ok(Some(m)) => self.on_message(m, now),
-                Ok(None) => return,
-                // The decoder resynchronises on the next message boundary; nothing else is lost.
-                Err(e) => warn!("bad AMI input from {}: {e}", self.ami.address()),
-            }
+            // The module holds the mix; nothing was held back for the resync.
+            DriverInput::Resynced => {}
         }
-    }
-
-    fn closed(&mut self, _now: Millis) {
-        if !matches!(self.phase, Phase::Down) {
-            self.lost("Asterisk closed the connection");
-        }
-    }
-
-    fn command(&mut self, cmd: &Command, now: Millis) {
-        let action = action_for(cmd, &self.cfg);
-        let id = self.send(action, now);
-        match cmd {
-            Command::OriginateFar { uniqueid, .. } => {
-                self.originates.insert(id.0, uniqueid.clone());
-            }
-            Command::Assign { uniqueid, .. } => {
-                self.assigns.insert(id.0, uniqueid.clone());
-            }
-            _ => {}
-        }
-    }
-
-    fn timeout(&mut self, now: Millis) {
-        if self.deadline.is_some_and(|d| now >= d) {
-            let waited = self.ami.action_timeout_ms;
-            return self.lost(format!("no answer within {waited} ms"));
-        }
-        for expired in self.tracker.expire(now, self.ami.action_timeout_ms) {
-            self.originates.remove(&expired.0);
-            self.assigns.remove(&expired.0);
-            if let Some(leg) = self.secrets.remove(&expired.0) {
-                let no_answer = crate::ami::Response {
-                    status: ResponseStatus::Error,
-                    action_id: None,
-                    message: Some("no response".into()),
-                    headers: Default::default(),
-                };
-                self.secret_fetched(leg, &no_answer);
-            }
-            warn!("AMI action {expired} got no response within {} ms", self.ami.action_timeout_ms);
-        }
-        self.say_hello(now);
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
@@ -637,6 +426,79 @@ impl Driver for AsteriskDriver {
 
     fn poll_event(&mut self) -> Option<DriverEvent> {
         self.events.pop_front()
+    }
+}
+
+/// The driver's inputs ([`DriverInput`]), callable one by one (the tests and bench-ami drive it so).
+impl AsteriskDriver {
+    /// A new connection is open; any earlier connection's state is dropped.
+    pub fn connected(&mut self, now: Millis) {
+        self.decoder = AmiDecoder::new();
+        for id in self.tracker.fail_all() {
+            self.originates.remove(&id.0);
+            self.assigns.remove(&id.0);
+            self.secrets.remove(&id.0);
+        }
+        self.phase = Phase::Greeting;
+        self.deadline = Some(now + self.ami.action_timeout_ms);
+        self.hello = None;
+        self.challenge = None;
+        self.transmit.clear();
+        self.events.clear();
+    }
+
+    /// Bytes Asterisk sent.
+    pub fn receive(&mut self, bytes: &[u8], now: Millis) {
+        self.decoder.feed(bytes);
+        loop {
+            if matches!(self.phase, Phase::Down) {
+                return;
+            }
+            match self.decoder.next_message() {
+                Ok(Some(m)) => self.on_message(m, now),
+                Ok(None) => return,
+                // The decoder resynchronises on the next message boundary; nothing else is lost.
+                Err(e) => warn!("bad AMI input from {}: {e}", self.ami.address()),
+            }
+        }
+    }
+
+    /// Carries out a session command.
+    pub fn command(&mut self, cmd: &Command, now: Millis) {
+        let action = action_for(cmd, &self.cfg);
+        let id = self.send(action, now);
+        match cmd {
+            Command::OriginateFar { uniqueid, .. } => {
+                self.originates.insert(id.0, uniqueid.clone());
+            }
+            Command::Assign { uniqueid, .. } => {
+                self.assigns.insert(id.0, uniqueid.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Time has come (at or after [`Driver::poll_timeout`]).
+    pub fn timeout(&mut self, now: Millis) {
+        if self.deadline.is_some_and(|d| now >= d) {
+            let waited = self.ami.action_timeout_ms;
+            return self.lost(format!("no answer within {waited} ms"));
+        }
+        for expired in self.tracker.expire(now, self.ami.action_timeout_ms) {
+            self.originates.remove(&expired.0);
+            self.assigns.remove(&expired.0);
+            if let Some(leg) = self.secrets.remove(&expired.0) {
+                let no_answer = crate::ami::Response {
+                    status: ResponseStatus::Error,
+                    action_id: None,
+                    message: Some("no response".into()),
+                    headers: Default::default(),
+                };
+                self.secret_fetched(leg, &no_answer);
+            }
+            warn!("AMI action {expired} got no response within {} ms", self.ami.action_timeout_ms);
+        }
+        self.say_hello(now);
     }
 }
 

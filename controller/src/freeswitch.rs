@@ -35,20 +35,34 @@
 //! ...}sofia/gateway/<far.endpoint>/<number> &conference(<bridge>@<profile>)`; `Hangup` →
 //! `uuid_kill <uuid> <CAUSE>` (names FreeSWITCH knows: [`crate::hangup_cause::freeswitch_kill_cause`]).
 //! On shutdown the driver says `exit` and reads FreeSWITCH's goodbye ([`Driver::goodbye`]).
+//!
+//! Files: this one (the driver's state, the link's outputs and events); `freeswitch/arrival.rs`
+//! (a parked leg read or refused), `inputs.rs` (connection, bytes, time, session commands,
+//! the resync steps), `mix.rs` (the leg switch: one unmuted member per device), `causes.rs`
+//! (FreeSWITCH's cause names), `gap.rs` (the failover gap from the media timeout), `pin.rs`
+//! (a move leg without a PIN), `tests.rs`.
 
 use crate::config::{Config, Esl};
 use crate::esl::{
     parse_conference_json_list, parse_show_channels_json, ChannelRow, Client, ClientConfig, ClientError, CommandId,
     Event, EventFormat, Failure, Output, ReplyStatus,
 };
-use crate::hangup_cause::{classify, freeswitch_kill_cause, LegEnd, Overrides, Pbx as CausePbx};
-use crate::pbx::{cause_code, Driver, DriverEvent, LinkError, PbxChannel};
-use crate::session::{Command, Found, Input, LegArrival, Millis, Path};
+use crate::hangup_cause::{classify, LegEnd, Overrides, Pbx as CausePbx};
+use crate::pbx::{Driver, DriverEvent, DriverInput, LinkError, LinkUp, Pbx, PbxChannel};
+use crate::session::{Input, Millis, Path};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::{debug, warn};
 
+mod arrival;
+mod causes;
 mod gap;
+mod inputs;
+mod mix;
 mod pin;
+
+use mix::choose_feeder;
+
+pub use causes::{cause_code, cause_name, CAUSES};
 
 /// The most events held while the snapshot is read; past it the link is dropped and the
 /// snapshot read again after the reconnect (a peer flooding events cannot grow handoffd).
@@ -233,9 +247,11 @@ impl FreeSwitchDriver {
     fn on_output(&mut self, out: Output, now: Millis) {
         match out {
             Output::Authenticated => {
-                self.events.push_back(DriverEvent::Up {
-                    detail: format!("authenticated to FreeSWITCH's event socket at {}", self.esl.address()),
-                });
+                self.events.push_back(DriverEvent::Up(LinkUp {
+                    pbx: Pbx::FreeSwitch,
+                    address: self.esl.address(),
+                    account: None,
+                }));
                 let names = EVENTS.iter().map(|s| s.to_string()).collect();
                 self.send(crate::esl::Command::Event { format: EventFormat::Json, names }, now);
                 if let Some(id) = self.api("show channels as json".into(), now) {
@@ -488,169 +504,6 @@ impl FreeSwitchDriver {
             _ => {}
         }
     }
-
-    /// The two legs of a device must not hear each other (the standby leg would hear the
-    /// phone's own voice): `relate <a> <b> nohear` both ways once both are members.
-    fn relate(&mut self, uuid: &str, now: Millis) {
-        let Some(leg) = self.legs.get(uuid).cloned() else { return };
-        let Some(m) = leg.member else { return };
-        let mates: Vec<u64> = self
-            .legs
-            .iter()
-            .filter(|(u, l)| u.as_str() != uuid && l.group == leg.group && !self.going.contains(*u))
-            .filter_map(|(_, l)| l.member)
-            .collect();
-        for other in mates {
-            for (a, b) in [(m, other), (other, m)] {
-                if self.related.insert((leg.bridge.clone(), a, b)) {
-                    self.api(format!("conference {} relate {a} {b} nohear", leg.bridge), now);
-                }
-            }
-        }
-    }
-
-    fn on_park(&mut self, e: &Event, now: Millis) {
-        let Some(far) = e.header("variable_handoff_far").map(str::trim).filter(|f| !f.is_empty()) else { return };
-        let uuid = e.unique_id().unwrap_or("").to_string();
-        if uuid.is_empty() || self.legs.contains_key(&uuid) || self.arrivals.contains_key(&uuid) {
-            return;
-        }
-        let path_text = e.header("variable_handoff_path").unwrap_or("data");
-        let Some(path) = Path::parse(path_text) else {
-            let reason = format!("the dial plan set handoff_path to '{}': must be data or carrier", clean(path_text));
-            warn!("FreeSWITCH channel {uuid}: {reason}");
-            return self.refuse(&uuid, &reason, now);
-        };
-        let channel = e.header("Channel-Name").unwrap_or("").to_string();
-        let endpoint = e
-            .header("variable_user_name")
-            .filter(|u| !u.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| user_of(&channel).to_string());
-        let token: String = e
-            .header("variable_handoff_token")
-            .unwrap_or("")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(80)
-            .collect();
-        if pin::is_empty_pin(&token) {
-            // No PIN at all (the prompt returned no digits): refused here, never checked, so
-            // it does not count towards the lockout.
-            warn!("{}", pin::empty_pin_log(&uuid, e));
-            self.api(format!("uuid_setvar {uuid} handoff_token"), now);
-            return self.refuse(&uuid, EMPTY_PIN_REASON, now);
-        }
-        if token.starts_with("pin-") {
-            // A PIN keyed in for a move: read once, then gone from the channel's variables.
-            self.api(format!("uuid_setvar {uuid} handoff_token"), now);
-        }
-        self.arrivals.insert(uuid.clone(), path);
-        self.input(Input::LegArrived(LegArrival {
-            uniqueid: uuid,
-            channel,
-            caller: e.header("Caller-Caller-ID-Number").unwrap_or("").to_string(),
-            endpoint,
-            path,
-            far: far.to_string(),
-            token,
-        }));
-    }
-
-    /// A client leg hung up: if it fed its group and was lost (`switch`), the next leg takes
-    /// over; `silence`: when its silence began (a media timeout), to measure the gap.
-    fn leg_gone(&mut self, uuid: &str, cause: &str, switch: bool, silence: Option<(u64, u64)>, now: Millis) {
-        let Some(leg) = self.legs.remove(uuid) else { return };
-        self.gone_paths.insert(uuid.to_string(), leg.path);
-        if let Some(m) = leg.member {
-            self.related.retain(|(c, a, b)| !(c == &leg.bridge && (*a == m || *b == m)));
-        }
-        let going = self.going.contains(uuid);
-        let was_feeding = match self.groups.get_mut(&leg.group) {
-            Some(g) if g.feeder.as_deref() == Some(uuid) => {
-                g.feeder = None;
-                true
-            }
-            _ => false,
-        };
-        if was_feeding && switch && !going {
-            let why = format!("the {} leg hung up ({cause})", leg.path.as_str());
-            self.mix(&leg.group, &why, true, silence, now);
-        }
-        if !self.legs.values().any(|l| l.group == leg.group) {
-            self.groups.remove(&leg.group);
-        }
-    }
-
-    /// Makes the right leg of `group` feed the conference: the preferred path's leg if it is in
-    /// the conference, else the leg already feeding, else any leg in the conference. `failed`:
-    /// the feeding leg went (a failover), rather than a leg joining; `silence`: see
-    /// [`gap::silence_start`]. Legs being hung up by handoffd are never chosen.
-    fn mix(&mut self, group: &str, why: &str, failed: bool, silence: Option<(u64, u64)>, now: Millis) {
-        let Some(g) = self.groups.get(group).cloned() else { return };
-        let joined: BTreeMap<&String, &MixLeg> = self
-            .legs
-            .iter()
-            .filter(|(u, l)| l.group == group && l.member.is_some() && !self.going.contains(*u))
-            .collect();
-        let current = g.feeder.as_ref().filter(|f| joined.contains_key(f)).cloned();
-        let want = choose_feeder(joined.iter().map(|(u, l)| (u.as_str(), l.path)), g.preferred, current.as_deref())
-            .map(str::to_string);
-        let Some(want) = want else {
-            if let Some(g) = self.groups.get_mut(group) {
-                g.feeder = None;
-            }
-            return;
-        };
-        if current.as_deref() == Some(want.as_str()) {
-            return;
-        }
-        let to = self.legs[&want].clone();
-        // Mute first, then unmute: a moment of silence, never the voice twice.
-        if let Some(old) = current.as_ref().and_then(|u| self.legs.get(u)).cloned() {
-            if let Some(m) = old.member {
-                self.api(format!("conference {} mute {m}", old.bridge), now);
-            }
-        }
-        let mut measured = false;
-        if let Some(m) = to.member {
-            let id = self.api(format!("conference {} unmute {m}", to.bridge), now);
-            if let (true, Some(start)) = (failed, silence) {
-                self.gaps.started(&to.bridge, m, id, start);
-                measured = true;
-            }
-        }
-        if let Some(g) = self.groups.get_mut(group) {
-            g.feeder = Some(want.clone());
-        }
-        // The first leg to feed is no switch; every later change is. A measured failover is
-        // reported with its gap when mod_conference confirms the unmute.
-        if failed && !measured {
-            self.events.push_back(DriverEvent::Failover { gap_ms: None });
-        }
-        if current.is_some() || failed {
-            // The gap is measured later (when mod_conference confirms the unmute): not known here.
-            self.input(Input::LegSwitched { uniqueid: want, to: to.path, reason: why.to_string(), gap_ms: None });
-        }
-    }
-
-    fn refuse(&mut self, uuid: &str, reason: &str, now: Millis) {
-        self.api(format!("uuid_setvar {uuid} handoff_reason {}", clean(reason)), now);
-        self.api(format!("uuid_setvar {uuid} handoff_status REFUSED"), now);
-        let (ext, ctx) = (self.esl.refused_extension.clone(), self.esl.context.clone());
-        self.api(format!("uuid_transfer {uuid} {ext} XML {ctx}"), now);
-    }
-}
-
-/// The leg that should feed a device's mix, of the legs in the conference (`joined`, with their
-/// paths): the preferred path's, else the one feeding now (`current`), else the first.
-fn choose_feeder<'a>(
-    joined: impl Iterator<Item = (&'a str, Path)> + Clone,
-    preferred: Path,
-    current: Option<&'a str>,
-) -> Option<&'a str> {
-    let first = joined.clone().next().map(|(u, _)| u);
-    joined.into_iter().find(|(_, p)| *p == preferred).map(|(u, _)| u).or(current).or(first)
 }
 
 /// The conference name in `conference` application data (`handoff-x@handoff+flags{mute}`).
@@ -675,156 +528,19 @@ fn dialable(s: &str) -> bool {
 }
 
 impl Driver for FreeSwitchDriver {
-    fn pbx(&self) -> &'static str {
-        "FreeSWITCH"
-    }
-    fn endpoint_name(&self) -> &'static str {
-        "FreeSWITCH's event socket"
-    }
-    fn unreachable_hint(&self) -> &'static str {
-        "is FreeSWITCH running with mod_event_socket listening on this address (event_socket.conf.xml)?"
+    fn pbx(&self) -> Pbx {
+        Pbx::FreeSwitch
     }
 
-    fn connected(&mut self, now: Millis) {
-        let config = ClientConfig {
-            handshake_timeout_ms: self.esl.command_timeout_ms,
-            reply_timeout_ms: self.esl.command_timeout_ms,
-            api_timeout_ms: self.esl.command_timeout_ms,
-            job_timeout_ms: Some(u64::from(self.cfg.far.answer_timeout_s) * 1000 + self.esl.command_timeout_ms),
-            reorder_window_ms: REORDER_WINDOW_MS,
-            urgent: Some(gap::is_media_timeout),
-        };
-        self.client = Some(Client::inbound(self.esl.password.expose(), config, now));
-        self.phase = Phase::Handshake;
-        self.held.clear();
-        self.held_bytes = 0;
-        self.members.clear();
-        self.far_jobs.clear();
-        self.gaps.clear();
-        self.gone_paths.clear();
-        self.going.clear();
-        self.events.clear();
-    }
-
-    fn receive(&mut self, bytes: &[u8], now: Millis) {
-        let Some(client) = self.client.as_mut() else { return };
-        let r = client.handle_bytes(bytes, now);
-        self.drain(now);
-        if let Err(e) = r {
-            self.client_error(e);
-        }
-    }
-
-    fn closed(&mut self, now: Millis) {
-        if let Some(c) = self.client.as_mut() {
-            c.handle_eof(now);
-        }
-        self.drain(now);
-        if self.client.is_some() {
-            self.lost("FreeSWITCH closed the connection");
-        }
-    }
-
-    fn command(&mut self, cmd: &Command, now: Millis) {
-        let profile = self.esl.conference_profile.clone();
-        match cmd {
-            Command::Assign { uniqueid, bridge, group, preferred, .. } => {
-                let path = self.arrivals.remove(uniqueid).unwrap_or(Path::Data);
-                self.legs.insert(
-                    uniqueid.clone(),
-                    MixLeg { group: group.clone(), bridge: bridge.clone(), path, member: None },
-                );
-                self.groups.entry(group.clone()).or_insert(Group { preferred: *preferred, feeder: None });
-                self.api(
-                    format!("uuid_transfer {uniqueid} answer,conference:{bridge}@{profile}+flags{{mute}} inline"),
-                    now,
-                );
-            }
-            Command::Refuse { uniqueid, reason } => {
-                self.arrivals.remove(uniqueid);
-                self.refuse(uniqueid, reason, now);
-            }
-            Command::OriginateFar { session, uniqueid, number, bridge, caller_id } => {
-                if !dialable(number) {
-                    let reason = format!("far number '{}' has characters a dial string cannot carry", clean(number));
-                    return self.input(Input::FarFailed { uniqueid: uniqueid.clone(), reason, no_channel: true });
-                }
-                let mut vars = vec![
-                    format!("origination_uuid={uniqueid}"),
-                    format!("originate_timeout={}", self.cfg.far.answer_timeout_s),
-                    format!("handoff_session={session}"),
-                ];
-                if dialable(caller_id) {
-                    vars.push(format!("origination_caller_id_number={caller_id}"));
-                }
-                let line = format!(
-                    "originate {{{}}}sofia/gateway/{}/{number} &conference({bridge}@{profile})",
-                    vars.join(","),
-                    self.cfg.far.endpoint
-                );
-                if let Some(id) = self.send(crate::esl::Command::bgapi(line), now) {
-                    self.far_jobs.insert(id, uniqueid.clone());
-                    self.far_pending.insert(uniqueid.clone(), false);
-                }
-            }
-            Command::Hangup { uniqueid, cause } => {
-                if self.legs.contains_key(uniqueid) {
-                    self.going.insert(uniqueid.clone());
-                }
-                self.api(format!("uuid_kill {uniqueid} {}", freeswitch_kill_cause(*cause)), now);
-            }
-        }
-    }
-
-    fn adopted(&mut self, found: &Found, now: Millis) {
-        let group = format!("{}/{}", found.session, found.device);
-        let preferred = self.preferred;
-        let mut speaking = Vec::new();
-        for (uuid, _, path) in &found.legs {
-            let member = self.members.get(uuid).copied();
-            if member.is_some_and(|(_, speaks)| speaks) {
-                speaking.push(uuid.clone());
-            }
-            let leg =
-                MixLeg { group: group.clone(), bridge: found.bridge.clone(), path: *path, member: member.map(|m| m.0) };
-            self.legs.insert(uuid.clone(), leg);
-        }
-        // One voice per device: keep the preferred path's leg (or one already speaking) and
-        // mute any other leg that speaks.
-        let joined = found.legs.iter().filter(|l| self.members.contains_key(&l.0)).map(|(u, _, p)| (u.as_str(), *p));
-        let want = choose_feeder(joined, preferred, speaking.first().map(String::as_str)).map(str::to_string);
-        for uuid in speaking.iter().filter(|u| Some(*u) != want.as_ref()) {
-            if let Some((m, _)) = self.members.get(uuid).copied() {
-                self.api(format!("conference {} mute {m}", found.bridge), now);
-            }
-        }
-        if let Some(w) = want.as_ref().filter(|w| !speaking.contains(w)) {
-            if let Some((m, _)) = self.members.get(w).copied() {
-                self.api(format!("conference {} unmute {m}", found.bridge), now);
-            }
-        }
-        self.groups.insert(group, Group { preferred, feeder: want });
-    }
-
-    fn resynced(&mut self, now: Millis) {
-        if !std::mem::take(&mut self.release_at_resynced) {
-            return;
-        }
-        let mut held = std::mem::take(&mut self.held);
-        self.held_bytes = 0;
-        held.sort_by_key(|e| e.sequence().unwrap_or(u64::MAX));
-        for e in held {
-            self.on_event(&e, now);
-        }
-        self.drain(now);
-    }
-
-    fn timeout(&mut self, now: Millis) {
-        let Some(client) = self.client.as_mut() else { return };
-        let r = client.handle_timeout(now);
-        self.drain(now);
-        if let Err(e) = r {
-            self.client_error(e);
+    fn handle(&mut self, input: DriverInput<'_>, now: Millis) {
+        match input {
+            DriverInput::Connected => self.connected(now),
+            DriverInput::Received(bytes) => self.receive(bytes, now),
+            DriverInput::Closed => self.closed(now),
+            DriverInput::Timeout => self.timeout(now),
+            DriverInput::Command(cmd) => self.command(cmd, now),
+            DriverInput::Adopted(found) => self.adopted(found, now),
+            DriverInput::Resynced => self.resynced(now),
         }
     }
 

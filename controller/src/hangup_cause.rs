@@ -60,11 +60,7 @@ pub mod q850 {
 }
 
 /// The PBX that reported a hang-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pbx {
-    Asterisk,
-    FreeSwitch,
-}
+pub use crate::pbx::Pbx;
 
 /// How a leg ended, as far as the session is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +152,7 @@ pub fn freeswitch_kill_cause(cause: u32) -> &'static str {
     if cause == q850::NON_SELECTED_USER_CLEARING {
         return "MANAGER_REQUEST";
     }
-    crate::pbx::cause_name(cause)
+    crate::freeswitch::cause_name(cause)
 }
 
 #[cfg(test)]

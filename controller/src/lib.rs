@@ -6,19 +6,24 @@
 //! touches sockets, clocks and the store (its controller core, persistence and move flow do
 //! not).
 //!
-//! - [`ami`]: Asterisk Manager Interface codec and action/response correlation (no I/O).
+//! - [`ami`]: Asterisk Manager Interface codec (`ami/codec.rs`) and action/response
+//!   correlation (`ami/correlate.rs`), no I/O.
 //! - [`esl`]: FreeSWITCH Event Socket codec and protocol client (no I/O), proven on recorded
-//!   FreeSWITCH 1.11.2 traffic (`tests/data/freeswitch-esl/`).
-//! - [`pbx`]: the driver interface between the daemon and a PBX (no I/O).
+//!   FreeSWITCH 1.11.2 traffic (`tests/data/freeswitch-esl/`): `esl/codec.rs`, `message.rs`,
+//!   `event.rs`, `command.rs`, `client.rs` + `client/receive.rs`, `resync.rs`.
+//! - [`pbx`]: the PBX-neutral driver interface between the daemon and a PBX (no I/O):
+//!   [`pbx::DriverInput`] in, [`pbx::DriverEvent`] out, plain data both ways.
 //! - [`freeswitch`]: the FreeSWITCH driver: ESL events to session inputs, session commands to
-//!   `api`/`bgapi`, the leg switch done by muting conference members (no I/O).
+//!   `api`/`bgapi`, the leg switch done by muting conference members (no I/O); `freeswitch/`
+//!   `arrival.rs`, `inputs.rs`, `mix.rs`, `causes.rs`, `gap.rs`, `pin.rs`, `tests.rs`.
 //! - [`config`]: the `handoffd.yaml` schema (`config/sections.rs`, `config/defaults.rs`), its
 //!   reading (`config/parse.rs`) and validation (`config/validate.rs`).
 //! - [`session`]: sessions, legs and their rules (no I/O); `session/` holds its vocabulary
 //!   (`types.rs`), a session's phase and data (`state.rs`), its timer table (`timers.rs`), and
 //!   what each kind of input does (`arrival.rs`, `events.rs`, `moving.rs`, `late.rs`).
 //! - [`asterisk`]: the Asterisk driver: AMI login, events to session inputs, session commands
-//!   to AMI actions (no I/O).
+//!   to AMI actions (no I/O); `asterisk/mapping.rs`, `asterisk/late_tests.rs`. The AMI names it
+//!   shares with `res_handoff.so` come from the `handoff-vocab` crate (`vocab/`).
 //! - [`daemon`]: the tokio side, one file per concern under `daemon/`: `link.rs` (the PBX link
 //!   loop with reconnect: socket, clock, driver), `controller.rs` (the controller core: inputs
 //!   in, commands and store writes out; no I/O), `persist.rs` (session views → store records),
@@ -30,8 +35,17 @@
 //! - [`http`]: the HTTP/1.1 server of the API and the metrics (connection cap, time limits).
 //! - [`markup`]: escaping for the HTML and SVG handoffd writes.
 //! - [`metrics`]: Prometheus counters and the failover-gap histogram.
-//! - [`timeline`]: a session's timeline as typed marks, as text and as an SVG picture (no I/O).
+//! - [`timeline`]: a session's timeline as typed marks, as text and as an SVG picture (no I/O); `timeline/svg.rs`.
 //! - [`status`]: the status page (`GET /status`): its model and HTML rendering (no I/O).
+//! - [`store`]: the store interface and its backends: `store/sled_db.rs`, `postgres_db.rs`,
+//!   `records.rs`, `conformance.rs`, `config_devices.rs`, `timeline.rs`.
+//! - [`moves`]: move decisions (`moves/lockout.rs`, `read.rs`, `ticket.rs`); [`service`] and
+//!   [`api`]: the move service and the HTTP API; [`credentials`]: users' secrets.
+//! - `bin/handoffd.rs`, `bin/handoffctl.rs`: the daemon and the admin tool.
+//!
+//! The rules hold themselves: `#![forbid(unsafe_code)]` here and in both binaries, and
+//! `controller/clippy.toml` bans clocks, tokio and sockets outside the I/O files (CI runs
+//! clippy with `-D warnings`).
 
 // The controller is safe Rust: the compiler refuses any `unsafe` block (FFI lives in module/).
 #![forbid(unsafe_code)]

@@ -2,6 +2,7 @@
 //! the module report, rendered in the Prometheus text format (version 0.0.4). It is served by
 //! [`crate::http`] (started in [`crate::daemon`]), on loopback by default (`metrics.listen`).
 
+use crate::pbx::Pbx;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -109,9 +110,12 @@ impl Metrics {
         inc(c);
     }
 
-    /// A successful login to the PBX named `pbx` (a driver's [`crate::pbx::Driver::pbx`]).
-    pub fn pbx_connected(&self, pbx: &str) {
-        inc(if pbx == "FreeSWITCH" { &self.esl_connects } else { &self.ami_connects });
+    /// A successful login to `pbx` (a driver's [`crate::pbx::DriverEvent::Up`]).
+    pub fn pbx_connected(&self, pbx: Pbx) {
+        inc(match pbx {
+            Pbx::Asterisk => &self.ami_connects,
+            Pbx::FreeSwitch => &self.esl_connects,
+        });
     }
 
     /// The Prometheus text exposition.
@@ -166,8 +170,8 @@ impl Metrics {
             "Successful logins to the PBX, by PBX.",
             "counter",
             &[
-                ("{pbx=\"asterisk\"}".into(), get(&self.ami_connects)),
-                ("{pbx=\"freeswitch\"}".into(), get(&self.esl_connects)),
+                (format!("{{pbx=\"{}\"}}", Pbx::Asterisk.label()), get(&self.ami_connects)),
+                (format!("{{pbx=\"{}\"}}", Pbx::FreeSwitch.label()), get(&self.esl_connects)),
             ],
         );
         counter(
@@ -263,9 +267,9 @@ mod tests {
     #[test]
     fn pbx_logins_are_counted_per_pbx_and_the_ami_alias_counts_asterisk_only() {
         let m = Metrics::new();
-        m.pbx_connected("FreeSWITCH");
-        m.pbx_connected("FreeSWITCH");
-        m.pbx_connected("Asterisk");
+        m.pbx_connected(Pbx::FreeSwitch);
+        m.pbx_connected(Pbx::FreeSwitch);
+        m.pbx_connected(Pbx::Asterisk);
         let text = m.render();
         assert!(text.contains("handoff_pbx_connects_total{pbx=\"freeswitch\"} 2\n"), "{text}");
         assert!(text.contains("handoff_pbx_connects_total{pbx=\"asterisk\"} 1\n"));

@@ -6,11 +6,16 @@
 //! A driver is sans-I/O: the daemon owns the socket and the clock, hands the driver the bytes
 //! it read and the time, and writes the bytes the driver wants sent.
 //!
+//! What passes between them is plain data, both ways (str0m's `Input`/`Output` style):
+//!
 //! ```text
-//!   daemon ──connected/receive/closed/timeout──▶ Driver ──poll_transmit──▶ bytes to the PBX
-//!   daemon ◀──────────── poll_event ──────────── Driver: Up, Snapshot, Input, Failover, Down
-//!   daemon ──command (session Command)──────────▶ Driver
+//!   daemon ──handle(DriverInput)──▶ Driver ──poll_transmit──▶ bytes to the PBX
+//!          Connected, Received(bytes), Closed, Timeout, Command, Adopted, Resynced
+//!   daemon ◀──── poll_event ─────── Driver: Up(LinkUp), Snapshot, Input, Failover, Alignment, Down
 //! ```
+//!
+//! Nothing here is one PBX's: the drivers' own vocabulary (FreeSWITCH's cause names, AMI's
+//! headers) stays in their files; which PBX a driver drives is the [`Pbx`] value it reports.
 //!
 //! After connecting, a driver logs in, subscribes to events and reads everything the PBX is
 //! running into one [`DriverEvent::Snapshot`]; events that arrive meanwhile are held and
@@ -58,11 +63,101 @@ pub struct PbxChannel {
     pub caller: String,
 }
 
+/// Which PBX a driver drives: the only PBX-specific data the daemon sees (for its log lines,
+/// errors and the `pbx` label of `handoff_pbx_connects_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pbx {
+    Asterisk,
+    FreeSwitch,
+}
+
+impl Pbx {
+    /// The PBX's name for the log (`Asterisk`, `FreeSWITCH`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Pbx::Asterisk => "Asterisk",
+            Pbx::FreeSwitch => "FreeSWITCH",
+        }
+    }
+
+    /// The metric label (`asterisk`, `freeswitch`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Pbx::Asterisk => "asterisk",
+            Pbx::FreeSwitch => "freeswitch",
+        }
+    }
+
+    /// What the connection is called in errors (`Asterisk's AMI`, `FreeSWITCH's event socket`).
+    pub fn link(self) -> &'static str {
+        match self {
+            Pbx::Asterisk => "Asterisk's AMI",
+            Pbx::FreeSwitch => "FreeSWITCH's event socket",
+        }
+    }
+
+    /// What to check when the PBX cannot be reached.
+    pub fn unreachable_hint(self) -> &'static str {
+        match self {
+            Pbx::Asterisk => "is Asterisk running, and manager.conf enabled = yes with this port?",
+            Pbx::FreeSwitch => {
+                "is FreeSWITCH running with mod_event_socket listening on this address (event_socket.conf.xml)?"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Pbx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A link that is up: the PBX, where, and the account it logged in as (if the protocol has one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkUp {
+    pub pbx: Pbx,
+    pub address: String,
+    pub account: Option<String>,
+}
+
+impl std::fmt::Display for LinkUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pbx {
+            Pbx::Asterisk => write!(f, "logged in to AMI at {}", self.address)?,
+            Pbx::FreeSwitch => write!(f, "authenticated to FreeSWITCH's event socket at {}", self.address)?,
+        }
+        match &self.account {
+            Some(account) => write!(f, " as {account}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the daemon tells a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverInput<'a> {
+    /// A new connection is open; any earlier connection's state is dropped.
+    Connected,
+    /// Bytes the PBX sent.
+    Received(&'a [u8]),
+    /// The PBX closed the connection.
+    Closed,
+    /// Time has come (at or after [`Driver::poll_timeout`]).
+    Timeout,
+    /// Carry out a session command.
+    Command(&'a Command),
+    /// The daemon took over a session found in the snapshot.
+    Adopted(&'a Found),
+    /// The daemon finished rebuilding its sessions from the snapshot.
+    Resynced,
+}
+
 /// What a driver tells the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverEvent {
-    /// Logged in; `detail` says to whom, for the log.
-    Up { detail: String },
+    /// Logged in.
+    Up(LinkUp),
     /// Every channel the PBX runs, read after (re)connecting.
     Snapshot(Vec<PbxChannel>),
     /// Something the session machine must hear.
@@ -79,35 +174,19 @@ pub enum DriverEvent {
 
 /// A PBX driver: protocol, event mapping and command mapping for one PBX, without I/O.
 pub trait Driver: Send {
-    /// The PBX's name for the log (`Asterisk`, `FreeSWITCH`).
-    fn pbx(&self) -> &'static str;
-    /// What the connection is called in errors (`Asterisk's AMI`, `FreeSWITCH's event socket`).
-    fn endpoint_name(&self) -> &'static str;
-    /// What to check when the PBX cannot be reached.
-    fn unreachable_hint(&self) -> &'static str;
-    /// A new connection is open; any earlier connection's state is dropped.
-    fn connected(&mut self, now: Millis);
-    /// Bytes the PBX sent.
-    fn receive(&mut self, bytes: &[u8], now: Millis);
-    /// The PBX closed the connection.
-    fn closed(&mut self, now: Millis);
-    /// Carries out a session command.
-    fn command(&mut self, cmd: &Command, now: Millis);
-    /// The daemon took over a session found in the snapshot.
-    fn adopted(&mut self, _found: &Found, _now: Millis) {}
-    /// The daemon finished rebuilding its sessions from the snapshot.
-    fn resynced(&mut self, _now: Millis) {}
-    /// Time has come to `now` (at or after [`Driver::poll_timeout`]).
-    fn timeout(&mut self, now: Millis);
-    /// When [`Driver::timeout`] must be called next.
+    /// Which PBX it drives.
+    fn pbx(&self) -> Pbx;
+    /// Something happened: bytes, a closed socket, time, a command, a resync step.
+    fn handle(&mut self, input: DriverInput<'_>, now: Millis);
+    /// When [`DriverInput::Timeout`] must be handled next.
     fn poll_timeout(&self) -> Option<Millis>;
     /// The next bytes to write to the PBX.
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
     /// The next thing that happened.
     fn poll_event(&mut self) -> Option<DriverEvent>;
-    /// handoffd is stopping: queue the protocol's goodbye (ESL `exit`). True when one was
-    /// queued and its answer (the PBX's disconnect notice, then a [`DriverEvent::Down`]) is worth
-    /// reading before the socket is closed.
+    /// handoffd is stopping: queue the protocol's goodbye, if it has one (ESL `exit`). True when
+    /// one was queued and its answer (the PBX's disconnect notice, then a [`DriverEvent::Down`])
+    /// is worth reading before the socket is closed.
     fn goodbye(&mut self, _now: Millis) -> bool {
         false
     }
@@ -115,7 +194,7 @@ pub trait Driver: Send {
 
 /// Reads the sessions still running in the PBX from its channels: every channel in a
 /// conference named `<prefix><session>`, the far party recognised by its `<session>-far`
-/// uniqueid, client legs' devices and paths from the registry.
+/// uniqueid ([`handoff_vocab::FarUniqueid`]), client legs' devices and paths from the registry.
 pub fn found_sessions(channels: &[PbxChannel], sessions: &Sessions, prefix: &str) -> Vec<Found> {
     let mut by_bridge: BTreeMap<String, Found> = BTreeMap::new();
     for ch in channels {
@@ -129,7 +208,7 @@ pub fn found_sessions(channels: &[PbxChannel], sessions: &Sessions, prefix: &str
             legs: Vec::new(),
             far_number: String::new(),
         });
-        if ch.uniqueid == format!("{sid}-far") {
+        if handoff_vocab::is_far_channel_of(&ch.uniqueid, sid) {
             found.far = Some(ch.uniqueid.clone());
             continue;
         }
@@ -139,47 +218,6 @@ pub fn found_sessions(channels: &[PbxChannel], sessions: &Sessions, prefix: &str
         }
     }
     by_bridge.into_values().filter(|f| !f.device.is_empty() || f.far.is_some()).collect()
-}
-
-/// The Q.850 cause codes handoffd sends, with FreeSWITCH's names for them. FreeSWITCH has no
-/// name for 26 (NON_SELECTED_USER_CLEARING): see [`crate::hangup_cause::freeswitch_kill_cause`].
-pub const CAUSES: &[(u32, &str)] = &[
-    (1, "UNALLOCATED_NUMBER"),
-    (3, "NO_ROUTE_DESTINATION"),
-    (16, "NORMAL_CLEARING"),
-    (17, "USER_BUSY"),
-    (18, "NO_USER_RESPONSE"),
-    (19, "NO_ANSWER"),
-    (20, "SUBSCRIBER_ABSENT"),
-    (21, "CALL_REJECTED"),
-    (27, "DESTINATION_OUT_OF_ORDER"),
-    (28, "INVALID_NUMBER_FORMAT"),
-    (31, "NORMAL_UNSPECIFIED"),
-    (34, "NORMAL_CIRCUIT_CONGESTION"),
-    (38, "NETWORK_OUT_OF_ORDER"),
-    (41, "NORMAL_TEMPORARY_FAILURE"),
-    (42, "SWITCH_CONGESTION"),
-    (58, "BEARERCAPABILITY_NOTAVAIL"),
-    (102, "RECOVERY_ON_TIMER_EXPIRE"),
-];
-
-/// FreeSWITCH causes outside Q.850 and the Q.850 code FreeSWITCH reports for them (as seen in
-/// `variable_hangup_cause_q850` of the recordings).
-const CAUSE_ALIASES: &[(&str, u32)] = &[("ORIGINATOR_CANCEL", 16), ("MANAGER_REQUEST", 16)];
-
-/// A cause's name (`NORMAL_CLEARING` for codes not in [`CAUSES`]).
-pub fn cause_name(code: u32) -> &'static str {
-    CAUSES.iter().find(|(c, _)| *c == code).map(|(_, n)| *n).unwrap_or("NORMAL_CLEARING")
-}
-
-/// A cause name's Q.850 code (0 when unknown).
-pub fn cause_code(name: &str) -> u32 {
-    CAUSES
-        .iter()
-        .find(|(_, n)| n.eq_ignore_ascii_case(name))
-        .map(|(c, _)| *c)
-        .or_else(|| CAUSE_ALIASES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, c)| *c))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -227,15 +265,5 @@ mod tests {
             f.legs.iter().map(|(u, _, p)| (u.as_str(), *p)).collect::<Vec<_>>(),
             vec![("1.1", Path::Data), ("1.3", Path::Carrier)]
         );
-    }
-
-    #[test]
-    fn causes_map_both_ways() {
-        assert_eq!(cause_name(16), "NORMAL_CLEARING");
-        assert_eq!(cause_name(26), "NORMAL_CLEARING", "FreeSWITCH has no name for 26");
-        assert_eq!(cause_name(999), "NORMAL_CLEARING");
-        assert_eq!(cause_code("user_busy"), 17);
-        assert_eq!(cause_code("ORIGINATOR_CANCEL"), 16);
-        assert_eq!(cause_code("NO_SUCH_THING"), 0);
     }
 }

@@ -73,8 +73,8 @@ mod tests;
 mod timers;
 mod types;
 
+pub use handoff_vocab::{is_far_channel, FAR_SUFFIX};
 use late::EndedCall;
-pub use late::{is_far_channel, FAR_SUFFIX};
 use state::Session;
 pub use types::{
     Command, Device, Found, Input, LegArrival, MoveRefused, Outputs, Path, Record, Rules, SessionId, State, View,

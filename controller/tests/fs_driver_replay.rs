@@ -102,7 +102,7 @@ fn handshake(rig: &mut Rig, auth_request: &[u8], accepted: &[u8], subscribed: &[
     assert!(rig.feed(auth_request).is_empty());
     assert_eq!(rig.sent(), "auth ClueCon\n\n");
     let up = rig.feed(accepted);
-    assert!(matches!(&up[..], [DriverEvent::Up { detail }] if detail.contains("127.0.0.1:8021")), "{up:?}");
+    assert!(matches!(&up[..], [DriverEvent::Up(up)] if up.to_string().contains("127.0.0.1:8021")), "{up:?}");
     assert_eq!(rig.sent(), format!("{SUBSCRIBE}api show channels as json\n\n"));
     assert!(rig.feed(subscribed).is_empty());
 }

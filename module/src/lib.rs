@@ -5,7 +5,8 @@
 //! (`HandoffChallenge`, `HandoffHello`, `HandoffAssign`, `HandoffRefuse`, `HandoffSecret`; only
 //! the controller's AMI account may use them, see `ami_auth.rs`) and events (`HandoffLegArrived`,
 //! `HandoffLegAbandoned`, ...) the controller speaks. Policy lives in the controller; the module
-//! only does what cannot leave the PBX.
+//! only does what cannot leave the PBX. The AMI names it shares with handoffd come from the
+//! `handoff-vocab` crate (`vocab/`).
 //!
 //! Layers, each calling only the one below it:
 //!

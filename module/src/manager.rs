@@ -17,6 +17,7 @@ use crate::ami_auth;
 use crate::asterisk::{self, Action, Authority, Level, Module, Reply, Request};
 use crate::config;
 use crate::legs::{self, DecideError, Decision};
+use handoff_vocab::{action, header};
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -81,7 +82,7 @@ fn log_refusal(why: &str) {
 struct Challenge;
 
 impl Action for Challenge {
-    const NAME: &'static CStr = c"HandoffChallenge";
+    const NAME: &'static CStr = action::c::CHALLENGE;
     const AUTHORITY: Authority = Authority::System;
     const SYNOPSIS: &'static CStr = c"handoffd: a nonce to prove the controller account with";
 
@@ -92,7 +93,7 @@ impl Action for Challenge {
             Some(nonce)
         });
         match fresh {
-            Some(nonce) => Ok(Reply::Headers(vec![("Challenge", nonce)])),
+            Some(nonce) => Ok(Reply::Headers(vec![(header::CHALLENGE, nonce)])),
             None => Err("HandoffChallenge: no randomness or memory for a nonce".into()),
         }
     }
@@ -130,18 +131,18 @@ fn prove(r: &Request, key: &str) -> Result<(), String> {
 struct Hello;
 
 impl Action for Hello {
-    const NAME: &'static CStr = c"HandoffHello";
+    const NAME: &'static CStr = action::c::HELLO;
     const AUTHORITY: Authority = Authority::System;
     const SYNOPSIS: &'static CStr = c"handoffd heartbeat: marks the controller connected";
 
     fn handle(r: &Request) -> Result<Reply, String> {
-        let key = header(r, "Key")?;
+        let key = header(r, header::KEY)?;
         if key.is_empty() {
             authorized(r)?;
         } else {
             prove(r, key.trim())?;
         }
-        let name = header(r, "Controller")?;
+        let name = header(r, header::CONTROLLER)?;
         let name = if name.trim().is_empty() { "unnamed controller".to_string() } else { name.trim().to_string() };
         let mut reg = legs::registry();
         reg.recv_hello(&name, Instant::now());
@@ -164,27 +165,27 @@ fn decide(action: &str, uniqueid: &str, decision: Decision) -> Result<Reply, Str
 struct Assign;
 
 impl Action for Assign {
-    const NAME: &'static CStr = c"HandoffAssign";
+    const NAME: &'static CStr = action::c::ASSIGN;
     const AUTHORITY: Authority = Authority::Call;
     const SYNOPSIS: &'static CStr = c"Place a leg waiting in Handoff() into a session's bridge";
 
     fn handle(r: &Request) -> Result<Reply, String> {
         authorized(r)?;
-        let uniqueid = required(r, "Uniqueid")?;
-        let session = required(r, "Session")?;
-        let bridge = required(r, "Bridge")?;
+        let uniqueid = required(r, header::UNIQUEID)?;
+        let session = required(r, header::SESSION)?;
+        let bridge = required(r, header::BRIDGE)?;
         if !bridge.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
             return Err(format!("HandoffAssign: Bridge '{bridge}' must be letters, digits, _ . -"));
         }
-        let group = header(r, "Group")?;
+        let group = header(r, header::GROUP)?;
         let group = if group.trim().is_empty() { session.clone() } else { group.trim().to_string() };
-        let preferred = header(r, "Preferred")?;
+        let preferred = header(r, header::PREFERRED)?;
         let preferred = match preferred.trim() {
             "" => "data".to_string(),
             p @ ("data" | "carrier") => p.to_string(),
             other => return Err(format!("HandoffAssign: Preferred '{other}' must be data or carrier")),
         };
-        decide("HandoffAssign", &uniqueid, Decision::Assigned { session, bridge, group, preferred })
+        decide(action::ASSIGN, &uniqueid, Decision::Assigned { session, bridge, group, preferred })
     }
 }
 
@@ -192,15 +193,15 @@ impl Action for Assign {
 struct Refuse;
 
 impl Action for Refuse {
-    const NAME: &'static CStr = c"HandoffRefuse";
+    const NAME: &'static CStr = action::c::REFUSE;
     const AUTHORITY: Authority = Authority::Call;
     const SYNOPSIS: &'static CStr = c"Refuse a leg waiting in Handoff()";
 
     fn handle(r: &Request) -> Result<Reply, String> {
         authorized(r)?;
-        let uniqueid = required(r, "Uniqueid")?;
-        let reason = header(r, "Reason")?;
+        let uniqueid = required(r, header::UNIQUEID)?;
+        let reason = header(r, header::REASON)?;
         let reason = if reason.trim().is_empty() { "refused by handoffd".to_string() } else { reason };
-        decide("HandoffRefuse", &uniqueid, Decision::Refused { reason })
+        decide(action::REFUSE, &uniqueid, Decision::Refused { reason })
     }
 }

@@ -17,6 +17,7 @@
 //! A held secret is spent by its first `HandoffSecret` and forgotten when the leg leaves
 //! `Handoff()`, whatever the outcome; at most one is held per channel inside `Handoff()`.
 
+use handoff_vocab::value;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
@@ -52,8 +53,8 @@ impl Kind {
     /// The value of the `Secret` header of `HandoffLegArrived`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Pin => "pin",
-            Kind::Ticket => "ticket",
+            Kind::Pin => value::SECRET_PIN,
+            Kind::Ticket => value::SECRET_TICKET,
         }
     }
 
@@ -62,8 +63,8 @@ impl Kind {
     /// wrong).
     pub fn value(self, raw: &str) -> String {
         let (prefix, keep): (&str, fn(&char) -> bool) = match self {
-            Kind::Pin => ("pin-", |c| c.is_ascii_digit()),
-            Kind::Ticket => ("ticket-", |c| c.is_ascii_hexdigit()),
+            Kind::Pin => (value::PIN_PREFIX, |c| c.is_ascii_digit()),
+            Kind::Ticket => (value::TICKET_PREFIX, |c| c.is_ascii_hexdigit()),
         };
         let mut v = String::from(prefix);
         v.extend(raw.chars().filter(keep).take(64));
@@ -101,6 +102,7 @@ pub(crate) use ami::{collect, Fetch};
 mod ami {
     use super::{hold, take, Kind, PIN_DIGIT_TIMEOUT_MS, PIN_MAX_DIGITS, TICKET_HEADER_FUNCTION};
     use crate::asterisk::{Action, Authority, Channel, Reply, Request};
+    use handoff_vocab::{action, header};
     use std::ffi::CStr;
 
     /// Collects the secret of kind `kind` on `chan` and holds it for handoffd; `Err(())` when the
@@ -120,7 +122,7 @@ mod ami {
     pub(crate) struct Fetch;
 
     impl Action for Fetch {
-        const NAME: &'static CStr = c"HandoffSecret";
+        const NAME: &'static CStr = action::c::SECRET;
         const AUTHORITY: Authority = Authority::System;
         const SYNOPSIS: &'static CStr =
             c"Fetch (once) the PIN or ticket a leg waiting in Handoff() presented; answered to the requester only";
@@ -128,7 +130,7 @@ mod ami {
         fn handle(r: &Request) -> Result<Reply, String> {
             // Only the session that proved it is the controller account may fetch a secret.
             crate::manager::authorized(r)?;
-            let uniqueid = r.header("Uniqueid");
+            let uniqueid = r.header(header::UNIQUEID);
             let uniqueid = uniqueid.trim();
             if uniqueid.is_empty() {
                 Err("HandoffSecret: missing header Uniqueid".to_string())

@@ -13,7 +13,7 @@ use super::node_lease::NodeTurn;
 use super::{move_flow, store_io, Controller, Inbox};
 use crate::config::LinkSettings;
 use crate::hangup_cause::q850;
-use crate::pbx::{found_sessions, Driver, DriverEvent, LinkError, PbxChannel};
+use crate::pbx::{found_sessions, Driver, DriverEvent, DriverInput, LinkError, PbxChannel};
 use crate::session::{Input, Millis};
 use crate::store::UnixMs;
 use std::time::{Duration, Instant};
@@ -123,8 +123,8 @@ async fn goodbye(ctl: &Controller, driver: &mut dyn Driver, stream: &mut TcpStre
         }
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => driver.receive(&buf[..n], ctl.now().mono),
-            Ok(Ok(_)) => return driver.closed(ctl.now().mono),
+            Ok(Ok(n)) if n > 0 => driver.handle(DriverInput::Received(&buf[..n]), ctl.now().mono),
+            Ok(Ok(_)) => return driver.handle(DriverInput::Closed, ctl.now().mono),
             _ => return,
         }
     }
@@ -140,10 +140,10 @@ async fn link(
 ) -> Option<LinkError> {
     let addr = settings.address.clone();
     let unreachable = |why: String| LinkError::Unreachable {
-        pbx: driver.endpoint_name(),
+        pbx: driver.pbx().link(),
         addr: addr.clone(),
         why,
-        hint: driver.unreachable_hint(),
+        hint: driver.pbx().unreachable_hint(),
     };
     let connect = tokio::time::timeout(Duration::from_millis(settings.connect_timeout_ms), TcpStream::connect(&addr));
     let connected = tokio::select! {
@@ -156,9 +156,9 @@ async fn link(
         Err(_) => return Some(unreachable("connect timed out".into())),
     };
     let _ = stream.set_nodelay(true);
-    let link_name = driver.endpoint_name();
+    let link_name = driver.pbx().link();
     let lost = |why: String| LinkError::Lost { link: link_name, addr: addr.clone(), why };
-    driver.connected(ctl.now().mono);
+    driver.handle(DriverInput::Connected, ctl.now().mono);
     let mut synced = false;
     let mut buf = vec![0u8; 16384];
     loop {
@@ -174,10 +174,10 @@ async fn link(
             while let Some(event) = driver.poll_event() {
                 idle = false;
                 match event {
-                    DriverEvent::Up { detail } => {
-                        info!("{detail}");
-                        ctl.metrics.pbx_connected(driver.pbx());
-                        ctl.core.tell_board(|b| b.link_up(driver.pbx(), &detail, UnixMs::now()));
+                    DriverEvent::Up(up) => {
+                        info!("{up}");
+                        ctl.metrics.pbx_connected(up.pbx);
+                        ctl.core.tell_board(|b| b.link_up(up.pbx.name(), &up.to_string(), UnixMs::now()));
                     }
                     DriverEvent::Snapshot(channels) => {
                         resync(ctl, driver, &channels).await;
@@ -234,8 +234,8 @@ async fn link(
         tokio::select! {
             read = tokio::time::timeout(until, stream.read(&mut buf)) => match read {
                 Err(_) => {}
-                Ok(Ok(0)) => driver.closed(ctl.now().mono),
-                Ok(Ok(n)) => driver.receive(&buf[..n], ctl.now().mono),
+                Ok(Ok(0)) => driver.handle(DriverInput::Closed, ctl.now().mono),
+                Ok(Ok(n)) => driver.handle(DriverInput::Received(&buf[..n]), ctl.now().mono),
                 Ok(Err(e)) => return Some(lost(e.to_string())),
             },
             _ = shutdown.as_mut() => {
@@ -254,7 +254,7 @@ async fn link(
             }
         }
         if driver.poll_timeout().is_some_and(|t| t <= ctl.now().mono) {
-            driver.timeout(ctl.now().mono);
+            driver.handle(DriverInput::Timeout, ctl.now().mono);
         }
     }
 }
@@ -275,7 +275,7 @@ async fn carry_out(ctl: &mut Controller, driver: &mut dyn Driver, step: Step) {
     }
     let now = ctl.now().mono;
     for cmd in &commands {
-        driver.command(cmd, now);
+        driver.handle(DriverInput::Command(cmd), now);
     }
 }
 
@@ -328,7 +328,7 @@ async fn resync(ctl: &mut Controller, driver: &mut dyn Driver, channels: &[PbxCh
                 f.device = s.device.clone();
             }
         }
-        driver.adopted(&f, ctl.now().mono);
+        driver.handle(DriverInput::Adopted(&f), ctl.now().mono);
         let step = ctl.core.adopt(f, stored, ctl.now());
         carry_out(ctl, driver, step).await;
     }
@@ -338,7 +338,7 @@ async fn resync(ctl: &mut Controller, driver: &mut dyn Driver, channels: &[PbxCh
         let step = ctl.core.handle(Input::FarSeen { uniqueid: far.uniqueid.clone() }, ctl.now());
         carry_out(ctl, driver, step).await;
     }
-    driver.resynced(ctl.now().mono);
+    driver.handle(DriverInput::Resynced, ctl.now().mono);
     let step = ctl.core.close_vanished(ctl.now());
     carry_out(ctl, driver, step).await;
     ctl.metrics.sessions_open.store(ctl.core.sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);

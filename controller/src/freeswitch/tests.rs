@@ -2,6 +2,7 @@
 //! `controller/tests/fs_driver_replay.rs` and `esl_live_replay.rs`).
 
 use super::*;
+use crate::session::Command;
 
 #[test]
 fn names_are_read_from_channel_names_and_application_data() {

@@ -8,6 +8,7 @@ use super::timers::TimerTable;
 use super::{Command, Device, Found, LegArrival, Millis, Outputs, Path, SessionId, Sessions, NO_SESSION};
 use crate::hangup_cause::q850;
 use crate::timeline::Mark;
+use handoff_vocab::GroupKey;
 use std::collections::BTreeMap;
 
 impl Sessions {
@@ -161,7 +162,7 @@ impl Sessions {
             uniqueid: uniqueid.to_string(),
             session: id.clone(),
             bridge: s.bridge.clone(),
-            group: format!("{id}/{}", s.device),
+            group: GroupKey { session: &id.0, device: &s.device }.to_string(),
             preferred: self.rules.preferred,
         }
     }

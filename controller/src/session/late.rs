@@ -10,19 +10,11 @@
 use super::state::{Phase, Session};
 use super::{Command, Input, LegArrival, Millis, Outputs, Path, SessionId, Sessions, NO_SESSION};
 use crate::hangup_cause::q850;
+use handoff_vocab::{is_far_channel, FarUniqueid};
 
-/// The suffix of the far channel's uniqueid (`<session>-far`, set with the originate's
-/// `ChannelId`): how a far channel of handoff is told apart from any other channel.
-pub const FAR_SUFFIX: &str = "-far";
-
-/// The uniqueid of session `id`'s far channel.
+/// The uniqueid of session `id`'s far channel (`<session>-far`, handoff-vocab).
 pub(super) fn far_channel_of(id: &SessionId) -> String {
-    format!("{id}{FAR_SUFFIX}")
-}
-
-/// Whether `uniqueid` names a far channel handoff originated.
-pub fn is_far_channel(uniqueid: &str) -> bool {
-    uniqueid.len() > FAR_SUFFIX.len() && uniqueid.ends_with(FAR_SUFFIX)
+    FarUniqueid(&id.0).to_string()
 }
 
 /// A device's call that ended within the pairing window of its opening.

@@ -472,7 +472,7 @@ fn path_run(template: &std::sync::Arc<Template>, calls: u64) -> Run {
         }
         let n = s.read(&mut buf).expect("read from the peer");
         if n == 0 {
-            driver.closed(now());
+            driver.handle(handoff::pbx::DriverInput::Closed, now());
         } else {
             driver.receive(&buf[..n], now());
         }
