@@ -37,40 +37,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Which network a leg comes over; the index into a group's legs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Path {
-    Data = 0,
-    Carrier = 1,
-}
-
-impl Path {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "data" => Some(Self::Data),
-            "carrier" => Some(Self::Carrier),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Data => "data",
-            Self::Carrier => "carrier",
-        }
-    }
-    fn from_index(i: u8) -> Option<Self> {
-        match i {
-            0 => Some(Self::Data),
-            1 => Some(Self::Carrier),
-            _ => None,
-        }
-    }
-    pub fn other(self) -> Self {
-        match self {
-            Self::Data => Self::Carrier,
-            Self::Carrier => Self::Data,
-        }
-    }
-}
+pub use handoff_vocab::Path;
 
 /// The most frames of one member the bridge holds unmixed: bridge_softmix flushes a member's
 /// buffer that holds more than 4 mixing intervals before adding a frame.

@@ -1,7 +1,7 @@
 //! handoff's AMI vocabulary: the one place where the names `res_handoff.so` (`module/`) and
 //! `handoffd` (`controller/`) share on Asterisk's manager interface are written: handoff's own
 //! actions ([`action`]), events ([`event`]), their headers ([`header`]) and the header values
-//! both sides read ([`value`]), plus the far party's uniqueid (`<session>-far`, [`FAR_SUFFIX`])
+//! both sides read ([`value`]) with the `Path` values as a type ([`Path`]), plus the far party's uniqueid (`<session>-far`, [`FAR_SUFFIX`])
 //! and the device group key (`<session>/<device>`, [`GroupKey`]).
 //!
 //! `docs/ami.md` is the reference for users and must say the same: a name changed here is
@@ -139,6 +139,52 @@ pub mod value {
         PIN_PREFIX = "pin-";
         /// How `HandoffSecret`'s `Message` starts for a ticket (`ticket-<hex>`).
         TICKET_PREFIX = "ticket-";
+    }
+}
+
+/// Which network a client leg comes over: the `Path` header's values (`data`, `carrier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Path {
+    /// SIP from the phone's app over Wi-Fi or mobile data.
+    Data = 0,
+    /// The carrier network (cellular/PSTN) over a SIP trunk.
+    Carrier = 1,
+}
+
+impl Path {
+    /// The path a `Path` header names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "data" => Some(Self::Data),
+            "carrier" => Some(Self::Carrier),
+            _ => None,
+        }
+    }
+
+    /// The `Path` header's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Carrier => "carrier",
+        }
+    }
+
+    /// The path of index `i` (`Path as u8`), if it is one.
+    pub fn from_index(i: u8) -> Option<Self> {
+        match i {
+            0 => Some(Self::Data),
+            1 => Some(Self::Carrier),
+            _ => None,
+        }
+    }
+
+    /// The other path.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Data => Self::Carrier,
+            Self::Carrier => Self::Data,
+        }
     }
 }
 

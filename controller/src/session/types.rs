@@ -24,30 +24,8 @@ pub struct View {
     pub barred: Vec<(String, Millis)>,
 }
 
-/// Which network a client leg comes over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Path {
-    /// SIP from the phone's app over Wi-Fi or mobile data.
-    Data,
-    /// The carrier network (cellular/PSTN) over a SIP trunk.
-    Carrier,
-}
-
-impl Path {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "data" => Some(Self::Data),
-            "carrier" => Some(Self::Carrier),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Data => "data",
-            Self::Carrier => "carrier",
-        }
-    }
-}
+/// Which network a client leg comes over (the `Path` header's values, from handoff-vocab).
+pub use handoff_vocab::Path;
 
 /// A session's identifier; its conference is named `<name_prefix><id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
