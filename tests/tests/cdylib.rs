@@ -23,9 +23,11 @@ pub extern "C" fn ast_module_unregister(_info: *mut c_void) {
     UNREGISTERED.fetch_add(1, Ordering::SeqCst);
 }
 
-/// The one data symbol the module binds at load time.
+/// The data symbols the module binds at load time.
 #[no_mangle]
 pub static mut ast_null_frame: [u64; 32] = [0; 32];
+#[no_mangle]
+pub static mut ast_format_slin: *mut c_void = std::ptr::null_mut();
 
 /// Rust links cdylibs with immediate binding (full RELRO): every Asterisk function the module
 /// calls must exist at dlopen, so this process exports stand-ins. None is ever called: only the
@@ -46,6 +48,7 @@ never_called!(
     astman_get_header astman_send_ack astman_send_error pbx_builtin_setvar_helper
     __ast_datastore_alloc __ast_module_running_ref __ast_module_unref ast_app_getdata astman_append
     astman_datastore_add astman_datastore_find ast_format_get_name ast_channel_readtrans ast_translate
+    __ao2_ref ast_queue_frame
 );
 
 /// The start of module.h's `struct ast_module_info` (layout checked by the module's build).
