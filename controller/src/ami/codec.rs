@@ -198,14 +198,6 @@ fn find2(b: &[u8], x: u8, y: u8) -> Option<usize> {
     words.remainder().iter().position(|&c| c == x || c == y).map(|p| at + p)
 }
 
-/// A header name: everything up to the colon; stopping at a space (a key holds none) leaves
-/// no colon after it, i.e. the line is not a header.
-fn key(line: &[u8]) -> (&[u8], &[u8]) {
-    let n = find2(line, b':', b' ').unwrap_or(line.len());
-    let (key, rest) = line.split_at(n);
-    (rest, key)
-}
-
 /// Finds the end of the header block: the index just past the blank line, if complete. No
 /// blank line ends before `from` (a previous search got that far). Every line end seen is
 /// appended to `lines`. memchr's vector search finds each line end in one or two loads.
@@ -231,24 +223,17 @@ fn frame_end(buf: &[u8], from: usize, lines: &mut Vec<usize>) -> Option<usize> {
     None
 }
 
-/// One `Key: Value` line (complete input, line end removed): the key's length and where the
-/// value starts (spaces and tabs after the colon skipped); `None` if it is not a header.
+/// Printable ASCII: never whitespace.
 #[inline]
-fn header_line(line: &[u8]) -> Option<(usize, usize)> {
-    let (rest, key) = key(line);
-    if rest.first() != Some(&b':') {
-        return None;
-    }
-    let k = key.len();
-    let skip = rest[1..].iter().take_while(|&&c| c == b' ' || c == b'\t').count();
-    Some((k, k + 1 + skip))
+fn plain(c: u8) -> bool {
+    c > b' ' && c < 0x80
 }
 
 /// `text[s..e]` without surrounding (or, if `!both`, trailing) whitespace, as a range.
 fn trimmed(text: &str, s: usize, e: usize, both: bool) -> (usize, usize) {
     let b = text.as_bytes();
     // printable ASCII is never whitespace: the common case needs no char decoding
-    let plain = |i: usize| b.get(i).is_some_and(|&c| c > b' ' && c < 0x80);
+    let plain = |i: usize| b.get(i).is_some_and(|&c| plain(c));
     if s == e || (plain(e - 1) && (!both || plain(s))) {
         return (s, e);
     }
@@ -278,24 +263,32 @@ fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiM
     let mut spans = Vec::with_capacity(lines.len());
     let mut at = 0;
     for (n, &nl) in lines.iter().enumerate() {
-        let raw = bytes.get(at..nl).unwrap_or(&[]);
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line_at = at;
         at = nl + 1;
-        if line.is_empty() {
-            continue;
+        let line = match bytes.get(line_at..nl) {
+            Some([line @ .., b'\r']) | Some(line) => line,
+            None => continue,
+        };
+        let Some(&last) = line.last() else { continue };
+        // the key ends at the colon; a space before it means the line is not a header
+        let Some(k) = find2(line, b':', b' ').filter(|&k| k > 0 && line.get(k) == Some(&b':')) else {
+            let line = String::from_utf8_lossy(line);
+            return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
+        };
+        let mut v = k + 1;
+        while let Some(b' ' | b'\t') = line.get(v) {
+            v += 1;
         }
-        match header_line(line) {
-            Some((k, v)) if k > 0 => {
-                let (ks, ke) = trimmed(&text, line_at, line_at + k, true);
-                let (vs, ve) = trimmed(&text, line_at + v, line_at + line.len(), false);
-                spans.push([ks, ke, vs, ve]);
-            }
-            _ => {
-                let line = String::from_utf8_lossy(line);
-                return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
-            }
-        }
+        // printable ASCII is never whitespace: the common case needs no trimming
+        let key = if plain(line[0]) && plain(line[k - 1]) {
+            (line_at, line_at + k)
+        } else {
+            trimmed(&text, line_at, line_at + k, true)
+        };
+        let end = line_at + line.len();
+        let value =
+            if v == line.len() || plain(last) { (line_at + v, end) } else { trimmed(&text, line_at + v, end, false) };
+        spans.push([key.0, key.1, value.0, value.1]);
     }
     let headers = Headers { text, spans };
     let Some((first, value)) = headers.first() else {
