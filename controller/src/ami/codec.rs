@@ -5,7 +5,7 @@
 //! (`Variable`, `Output`), values may be empty, line ends may be bare `\n`.
 //!
 //! Frame, then parse: [`AmiDecoder`] first finds a message boundary within
-//! [`MAX_MESSAGE_BYTES`] (memchr's vector search for the line ends), then parses the complete
+//! [`MAX_MESSAGE_BYTES`] (a word-at-a-time search for the line ends), then parses the complete
 //! frame (a hand-written `Key: Value` line parser over the line ends the framing found). "Need
 //! more bytes" is `Ok(None)`. A frame that is too big or is not a message is reported once as an [`AmiError`]
 //! and skipped up to the next blank line, so the stream resynchronises and nothing after it is
@@ -200,11 +200,12 @@ fn find2(b: &[u8], x: u8, y: u8) -> Option<usize> {
 
 /// Finds the end of the header block: the index just past the blank line, if complete. No
 /// blank line ends before `from` (a previous search got that far). Every line end seen is
-/// appended to `lines`. memchr's vector search finds each line end in one or two loads.
+/// appended to `lines`.
 fn frame_end(buf: &[u8], from: usize, lines: &mut Vec<usize>) -> Option<usize> {
-    let from = from.min(buf.len());
-    for nl in memchr::memchr_iter(b'\n', &buf[from..]) {
-        let nl = from + nl;
+    let mut at = from.min(buf.len());
+    while let Some(p) = find2(buf.get(at..)?, b'\n', b'\n') {
+        let nl = at + p;
+        at = nl + 1;
         lines.push(nl);
         // a line that is empty, or only "\r", right after a newline ends it
         let next = nl + 1;
@@ -256,7 +257,12 @@ fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiM
     let lines = if exact && lines.last() == Some(&frame.len().wrapping_sub(1)) {
         lines
     } else {
-        found = memchr::memchr_iter(b'\n', bytes).collect::<Vec<_>>();
+        let (mut v, mut i) = (Vec::new(), 0);
+        while let Some(p) = bytes.get(i..).and_then(|rest| find2(rest, b'\n', b'\n')) {
+            v.push(i + p);
+            i += p + 1;
+        }
+        found = v;
         &found
     };
     // Cut points are ASCII (':', ' ', '\t', '\r', '\n'), so every range is on a char boundary.
