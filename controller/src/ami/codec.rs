@@ -244,6 +244,18 @@ fn trimmed(text: &str, s: usize, e: usize, both: bool) -> (usize, usize) {
     (ts, ts + t.len())
 }
 
+/// Every `\n` in `bytes` (for a frame whose invalid UTF-8 was replaced: rare, kept out of line).
+#[cold]
+#[inline(never)]
+fn line_ends(bytes: &[u8]) -> Vec<usize> {
+    let (mut v, mut i) = (Vec::new(), 0);
+    while let Some(p) = bytes.get(i..).and_then(|rest| find2(rest, b'\n', b'\n')) {
+        v.push(i + p);
+        i += p + 1;
+    }
+    v
+}
+
 /// Parses a whole frame; `lines` are its line ends, as found by [`frame_end`].
 #[inline(never)]
 fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiMessage>, AmiError> {
@@ -257,12 +269,7 @@ fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiM
     let lines = if exact && lines.last() == Some(&frame.len().wrapping_sub(1)) {
         lines
     } else {
-        let (mut v, mut i) = (Vec::new(), 0);
-        while let Some(p) = bytes.get(i..).and_then(|rest| find2(rest, b'\n', b'\n')) {
-            v.push(i + p);
-            i += p + 1;
-        }
-        found = v;
+        found = line_ends(bytes);
         &found
     };
     // Cut points are ASCII (':', ' ', '\t', '\r', '\n'), so every range is on a char boundary.
