@@ -5,9 +5,9 @@
 //! (`Variable`, `Output`), values may be empty, line ends may be bare `\n`.
 //!
 //! Frame, then parse: [`AmiDecoder`] first finds a message boundary within
-//! [`MAX_MESSAGE_BYTES`], then parses the complete frame (a hand-written `Key: Value` line parser over the line ends
-//! the framing found). "Need more bytes" is
-//! `Ok(None)`. A frame that is too big or is not a message is reported once as an [`AmiError`]
+//! [`MAX_MESSAGE_BYTES`] (a word-at-a-time search for the line ends), then parses the complete
+//! frame (a hand-written `Key: Value` line parser over the line ends the framing found). "Need
+//! more bytes" is `Ok(None)`. A frame that is too big or is not a message is reported once as an [`AmiError`]
 //! and skipped up to the next blank line, so the stream resynchronises and nothing after it is
 //! lost. The buffer never grows beyond the cap plus one read.
 
@@ -198,95 +198,43 @@ fn find2(b: &[u8], x: u8, y: u8) -> Option<usize> {
     words.remainder().iter().position(|&c| c == x || c == y).map(|p| at + p)
 }
 
-fn find_newline(b: &[u8]) -> Option<usize> {
-    find2(b, b'\n', b'\n')
-}
-
-/// A header name: everything up to the colon; stopping at a space (a key holds none) leaves
-/// no colon after it, i.e. the line is not a header.
-fn key(line: &[u8]) -> (&[u8], &[u8]) {
-    let n = find2(line, b':', b' ').unwrap_or(line.len());
-    let (key, rest) = line.split_at(n);
-    (rest, key)
-}
-
-/// Bit `i` set where `b[i]` is `x` or `y`, for the first 64 bytes of `b`: eight bytes at a
-/// time and without a branch per byte or per hit (a loop that stops at each newline or colon
-/// mispredicts its exit once per line, which cost more than the search itself).
-fn mask2(b: &[u8], x: u8, y: u8) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const LO: u64 = 0x0101_0101_0101_0101;
-    // gathers the top bit of each byte (moved to bit 0 of the byte) into the top byte
-    const GATHER: u64 = 0x0102_0408_1020_4080;
-    // 0x80 exactly in the bytes of w that are zero (no borrow between bytes)
-    let zero = |w: u64| !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7);
-    let (xs, ys) = (LO * u64::from(x), LO * u64::from(y));
-    let b = &b[..b.len().min(64)];
-    let mut mask = 0u64;
-    let mut words = b.chunks_exact(8);
-    let mut shift = 0;
-    for w in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(w);
-        let w = u64::from_le_bytes(bytes);
-        let hit = zero(w ^ xs) | zero(w ^ ys);
-        mask |= ((hit >> 7).wrapping_mul(GATHER) >> 56) << shift;
-        shift += 8;
-    }
-    for (i, &c) in words.remainder().iter().enumerate() {
-        mask |= u64::from(c == x || c == y) << (shift + i);
-    }
-    mask
-}
-
 /// Finds the end of the header block: the index just past the blank line, if complete. No
 /// blank line ends before `from` (a previous search got that far). Every line end seen is
 /// appended to `lines`.
 fn frame_end(buf: &[u8], from: usize, lines: &mut Vec<usize>) -> Option<usize> {
-    let mut block = from.min(buf.len());
-    while block < buf.len() {
-        let mut mask = mask2(&buf[block..], b'\n', b'\n');
-        while mask != 0 {
-            let nl = block + mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            lines.push(nl);
-            // a line that is empty, or only "\r", right after a newline ends it
-            let next = nl + 1;
-            match (buf.get(next), buf.get(next + 1)) {
-                (Some(b'\n'), _) => {
-                    lines.push(next);
-                    return Some(next + 1);
-                }
-                (Some(b'\r'), Some(b'\n')) => {
-                    lines.push(next + 1);
-                    return Some(next + 2);
-                }
-                _ => {}
+    let mut at = from.min(buf.len());
+    while let Some(p) = find2(buf.get(at..)?, b'\n', b'\n') {
+        let nl = at + p;
+        at = nl + 1;
+        lines.push(nl);
+        // a line that is empty, or only "\r", right after a newline ends it
+        let next = nl + 1;
+        match (buf.get(next), buf.get(next + 1)) {
+            (Some(b'\n'), _) => {
+                lines.push(next);
+                return Some(next + 1);
             }
+            (Some(b'\r'), Some(b'\n')) => {
+                lines.push(next + 1);
+                return Some(next + 2);
+            }
+            _ => {}
         }
-        block += 64;
     }
     None
 }
 
-/// One `Key: Value` line (complete input, line end removed): the key's length and where the
-/// value starts (spaces and tabs after the colon skipped); `None` if it is not a header.
+/// Printable ASCII: never whitespace.
 #[inline]
-fn header_line(line: &[u8]) -> Option<(usize, usize)> {
-    let (rest, key) = key(line);
-    if rest.first() != Some(&b':') {
-        return None;
-    }
-    let k = key.len();
-    let skip = rest[1..].iter().take_while(|&&c| c == b' ' || c == b'\t').count();
-    Some((k, k + 1 + skip))
+fn plain(c: u8) -> bool {
+    c > b' ' && c < 0x80
 }
 
 /// `text[s..e]` without surrounding (or, if `!both`, trailing) whitespace, as a range.
 fn trimmed(text: &str, s: usize, e: usize, both: bool) -> (usize, usize) {
     let b = text.as_bytes();
     // printable ASCII is never whitespace: the common case needs no char decoding
-    let plain = |i: usize| b.get(i).is_some_and(|&c| c > b' ' && c < 0x80);
+    let plain = |i: usize| b.get(i).is_some_and(|&c| plain(c));
     if s == e || (plain(e - 1) && (!both || plain(s))) {
         return (s, e);
     }
@@ -294,6 +242,18 @@ fn trimmed(text: &str, s: usize, e: usize, both: bool) -> (usize, usize) {
     let t = if both { part.trim() } else { part.trim_end() };
     let ts = s + (t.as_ptr() as usize - part.as_ptr() as usize);
     (ts, ts + t.len())
+}
+
+/// Every `\n` in `bytes` (for a frame whose invalid UTF-8 was replaced: rare, kept out of line).
+#[cold]
+#[inline(never)]
+fn line_ends(bytes: &[u8]) -> Vec<usize> {
+    let (mut v, mut i) = (Vec::new(), 0);
+    while let Some(p) = bytes.get(i..).and_then(|rest| find2(rest, b'\n', b'\n')) {
+        v.push(i + p);
+        i += p + 1;
+    }
+    v
 }
 
 /// Parses a whole frame; `lines` are its line ends, as found by [`frame_end`].
@@ -309,37 +269,39 @@ fn parse_frame(frame: &[u8], lines: &[usize], offset: u64) -> Result<Option<AmiM
     let lines = if exact && lines.last() == Some(&frame.len().wrapping_sub(1)) {
         lines
     } else {
-        let mut v = Vec::new();
-        let mut i = 0;
-        while let Some(p) = find_newline(&bytes[i..]) {
-            v.push(i + p);
-            i += p + 1;
-        }
-        found = v;
+        found = line_ends(bytes);
         &found
     };
     // Cut points are ASCII (':', ' ', '\t', '\r', '\n'), so every range is on a char boundary.
     let mut spans = Vec::with_capacity(lines.len());
     let mut at = 0;
     for (n, &nl) in lines.iter().enumerate() {
-        let raw = bytes.get(at..nl).unwrap_or(&[]);
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line_at = at;
         at = nl + 1;
-        if line.is_empty() {
-            continue;
+        let line = match bytes.get(line_at..nl) {
+            Some([line @ .., b'\r']) | Some(line) => line,
+            None => continue,
+        };
+        let Some(&last) = line.last() else { continue };
+        // the key ends at the colon; a space before it means the line is not a header
+        let Some(k) = find2(line, b':', b' ').filter(|&k| k > 0 && line.get(k) == Some(&b':')) else {
+            let line = String::from_utf8_lossy(line);
+            return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
+        };
+        let mut v = k + 1;
+        while let Some(b' ' | b'\t') = line.get(v) {
+            v += 1;
         }
-        match header_line(line) {
-            Some((k, v)) if k > 0 => {
-                let (ks, ke) = trimmed(&text, line_at, line_at + k, true);
-                let (vs, ve) = trimmed(&text, line_at + v, line_at + line.len(), false);
-                spans.push([ks, ke, vs, ve]);
-            }
-            _ => {
-                let line = String::from_utf8_lossy(line);
-                return Err(AmiError::BadLine { offset, line: n + 1, text: line.chars().take(80).collect() });
-            }
-        }
+        // printable ASCII is never whitespace: the common case needs no trimming
+        let key = if plain(line[0]) && plain(line[k - 1]) {
+            (line_at, line_at + k)
+        } else {
+            trimmed(&text, line_at, line_at + k, true)
+        };
+        let end = line_at + line.len();
+        let value =
+            if v == line.len() || plain(last) { (line_at + v, end) } else { trimmed(&text, line_at + v, end, false) };
+        spans.push([key.0, key.1, value.0, value.1]);
     }
     let headers = Headers { text, spans };
     let Some((first, value)) = headers.first() else {
@@ -679,23 +641,37 @@ Event: B\r\nBad: x\xff\xfey\r\nLast: \r\n\n";
         assert_eq!(d.buffered(), 0);
     }
 
-    /// The branch-free search flags exactly the bytes asked for, whatever surrounds them
-    /// (bytes with the top bit set, bytes one above or below, every length up to 64 and past).
+    /// The framing finds exactly the line ends and the blank line a byte-by-byte search
+    /// finds, whatever surrounds them (CR, LF, bytes with the top bit set, lengths across the
+    /// search's vector width), resuming from any point.
     #[test]
-    fn mask2_flags_exactly_the_bytes_asked_for() {
+    fn frame_end_finds_every_line_end_and_the_blank_line() {
+        let naive = |b: &[u8], from: usize| {
+            let mut lines = Vec::new();
+            for i in from..b.len() {
+                if b[i] == b'\n' {
+                    lines.push(i);
+                    match (b.get(i + 1), b.get(i + 2)) {
+                        (Some(b'\n'), _) => return (Some(i + 2), [lines, vec![i + 1]].concat()),
+                        (Some(b'\r'), Some(b'\n')) => return (Some(i + 3), [lines, vec![i + 2]].concat()),
+                        _ => {}
+                    }
+                }
+            }
+            (None, lines)
+        };
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let alphabet = [b'\n', b'\r', b':', b' ', 0x0b, 0x09, 0x8a, 0xba, 0x80, 0xff, 0x00, b'a', 0x3b, 0x39];
+        let alphabet = [b'\n', b'\r', b'\n', b':', b' ', 0x0b, 0x8a, 0xff, b'a', b'b', b'c', b'd'];
         for _ in 0..4000 {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let len = (seed >> 33) as usize % 80;
+            let len = (seed >> 33) as usize % 150;
             let b: Vec<u8> = (0..len)
                 .map(|i| alphabet[((seed >> (i % 50)) as usize ^ i.wrapping_mul(7)) % alphabet.len()])
                 .collect();
-            for (x, y) in [(b'\n', b'\n'), (b':', b' ')] {
-                let want =
-                    b.iter().take(64).enumerate().fold(0u64, |m, (i, &c)| m | (u64::from(c == x || c == y) << i));
-                assert_eq!(mask2(&b, x, y), want, "{b:?}");
-            }
+            let from = (seed >> 20) as usize % (len + 1);
+            let mut lines = Vec::new();
+            let end = frame_end(&b, from, &mut lines);
+            assert_eq!((end, lines), naive(&b, from), "{b:?} from {from}");
         }
     }
 
