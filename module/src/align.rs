@@ -57,6 +57,8 @@ const WINDOW_END: u64 = 10;
 const DECIMATE: usize = 4;
 /// Normalised correlation below which the legs are not taken to carry the same audio.
 pub const MIN_SCORE: f32 = 0.5;
+/// The best lag must beat every lag a frame or more away by this much (else: ambiguous).
+pub const AMBIGUITY_MARGIN: f32 = 0.15;
 /// Content numbers start here, so that "before the first" never underflows.
 const SEQ_BASE: u64 = 1 << 32;
 
@@ -276,6 +278,9 @@ pub enum Unaligned {
     NoMatch { score: f32 },
     /// They match, but further apart than `align_max`.
     TooFar { delay_ns: i64 },
+    /// They match about as well at lags a frame or more apart (a steady tone, music with a
+    /// short period): no one offset can be told.
+    Ambiguous { score: f32, runner_up: f32 },
 }
 
 impl Unaligned {
@@ -286,6 +291,9 @@ impl Unaligned {
             Self::Silent => "silence".into(),
             Self::NoMatch { score } => format!("no-match (best score {score:.2})"),
             Self::TooFar { delay_ns } => format!("offset {} ms beyond align_max", delay_ns / 1_000_000),
+            Self::Ambiguous { score, runner_up } => {
+                format!("ambiguous (score {score:.2}, {runner_up:.2} a frame or more away)")
+            }
         }
     }
 }
@@ -304,31 +312,41 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// The lag in `lags` at which `win` correlates best with `span` (`span[lag..]`), and its
-/// normalised cross-correlation. The window's energy is computed once and the span's slides
-/// with the lag (recomputed every 64 lags, so rounding does not build up).
-fn best_lag(win: &[f32], span: &[f32], lags: std::ops::RangeInclusive<usize>) -> (usize, f32) {
+/// The lag in `lags` at which `win` correlates best with `span` (`span[lag..]`), its normalised
+/// cross-correlation, and the best lag more than `apart` from it (the runner-up). The
+/// window's energy is computed once and the span's slides with the lag (recomputed every 64
+/// lags, so rounding does not build up).
+fn best_lag(
+    win: &[f32],
+    span: &[f32],
+    lags: std::ops::RangeInclusive<usize>,
+    apart: usize,
+) -> (usize, f32, Option<usize>) {
     let n = win.len();
     let xx = dot(win, win);
-    let mut best = (*lags.start(), f32::MIN);
+    let start = *lags.start();
     if xx <= 0.0 {
-        return best;
+        return (start, f32::MIN, None);
     }
-    let (start, mut yy) = (*lags.start(), 0f32);
+    let mut scores = Vec::with_capacity(lags.end().saturating_sub(start) + 1);
+    let mut yy = 0f32;
     for lag in lags {
         if (lag - start) % 64 == 0 || yy <= 0.0 {
             yy = dot(&span[lag..lag + n], &span[lag..lag + n]);
         }
-        let r = if yy > 0.0 { dot(win, &span[lag..lag + n]) / (xx.sqrt() * yy.sqrt()) } else { 0.0 };
-        if r > best.1 {
-            best = (lag, r);
-        }
+        scores.push(if yy > 0.0 { dot(win, &span[lag..lag + n]) / (xx.sqrt() * yy.sqrt()) } else { 0.0 });
         // The energy of the next lag's slice: one sample out, one in.
         if lag + n < span.len() {
             yy += span[lag + n] * span[lag + n] - span[lag] * span[lag];
         }
     }
-    best
+    let (best, score) = scores.iter().enumerate().fold((0, f32::MIN), |b, (i, r)| if *r > b.1 { (i, *r) } else { b });
+    let runner_up = scores
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i.abs_diff(best) > apart)
+        .fold(None, |b: Option<(usize, f32)>, (i, r)| if b.is_none_or(|b| *r > b.1) { Some((i, *r)) } else { b });
+    (start + best, score, runner_up.map(|(i, _)| start + i))
 }
 
 fn decimated(x: &[f32]) -> Vec<f32> {
@@ -355,15 +373,23 @@ pub fn estimate(data: &LegRing, carrier: &LegRing, max_delay_ns: u64) -> Result<
     }
     // Coarse: every lag at a quarter of the rate.
     let (wd, sd) = (decimated(&win), decimated(&span));
-    let coarse = best_lag(&wd, &sd, 0..=sd.len() - wd.len());
+    let coarse = best_lag(&wd, &sd, 0..=sd.len() - wd.len(), FRAME / DECIMATE);
     // Fine: the full rate around it.
-    let centre = coarse.0 * DECIMATE;
-    let lo = centre.saturating_sub(DECIMATE * 2);
-    let hi = (centre + DECIMATE * 2).min(span.len() - win.len());
-    let fine = best_lag(&win, &span, lo..=hi);
-    let (lag, score) = fine;
+    let around = |coarse_lag: usize| {
+        let centre = coarse_lag * DECIMATE;
+        centre.saturating_sub(DECIMATE * 2)..=(centre + DECIMATE * 2).min(span.len() - win.len())
+    };
+    let (lag, score, _) = best_lag(&win, &span, around(coarse.0), usize::MAX);
     if score < MIN_SCORE {
         return Err(Unaligned::NoMatch { score });
+    }
+    // The best lag a frame or more away, at the full rate too (decimation blurs what tells
+    // neighbouring frames apart).
+    if let Some(other) = coarse.2 {
+        let (_, runner_up, _) = best_lag(&win, &span, around(other), usize::MAX);
+        if runner_up > score - AMBIGUITY_MARGIN {
+            return Err(Unaligned::Ambiguous { score, runner_up });
+        }
     }
     // Carrier sample n (frame c0 + n/160) is data sample lag + n (frame d0 + (lag + n)/160).
     let q = (lag as i64 + FRAME as i64 / 2).div_euclid(FRAME as i64);

@@ -250,7 +250,7 @@ fn the_fast_search_finds_the_lag_and_score_of_the_obvious_one() {
     for (offset, len) in [(0usize, 1040usize), (777, 1040), (3000, 4160), (5999, 4160)] {
         let win = &audio[offset..offset + len];
         let lags = 0..=audio.len() - len;
-        let (lag, score) = best_lag(win, &audio, lags.clone());
+        let (lag, score, _) = best_lag(win, &audio, lags.clone(), usize::MAX);
         let reference = lags.map(|l| (l, ncc_reference(win, &audio, l))).fold((0, f32::MIN), |best, (l, r)| {
             if r > best.1 {
                 (l, r)
@@ -262,4 +262,19 @@ fn the_fast_search_finds_the_lag_and_score_of_the_obvious_one() {
         assert_eq!(lag, offset, "the window is found where it was taken");
         assert!((score - reference.1).abs() < 1e-3, "score {score} vs {}", reference.1);
     }
+}
+
+#[test]
+fn a_steady_tone_on_both_legs_is_ambiguous_not_aligned() {
+    let a = Aligner::new(Path::Data);
+    let tone: [u8; FRAME] = std::array::from_fn(|i| {
+        ulaw_encode((4000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin()) as i16)
+    });
+    for n in 0..120u64 {
+        let t = 1_000_000_000 + n * 20_000_000;
+        a.ring(Path::Data).store(1, 1000 + n as u16, Format::Ulaw, &tone, t);
+        a.ring(Path::Carrier).store(2, 5000 + n as u16, Format::Ulaw, &tone, t + 80_000_000);
+    }
+    let e = estimate(a.ring(Path::Data), a.ring(Path::Carrier), 300_000_000);
+    assert!(matches!(e, Err(Unaligned::Ambiguous { .. })), "{e:?}");
 }
