@@ -278,3 +278,27 @@ fn a_steady_tone_on_both_legs_is_ambiguous_not_aligned() {
     let e = estimate(a.ring(Path::Data), a.ring(Path::Carrier), 300_000_000);
     assert!(matches!(e, Err(Unaligned::Ambiguous { .. })), "{e:?}");
 }
+
+#[test]
+fn legs_that_never_align_are_measured_less_and_less_often() {
+    let a = Aligner::new(Path::Data);
+    let mut t = Tracker::new(300_000_000, 0);
+    let mut now = 0;
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        while !t.due(now) {
+            now += 100_000_000;
+        }
+        let before = now;
+        t.record(&a, Err(Unaligned::Ambiguous { score: 1.0, runner_up: 0.99 }), Some(Path::Data), now);
+        while !t.due(now) {
+            now += 100_000_000;
+        }
+        waits.push((now - before) / 1_000_000_000);
+    }
+    assert_eq!(waits, vec![2, 4, 8, 16, 30, 30, 30, 30], "doubling up to CHECK_EVERY");
+    // audio that is merely not there yet keeps the one-second pace
+    let mut t = Tracker::new(300_000_000, 0);
+    t.record(&a, Err(Unaligned::NotEnoughAudio), None, 0);
+    assert!(t.due(MEASURE_EVERY_NS));
+}

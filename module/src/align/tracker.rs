@@ -34,6 +34,11 @@ pub struct Tracker {
     pub standing: Standing,
     /// Consecutive checks that disagreed with the alignment in force.
     disagreed: u32,
+    /// Consecutive measurements that found audio but no alignment (no match, ambiguous, too
+    /// far): each doubles the wait before the next, up to [`CHECK_EVERY_NS`], so that legs that
+    /// never align (a steady tone, different audio) cost a measurement every 30 s, not every
+    /// second.
+    failed: u32,
     reported: Option<Change>,
 }
 
@@ -45,6 +50,7 @@ impl Tracker {
             next_at_ns: now_ns + MEASURE_EVERY_NS,
             standing: Standing::Switching(None),
             disagreed: 0,
+            failed: 0,
             reported: None,
         }
     }
@@ -107,7 +113,21 @@ impl Tracker {
             }
         };
         let settled = matches!(self.standing, Standing::Aligned(_)) && self.disagreed == 0;
-        self.next_at_ns = now_ns + if settled { CHECK_EVERY_NS } else { MEASURE_EVERY_NS };
+        self.failed = match self.standing {
+            Standing::Switching(Some(
+                Unaligned::NoMatch { .. } | Unaligned::TooFar { .. } | Unaligned::Ambiguous { .. },
+            )) => self.failed.saturating_add(1),
+            _ => 0,
+        };
+        let backed_off = MEASURE_EVERY_NS.saturating_mul(1 << self.failed.min(5)).min(CHECK_EVERY_NS);
+        self.next_at_ns = now_ns
+            + if settled {
+                CHECK_EVERY_NS
+            } else if self.failed > 0 {
+                backed_off
+            } else {
+                MEASURE_EVERY_NS
+            };
         // each reason once, not every second
         let change = change.filter(|c| match (c, self.reported) {
             (Change::Unaligned(u), Some(Change::Unaligned(r))) => {
