@@ -431,7 +431,10 @@ pub enum Emit {
         /// From the other leg's ring (else the driver's own, an earlier frame).
         from_other: bool,
     },
-    /// Nothing to pass this time (the mix already had this content): drop the frame.
+    /// The mix already had this frame's content (the frame is behind what was played: the
+    /// first frames of the later leg after a failover onto it). Dropped, or concealed.
+    Behind,
+    /// Nothing to pass this time (another hook passed a frame this instant): drop the frame.
     Drop,
 }
 
@@ -450,6 +453,12 @@ pub struct Aligner {
     pub filled_own: AtomicU64,
     pub caught_up: AtomicU64,
     pub dropped: AtomicU64,
+    /// The frame the mix had last, as `path << 63 | seq` in that path's ring (0: none), and the
+    /// frames concealed since (see [`Aligner::conceal`]).
+    last_mixed: AtomicU64,
+    concealed_run: AtomicU32,
+    /// Frames concealed (`conceal.rs`).
+    pub concealed: AtomicU64,
 }
 
 /// How far the content the mix wants may lag the driver's own before the driver skips ahead
@@ -470,6 +479,9 @@ impl Aligner {
             filled_own: AtomicU64::new(0),
             caught_up: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            last_mixed: AtomicU64::new(0),
+            concealed_run: AtomicU32::new(0),
+            concealed: AtomicU64::new(0),
         }
     }
 
@@ -539,6 +551,7 @@ impl Aligner {
     pub fn emit(&self, path: Path, seq: u64, format: Format, out: &mut [u8]) -> Emit {
         let Some(k) = self.lag() else {
             self.rings[path as usize].passed.store(seq, Ordering::Release);
+            self.mixed(path, seq);
             return Emit::Own;
         };
         let Some(own) = self.content(path, seq, k) else { return Emit::Own };
@@ -547,7 +560,7 @@ impl Aligner {
             own // nothing passed yet, or too far off: resynchronise on this frame
         } else if next > own {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return Emit::Drop; // the mix already had this content (from the other leg)
+            return Emit::Behind; // the mix already had this content (from the other leg)
         } else {
             next
         };
@@ -567,6 +580,7 @@ impl Aligner {
         loop {
             for p in order {
                 if p == path && want == own {
+                    self.mixed(path, seq);
                     return Emit::Own; // the frame already holds it
                 }
                 let Some(s) = self.seq_of(p, want, k) else { continue };
@@ -577,17 +591,45 @@ impl Aligner {
                         } else {
                             self.filled_other.fetch_add(1, Ordering::Relaxed);
                         }
+                        self.mixed(p, s);
                         return Emit::Filled { from_other: p != path };
                     }
                 }
             }
             if want >= own {
+                self.mixed(path, seq);
                 return Emit::Own;
             }
             // Lost on both legs: on to the next content (the mix wants the one after).
             want += 1;
             self.next.store(want + 1, Ordering::Release);
         }
+    }
+
+    /// Frame `seq` of `path`'s ring went into the mix: the source of a concealment, should the
+    /// next frames be missing.
+    fn mixed(&self, path: Path, seq: u64) {
+        self.last_mixed.store((path as u64) << 63 | seq, Ordering::Release);
+        self.concealed_run.store(0, Ordering::Release);
+    }
+
+    /// Writes the next frame of a concealment into `out` (`format`): the frame the mix had last,
+    /// repeated and faded (`conceal.rs`). False when there is nothing to conceal with (no frame
+    /// mixed yet, the ring no longer holds it, the run is over, a format not G.711).
+    pub fn conceal(&self, format: Format, out: &mut [u8]) -> bool {
+        let last = self.last_mixed.load(Ordering::Acquire);
+        if last == 0 {
+            return false;
+        }
+        let path = if last >> 63 == 1 { Path::Carrier } else { Path::Data };
+        let mut buf = [0u8; FRAME];
+        let Some(kept) = self.rings[path as usize].read(last & !(1 << 63), &mut buf) else { return false };
+        let run = self.concealed_run.fetch_add(1, Ordering::AcqRel) + 1;
+        let done = crate::conceal::fill(kept, &buf, run, format, out);
+        if done {
+            self.concealed.fetch_add(1, Ordering::Relaxed);
+        }
+        done
     }
 
     /// Whether content `c` is a pause on every leg that holds it (and some leg does).

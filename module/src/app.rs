@@ -117,6 +117,7 @@ fn run(chan: &Channel, data: &str) -> c_int {
                     let settings = GroupSettings {
                         preferred,
                         timing: cfg.timing(),
+                        alignment: cfg.alignment,
                         align_max_ns: cfg.align_max_ns(),
                         tone_after_ns: cfg.reconnect_tone_after_ns(),
                     };

@@ -3,6 +3,7 @@
 //! returns the settings plus one error line per bad value (the old value is kept for those).
 //! The settings in force are held here ([`current`], [`replace`]), replaced on load and reload.
 
+pub use handoff_vocab::Alignment;
 use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
@@ -38,10 +39,11 @@ pub struct ModuleConfig {
     /// The AMI account (manager.conf section) of the controller: the only one that may send
     /// handoff's AMI actions.
     pub controller_account: String,
-    /// `alignment = aligned` (the default): a device's legs are lined up in time from their
-    /// audio and each 20 ms slot is filled from the best leg (`align.rs`); `switching`: the leg
-    /// feeding the mix is switched whole, as before alignment existed.
-    pub aligned: bool,
+    /// `alignment`: `aligned` (the default: a device's legs are lined up in time from their
+    /// audio and each 20 ms slot is filled from the best leg, `align.rs`), `low-latency` (no
+    /// added delay; concealment at a failover, the take-back caught up in a pause,
+    /// `conceal.rs`) or `switching` (the mix moves whole, as before alignment existed).
+    pub alignment: Alignment,
     /// The largest offset between a device's legs that is aligned (ms); legs further apart
     /// switch.
     pub align_max_ms: u32,
@@ -59,7 +61,7 @@ impl Default for ModuleConfig {
             stall_threshold_max_ms: 120,
             recover_time_ms: 500,
             controller_account: "handoffd".to_string(),
-            aligned: true,
+            alignment: Alignment::Aligned,
             align_max_ms: 300,
             reconnect_tone_after_ms: 1000,
         }
@@ -80,9 +82,9 @@ impl ModuleConfig {
         }
     }
 
-    /// `align_max` in ns when legs are aligned (`alignment = aligned`), else None.
-    pub fn align_max_ns(&self) -> Option<u64> {
-        self.aligned.then(|| u64::from(self.align_max_ms) * 1_000_000)
+    /// `align_max` in ns.
+    pub fn align_max_ns(&self) -> u64 {
+        u64::from(self.align_max_ms) * 1_000_000
     }
 
     /// `reconnect_tone_after` in ns, or None when the tone is off.
@@ -108,12 +110,9 @@ impl ModuleConfig {
                 }
                 "recover_time" => parse_ranged(value, 0, 60_000, "milliseconds").map(|v| self.recover_time_ms = v),
                 "controller_account" => parse_account(value).map(|v| self.controller_account = v),
-                "alignment" => match value {
-                    "aligned" => Ok(true),
-                    "switching" => Ok(false),
-                    _ => Err("must be aligned or switching".to_string()),
-                }
-                .map(|v| self.aligned = v),
+                "alignment" => Alignment::parse(value)
+                    .ok_or_else(|| "must be aligned, low-latency or switching".to_string())
+                    .map(|v| self.alignment = v),
                 "align_max" => parse_ranged(value, 20, 500, "milliseconds").map(|v| self.align_max_ms = v),
                 "reconnect_tone_after" => match parse_ranged(value, 0, 60_000, "milliseconds") {
                     Ok(v) if v != 0 && v < 200 => Err(format!("{v} is out of range: 0 (off) or 200..=60000 milliseconds")),
@@ -192,20 +191,22 @@ mod tests {
     }
 
     #[test]
-    fn alignment_is_aligned_or_switching() {
+    fn alignment_is_aligned_low_latency_or_switching() {
         let mut c = ModuleConfig::default();
-        assert!(c.aligned);
+        assert_eq!(c.alignment, Alignment::Aligned);
+        assert!(c.apply("handoff.conf", &vars(&[("alignment", "low-latency")])).is_empty());
+        assert_eq!(c.alignment, Alignment::LowLatency);
         assert!(c.apply("handoff.conf", &vars(&[("alignment", "switching"), ("align_max", "200")])).is_empty());
-        assert!(!c.aligned);
+        assert_eq!(c.alignment, Alignment::Switching);
         assert_eq!(c.align_max_ms, 200);
         let errs = c.apply("handoff.conf", &vars(&[("alignment", "tight"), ("align_max", "900")]));
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert_eq!(
             errs[0],
-            "handoff.conf line 2: alignment = 'tight': must be aligned or switching; keeping the previous value"
+            "handoff.conf line 2: alignment = 'tight': must be aligned, low-latency or switching; keeping the previous value"
         );
         assert!(errs[1].contains("align_max = '900': 900 is out of range 20..=500 milliseconds"));
-        assert!(!c.aligned);
+        assert_eq!(c.alignment, Alignment::Switching);
     }
 
     #[test]

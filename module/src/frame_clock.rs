@@ -51,6 +51,10 @@ pub const PAUSE_TOLERANCE_NS: u64 = 2 * FRAME_NS;
 /// The jitter estimate moves by 1/16 of each new deviation (RFC 3550, 6.4.1).
 const JITTER_SHIFT: u32 = 4;
 
+/// How late, beyond one frame and three times its jitter, the leg feeding the mix must be before
+/// a standby frame conceals its missing frame ([`Group::may_conceal`]).
+const CONCEAL_MARGIN_NS: u64 = 10_000_000;
+
 /// Two frames the bridge wrote to the feeding leg less than this apart are one mixing tick (a
 /// write counted twice at a switch, or a burst of a lagging thread): counting too few ticks only
 /// makes the downlink's seam longer, never lets the old leg's voice through.
@@ -367,13 +371,35 @@ impl Group {
         }
         let verdict = self.decide(path, leg, now);
         if verdict == Verdict::Pass {
-            clock.last_pass_ns.store(now, Ordering::Release);
-            // What the bridge does with the frame: flush a buffer of more than 4 frames, then add.
-            let _ = clock.unmixed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some(if n >= BRIDGE_BUFFER_FRAMES { 1 } else { n + 1 })
-            });
+            self.passed(path, now);
         }
         verdict
+    }
+
+    /// A frame of `path` went into the mix at `now` (passed by [`Group::on_frame`], or a standby
+    /// frame carrying concealment): what the bridge holds of the path, for [`Group::on_mixed`].
+    pub fn passed(&self, path: Path, now: u64) {
+        let clock = &self.legs[path as usize];
+        clock.last_pass_ns.store(now, Ordering::Release);
+        // What the bridge does with the frame: flush a buffer of more than 4 frames, then add.
+        let _ = clock.unmixed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            Some(if n >= BRIDGE_BUFFER_FRAMES { 1 } else { n + 1 })
+        });
+    }
+
+    /// Whether the standby leg `leg` on `path`, whose frame at `now` the frame clock dropped, may
+    /// carry concealment into the mix instead (`conceal.rs`): the leg feeding the mix has missed
+    /// a frame — silent longer than a frame, [`CONCEAL_MARGIN_NS`] and three times its jitter —
+    /// but is not stalled yet, while this leg has flowed since before that silence began (a PBX
+    /// pause stops both legs: nothing is concealed then).
+    pub fn may_conceal(&self, path: Path, leg: LegId, now: u64) -> bool {
+        let (own, feeding) = (&self.legs[path as usize], &self.legs[path.other() as usize]);
+        if self.active.load(Ordering::Acquire) != path.other() as u8 || own.current.load(Ordering::Acquire) != leg {
+            return false;
+        }
+        let last = feeding.last_ns.load(Ordering::Acquire);
+        let missed = FRAME_NS + CONCEAL_MARGIN_NS + 3 * self.jitter_ns(path.other());
+        last != 0 && now.saturating_sub(last) > missed && own.flowing_since_ns.load(Ordering::Relaxed) < last
     }
 
     fn decide(&self, path: Path, leg: LegId, now: u64) -> Verdict {
@@ -676,6 +702,32 @@ mod tests {
             g.on_frame(p, leg(p), arrive * MS);
         }
         reports
+    }
+
+    #[test]
+    fn a_standby_frame_conceals_once_the_feeding_leg_missed_a_frame_and_never_in_a_pbx_pause() {
+        // Data feeds the mix; its last frame at 1000 ms, the carrier's at 1010, 1030, 1050 ...
+        let g = dual();
+        run(&g, 0, 1020, None);
+        assert_eq!(g.active(), Some(Path::Data));
+        let conceal_at = |t: u64| {
+            let v = g.on_frame(Path::Carrier, CARRIER, t * MS);
+            (v, v == Verdict::Drop && g.may_conceal(Path::Carrier, CARRIER, t * MS))
+        };
+        assert_eq!(conceal_at(1010), (Verdict::Drop, false), "the data frame of 1020 is not due yet");
+        assert_eq!(conceal_at(1030), (Verdict::Drop, false), "10 ms late is jitter");
+        assert_eq!(conceal_at(1035), (Verdict::Drop, true), "a frame missed");
+        assert!(!g.may_conceal(Path::Data, DATA, 1035 * MS), "the feeding leg never conceals");
+        assert!(!g.may_conceal(Path::Carrier, DATA2, 1035 * MS), "nor a leg its path superseded");
+        assert_eq!(conceal_at(1050), (Verdict::Pass, false), "stalled: the carrier takes the mix over");
+
+        // Both legs held by the PBX from 2000 to 2200 ms; the carrier's burst comes first: the
+        // data leg looks missed, but the carrier was silent with it: nothing concealed.
+        let g = dual();
+        run(&g, 0, 2000, None);
+        assert_eq!(g.on_frame(Path::Carrier, CARRIER, 2200 * MS), Verdict::Drop);
+        assert!(!g.may_conceal(Path::Carrier, CARRIER, 2200 * MS));
+        assert_eq!(g.on_frame(Path::Data, DATA, 2201 * MS), Verdict::Pass);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use crate::align::{estimate, Aligner, Change, Standing, Tracker};
 use crate::asterisk::{self, now_ns, ChannelRef, Level};
+use crate::config::Alignment;
 use crate::downlink::Downlink;
 use crate::events::{self, Event, GroupLabel};
 use crate::frame_clock::{Group, LegId, Path, Timing};
@@ -46,9 +47,12 @@ struct Entry {
     /// passed) and the ticker's bookkeeping of it (None: `alignment = switching`).
     aligner: Arc<Aligner>,
     tracker: Option<Tracker>,
-    /// Aligned, the later leg is to feed the mix; it takes over in a pause of the leg feeding it
-    /// now (the one-time move of the listener's delay is then silence stretched, not heard), or
-    /// after [`HANDOVER_WAIT_NS`].
+    /// How the legs share the mix (`alignment`).
+    alignment: Alignment,
+    /// `alignment = aligned`: once aligned, the later leg is to feed the mix; it takes over in a
+    /// pause of the leg feeding it now (the one-time move of the listener's delay is then silence
+    /// stretched, not heard), or after [`HANDOVER_WAIT_NS`]. (Low latency keeps the preferred
+    /// leg feeding the mix: no added delay.)
     handover: Option<Handover>,
     session: String,
     /// Each attached leg's Uniqueid and channel, by leg id.
@@ -101,8 +105,9 @@ fn groups() -> std::sync::MutexGuard<'static, HashMap<String, Entry>> {
 pub struct GroupSettings {
     pub preferred: Path,
     pub timing: Timing,
-    /// `align_max` when the group's legs are to be aligned (`alignment = aligned`).
-    pub align_max_ns: Option<u64>,
+    /// How the legs share the mix, and the largest offset aligned.
+    pub alignment: Alignment,
+    pub align_max_ns: u64,
     /// `reconnect_tone_after`, when the tone is on.
     pub tone_after_ns: Option<u64>,
 }
@@ -112,7 +117,7 @@ pub struct Membership {
     pub leg: LegId,
     pub group: Arc<Group>,
     pub downlink: Arc<Downlink>,
-    /// Set when the group is aligned (`alignment = aligned`).
+    /// Set unless `alignment = switching`.
     pub aligner: Option<Arc<Aligner>>,
 }
 
@@ -126,14 +131,15 @@ pub fn join(
     path: Path,
     settings: GroupSettings,
 ) -> Membership {
-    let GroupSettings { preferred, timing, align_max_ns, tone_after_ns } = settings;
+    let GroupSettings { preferred, timing, alignment, align_max_ns, tone_after_ns } = settings;
     let leg = NEXT_LEG.fetch_add(1, Ordering::Relaxed);
     let mut all = groups();
     let entry = all.entry(key.to_string()).or_insert_with(|| Entry {
         group: Arc::new(Group::new(preferred, timing)),
         downlink: Arc::new(Downlink::new()),
         aligner: Arc::new(Aligner::new(preferred)),
-        tracker: align_max_ns.map(|max| Tracker::new(max, now_ns())),
+        tracker: (alignment != Alignment::Switching).then(|| Tracker::new(align_max_ns, now_ns())),
+        alignment,
         handover: None,
         session: session.to_string(),
         legs: HashMap::new(),
@@ -219,17 +225,24 @@ pub fn tick() {
         };
         match change {
             Change::Aligned(est) => {
-                // The later leg drives: each slot then comes from the preferred leg, which had it
-                // first. It takes over in the next pause of the leg feeding the mix now.
-                let frames = est.delay_ns.unsigned_abs().div_ceil(20_000_000);
-                e.handover = Some(Handover { later: est.later(), since_ns: now, frames });
+                // Aligned, the later leg drives: each slot then comes from the preferred leg,
+                // which had it first. It takes over in the next pause of the leg feeding the mix.
+                if e.alignment == Alignment::Aligned {
+                    let frames = est.delay_ns.unsigned_abs().div_ceil(20_000_000);
+                    e.handover = Some(Handover { later: est.later(), since_ns: now, frames });
+                }
                 events.push(events::aligned(&e.label(&key), &est));
+                let how = match e.alignment {
+                    Alignment::Aligned => {
+                        format!("each 20 ms from the {} leg where it has it", e.aligner.preferred().as_str())
+                    }
+                    _ => "low latency: a failover plays nothing twice, a take-back catches up in a pause".to_string(),
+                };
                 notices.push(format!(
-                    "device group {key}: legs aligned, the {} leg {:.0} ms later (score {:.2}); each 20 ms from the {} leg where it has it",
+                    "device group {key}: legs aligned, the {} leg {:.0} ms later (score {:.2}); {how}",
                     est.later().as_str(),
                     est.delay_ns.unsigned_abs() as f64 / 1e6,
                     est.score,
-                    e.aligner.preferred().as_str()
                 ));
             }
             Change::Unaligned(why) => {
@@ -310,7 +323,8 @@ pub fn status_lines() -> Vec<String> {
                 Some(Standing::Switching(None)) => "measuring".to_string(),
                 Some(Standing::Switching(Some(why))) => format!("switching ({})", why.reason()),
                 Some(Standing::Aligned(est)) => format!(
-                    "aligned offset_ms={:.1} later={} score={:.2} from_other={} from_own={} caught_up={}",
+                    "{} offset_ms={:.1} later={} score={:.2} from_other={} from_own={} caught_up={}",
+                    e.alignment.as_str(),
                     est.delay_ns as f64 / 1e6,
                     est.later().as_str(),
                     est.score,
@@ -319,6 +333,7 @@ pub fn status_lines() -> Vec<String> {
                     e.aligner.caught_up.load(Ordering::Relaxed)
                 ),
             };
+            let align = format!("{align} concealed={}", e.aligner.concealed.load(Ordering::Relaxed));
             format!(
                 "  {key}: active={} switches={} pauses={} data_legs={} carrier_legs={} stall_ms={}/{} align={align}",
                 e.group.active().map(Path::as_str).unwrap_or("none"),

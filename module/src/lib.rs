@@ -44,6 +44,7 @@
 pub mod align;
 pub mod ami_auth;
 pub mod app_args;
+pub mod conceal;
 pub mod config;
 pub mod downlink;
 pub mod frame_clock;

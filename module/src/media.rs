@@ -48,6 +48,8 @@ pub static FILL_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// leg's audio was back.
 pub static TONE_MIXED: AtomicU64 = AtomicU64::new(0);
 pub static TONE_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Frames that carried concealment into the mix instead of silence (`conceal.rs`).
+pub static CONCEALED: AtomicU64 = AtomicU64::new(0);
 /// Frames written to feeding legs just after a switch, silenced (see [`Group::on_mixed`]).
 pub static SEAM_SILENCED: AtomicU64 = AtomicU64::new(0);
 
@@ -187,7 +189,10 @@ impl FrameHook for LegHook {
 impl LegHook {
     /// Keeps the frame in its leg's ring (the path's current leg only: a superseded leg's numbers
     /// are another stream's) and, if it passes into the mix, fills it in place with the content
-    /// the mix wants next (`align.rs`).
+    /// the mix wants next (`align.rs`). Where the mix would get nothing from a flowing leg — the
+    /// frame's content was played already (just after a failover onto the later leg), or the
+    /// leg feeding the mix missed a frame and this standby leg's frame came instead — the frame
+    /// carries concealment (`conceal.rs`).
     fn align(&self, aligner: &Aligner, frame: &mut ReadFrame<'_>, verdict: Verdict, now: u64) -> Verdict {
         if self.group.current_leg(self.path) != Some(self.leg) {
             return verdict;
@@ -195,9 +200,24 @@ impl LegHook {
         let Some(v) = frame.voice() else { return verdict };
         let Some(format) = Format::from_name(v.format) else { return verdict };
         let Some(seq) = aligner.keep(self.path, self.leg, v.seqno, format, v.data, now) else { return verdict };
-        match verdict {
-            Verdict::Pass if aligner.emit(self.path, seq, format, v.data) == Emit::Drop => Verdict::Drop,
-            v => v,
+        let concealed = match verdict {
+            Verdict::Pass => match aligner.emit(self.path, seq, format, v.data) {
+                Emit::Drop => return Verdict::Drop,
+                Emit::Behind => aligner.conceal(format, v.data),
+                Emit::Own | Emit::Filled { .. } => return Verdict::Pass,
+            },
+            Verdict::Drop => {
+                self.group.may_conceal(self.path, self.leg, now) && aligner.conceal(format, v.data) && {
+                    self.group.passed(self.path, now);
+                    true
+                }
+            }
+        };
+        if concealed {
+            CONCEALED.fetch_add(1, Ordering::Relaxed);
+            Verdict::Pass
+        } else {
+            Verdict::Drop
         }
     }
 }

@@ -46,7 +46,8 @@ pub struct Plan {
     /// clock, of the talk spurts and of pjsip's whole-second `rtp_timeout`).
     pub phase_ms: u64,
     pub seed: u64,
-    /// handoff.conf's `alignment` for the run (`aligned`, `switching`); None: as shipped.
+    /// handoff.conf's `alignment` for the run (`aligned`, `low-latency`, `switching`); None: as
+    /// shipped.
     pub alignment: Option<&'static str>,
     /// Cut the carrier path instead of the data path (handoff only).
     pub cut_carrier: bool,
@@ -242,18 +243,21 @@ pub fn run_loss(plan: &Plan, loss: (u32, u32), secs: u64) -> Result<LossFigures,
     })
 }
 
-/// Waits until the later leg feeds the mix when the legs are aligned (it takes over in a pause of
-/// the earlier one, or after 2 s), and a second more: the later leg first drops the frames the
-/// mix already had from the earlier one (the offset, once), which is the handover, not a cut.
+/// Waits until the legs are aligned: with `alignment = aligned`, until the later leg feeds the
+/// mix (it takes over in a pause of the earlier one, or after 2 s), and a second more: the later
+/// leg first drops the frames the mix already had from the earlier one (the offset, once), which
+/// is the handover, not a cut. With `low-latency`, until the offset is measured (the data leg
+/// keeps feeding the mix).
 fn wait_for_handover(plan: &Plan, ast: &Asterisk) -> Result<(), String> {
     std::thread::sleep(2 * SEC);
-    if plan.alignment == Some("switching") {
-        return Ok(());
-    }
-    let later = if plan.timing.offset_ms >= 0.0 { "carrier" } else { "data" };
+    let (mode, feeding) = match plan.alignment {
+        Some("switching") => return Ok(()),
+        Some("low-latency") => ("low-latency", "data"),
+        _ => ("aligned", if plan.timing.offset_ms >= 0.0 { "carrier" } else { "data" }),
+    };
     wait_for(15 * SEC, || {
         let status = ast.cli("handoff show status");
-        (status.contains("align=aligned") && status.contains(&format!("active={later}"))).then_some(())
+        (status.contains(&format!("align={mode} ")) && status.contains(&format!("active={feeding}"))).then_some(())
     })
     .ok_or_else(|| format!("the legs were not aligned: {}", ast.cli("handoff show status")))?;
     std::thread::sleep(SEC);

@@ -11,7 +11,8 @@
 //! one frame are orthogonal under the Goertzel filter.
 //!
 //! [`analyse`] takes the heard packets of one window (a failover or a take-back) and counts what a
-//! listener notices: silence where voice was due (ms), frames repeated (the sequence goes back),
+//! listener notices: silence where voice was due (ms), frames repeated (the sequence goes back;
+//! the frame just heard coming again faded is concealment, counted apart),
 //! frames of speech skipped (it jumps ahead further than the time that passed; frames of a pause
 //! are not speech), packets with both legs at once (two frame codes mixed), and how far the
 //! listener's delay moved (a switch between legs that are D ms apart moves it by D).
@@ -34,6 +35,8 @@ const AMPLITUDE: f64 = 4500.0;
 const PRESENT: f64 = 0.10;
 /// A packet quieter than this (RMS) is silence.
 const SILENT_RMS: f64 = 200.0;
+/// A frame heard again at this share of its level or less is concealment, not a repeat.
+pub const CONCEALED_BELOW: f64 = 0.95;
 
 fn column_hz(d: usize) -> f64 {
     400.0 + 100.0 * d as f64
@@ -165,6 +168,8 @@ pub enum Sound {
 pub struct Heard {
     pub at: Instant,
     pub sound: Sound,
+    /// The packet's level (RMS of its samples).
+    pub rms: f64,
 }
 
 /// The tones present in a set (indices, strongest first; at most 3 considered).
@@ -180,8 +185,7 @@ pub fn decode(samples: &[i16]) -> Sound {
     if samples.is_empty() {
         return Sound::Silent;
     }
-    let energy: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    if (energy / samples.len() as f64).sqrt() < SILENT_RMS {
+    if rms(samples) < SILENT_RMS {
         return Sound::Silent;
     }
     let cols: Vec<f64> = (0..DIGITS).map(|d| tone_share(samples, column_hz(d))).collect();
@@ -228,9 +232,15 @@ pub fn hear(packets: &[Packet]) -> Vec<Heard> {
         .filter(|p| p.payload_type == 0 && !p.payload.is_empty())
         .map(|p| {
             let samples: Vec<i16> = p.payload.iter().copied().map(ulaw_decode).collect();
-            Heard { at: p.at, sound: decode(&samples) }
+            Heard { at: p.at, sound: decode(&samples), rms: rms(&samples) }
         })
         .collect()
+}
+
+/// The RMS level of some samples (0 for none).
+pub fn rms(samples: &[i16]) -> f64 {
+    let energy: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (energy / samples.len().max(1) as f64).sqrt()
 }
 
 /// How many packets carry the test signal at all (one code or two): on a phone leg, these are
@@ -248,6 +258,10 @@ pub struct Switch {
     pub silence_ms: f64,
     /// Frames heard a second time (the sequence went back).
     pub repeated: usize,
+    /// Frames concealed: the frame just heard, again, quieter ([`CONCEALED_BELOW`] of its level
+    /// or less; a module's packet loss concealment fades the last frame out). A repeat at full
+    /// level is speech heard twice, counted in `repeated`.
+    pub concealed: usize,
     /// Voiced frames never heard: the sequence jumped ahead further than the time that passed
     /// (frames of a pause are not counted).
     pub skipped: usize,
@@ -273,6 +287,7 @@ fn unwrap(code: usize, at: Instant, t0: Instant) -> i64 {
 pub fn analyse(heard: &[Heard], script: &Script, t0: Instant, from: Instant, to: Instant) -> Switch {
     let mut out = Switch::default();
     let mut prev: Option<(Instant, i64)> = None;
+    let mut prev_rms = 0.0;
     let mut first: Option<(Instant, i64)> = None;
     for h in heard.iter().filter(|h| h.at >= from && h.at < to) {
         let frame = match h.sound {
@@ -298,7 +313,9 @@ pub fn analyse(heard: &[Heard], script: &Script, t0: Instant, from: Instant, to:
             let d = frame - f;
             // frames of time that passed with nothing heard (jitter under 15 ms is not silence)
             let gap = (((dt_ms - FRAME_MS) / FRAME_MS) - 0.25).round().max(0.0) as i64;
-            if d <= 0 {
+            if d == 0 && h.rms <= CONCEALED_BELOW * prev_rms {
+                out.concealed += 1;
+            } else if d <= 0 {
                 out.repeated += (1 - d) as usize;
             }
             if gap > 0 {
@@ -316,6 +333,7 @@ pub fn analyse(heard: &[Heard], script: &Script, t0: Instant, from: Instant, to:
             }
         }
         prev = Some((h.at, frame));
+        prev_rms = h.rms;
     }
     if let (Some((a0, f0)), Some((a1, f1))) = (first, prev) {
         let delay = |at: Instant, f: i64| at.saturating_duration_since(t0).as_secs_f64() * 1000.0 - f as f64 * FRAME_MS;
@@ -407,7 +425,7 @@ mod tests {
                     pcm = script.frame(*f as usize);
                 }
                 let samples: Vec<i16> = pcm.iter().copied().map(ulaw_decode).collect();
-                Heard { at: at0 + Duration::from_millis(20 * i as u64), sound: decode(&samples) }
+                Heard { at: at0 + Duration::from_millis(20 * i as u64), sound: decode(&samples), rms: rms(&samples) }
             })
             .collect()
     }
@@ -474,6 +492,30 @@ mod tests {
         assert!((r.silence_ms - 40.0).abs() < 1.0, "{r:?}");
         assert_eq!((r.skipped, r.two_legs), (0, 0), "{r:?}");
         assert!((r.delay_shift_ms - 80.0).abs() < 1.0, "the listener's delay grows by the offset: {r:?}");
+    }
+
+    #[test]
+    fn the_last_frame_faded_is_concealment_and_at_full_level_a_repeat() {
+        // frames 0..=99, then frame 99 again at `gains` (concealment fills the gap), then 100..
+        let (s, t0, at0) = setup(Talk::Continuous);
+        let heard = |gains: &[f64]| {
+            let mut out = stream(&s, &(0..100).map(Some).collect::<Vec<_>>(), at0);
+            for (i, g) in gains.iter().enumerate() {
+                let samples: Vec<i16> = s.frame(99).iter().map(|b| (f64::from(ulaw_decode(*b)) * g) as i16).collect();
+                let at = at0 + Duration::from_millis(20 * (100 + i) as u64);
+                out.push(Heard { at, sound: decode(&samples), rms: rms(&samples) });
+            }
+            let later = at0 + Duration::from_millis(20 * (100 + gains.len()) as u64);
+            out.extend(stream(&s, &(100..200).map(Some).collect::<Vec<_>>(), later));
+            all(&out, &s, t0)
+        };
+        let r = heard(&[0.8, 0.6, 0.4]);
+        assert_eq!((r.concealed, r.repeated, r.skipped, r.two_legs), (3, 0, 0, 0), "{r:?}");
+        assert_eq!(r.silence_ms, 0.0, "concealment is not silence: {r:?}");
+        let r = heard(&[1.0, 1.0]);
+        assert_eq!((r.concealed, r.repeated), (0, 2), "at full level it is speech heard twice: {r:?}");
+        let r = heard(&[0.8, 1.0]);
+        assert_eq!((r.concealed, r.repeated), (1, 1), "louder again is a repeat: {r:?}");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! and each take-back moves it back (skipped frames) — proof that it can see the claim fail.
 //! With `alignment = aligned` (the default) the module measures the offset from the audio and
 //! the same cuts are not heard at all: no silence, nothing repeated, nothing skipped, no two legs
-//! at once, the delay unmoved.
+//! at once, the delay unmoved. With `alignment = low-latency` (no added delay) each failover is a
+//! short gap filled by concealment (the last frame faded), nothing played twice, and the
+//! take-back skips no speech.
 //!
 //! With every leg of the phone cut off at once (a tunnel), the far party hears the module's
 //! reconnecting tone from `reconnect_tone_after` (1 s) on instead of silence, and the voice the
@@ -114,6 +116,24 @@ fn aligned_legs_make_the_same_cuts_inaudible() {
             assert!(s.silence_ms <= 20.0, "cut {i}, {what}: at most one frame of silence: {c:?}");
             assert!(s.delay_shift_ms.abs() <= 20.0, "cut {i}, {what}: the listener's delay does not move: {c:?}");
         }
+    }
+}
+
+#[test]
+fn low_latency_conceals_each_failover_and_skips_no_speech_at_the_take_back() {
+    let out = run("low-latency");
+    let (offset, later) = out.aligned.clone().expect("the module measured the legs' offset");
+    assert_eq!(later, "carrier");
+    assert!((offset - OFFSET_MS).abs() <= JITTER_MS + 10.0, "measured offset {offset} ms, sent {OFFSET_MS} ms");
+    assert_eq!(out.own_voice, (0, 0), "never the phone's own voice back on a leg");
+    for (i, c) in out.cuts.iter().enumerate() {
+        let back = take_back(c);
+        assert_eq!(c.failover.repeated, 0, "cut {i}: what the data leg played is not played again: {c:?}");
+        assert!(c.failover.concealed >= 1, "cut {i}: the gap is filled by concealment: {c:?}");
+        assert!(c.failover.silence_ms <= 60.0, "cut {i}: the failover's silence: {c:?}");
+        assert_eq!(c.failover.skipped, 0, "cut {i}: {c:?}");
+        assert_eq!((back.skipped, back.repeated), (0, 0), "cut {i}: the take-back skips no speech: {c:?}");
+        assert!(back.silence_ms <= 20.0, "cut {i}: {c:?}");
     }
 }
 

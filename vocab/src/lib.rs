@@ -1,7 +1,8 @@
 //! handoff's AMI vocabulary: the one place where the names `res_handoff.so` (`module/`) and
 //! `handoffd` (`controller/`) share on Asterisk's manager interface are written: handoff's own
 //! actions ([`action`]), events ([`event`]), their headers ([`header`]) and the header values
-//! both sides read ([`value`]) with the `Path` values as a type ([`Path`]), plus the far party's uniqueid (`<session>-far`, [`FAR_SUFFIX`])
+//! both sides read ([`value`]) with the `Path` and `Alignment` values as types ([`Path`],
+//! [`Alignment`]), plus the far party's uniqueid (`<session>-far`, [`FAR_SUFFIX`])
 //! and the device group key (`<session>/<device>`, [`GroupKey`]).
 //!
 //! `docs/ami.md` is the reference for users and must say the same: a name changed here is
@@ -188,6 +189,42 @@ impl Path {
     }
 }
 
+/// How a device's two legs share the mix (`alignment` in handoff.conf, and the `Alignment`
+/// header of `HandoffAssign` when a session rule sets it): the trade-off between added delay and
+/// the seam a listener hears at a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alignment {
+    /// The legs are lined up in time from their audio, the later one feeds the mix and each
+    /// 20 ms slot comes from the best leg: no seam, the legs' offset as added delay.
+    Aligned,
+    /// No added delay: the earlier leg feeds the mix; a failover fills the detection gap by
+    /// concealment and drops what was already played, a take-back catches up in a pause.
+    LowLatency,
+    /// The whole mix moves from leg to leg (no measurement): repeats and skips the offset.
+    Switching,
+}
+
+impl Alignment {
+    /// The mode a setting or header names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "aligned" => Some(Self::Aligned),
+            "low-latency" => Some(Self::LowLatency),
+            "switching" => Some(Self::Switching),
+            _ => None,
+        }
+    }
+
+    /// The name as written in handoff.conf and the header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aligned => "aligned",
+            Self::LowLatency => "low-latency",
+            Self::Switching => "switching",
+        }
+    }
+}
+
 /// The suffix of the far channel's uniqueid (`<session>-far`, set with the originate's
 /// `ChannelId` or FreeSWITCH's `origination_uuid`): how a far channel of handoff is told apart
 /// from any other channel.
@@ -237,6 +274,14 @@ mod tests {
     fn c_names_match_the_str_names() {
         assert_eq!(action::c::HELLO.to_str(), Ok(action::HELLO));
         assert_eq!(action::c::SECRET.to_bytes(), b"HandoffSecret");
+    }
+
+    #[test]
+    fn alignment_names_read_back() {
+        for a in [Alignment::Aligned, Alignment::LowLatency, Alignment::Switching] {
+            assert_eq!(Alignment::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(Alignment::parse("low_latency"), None);
     }
 
     #[test]

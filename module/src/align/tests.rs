@@ -132,7 +132,7 @@ fn the_driver_fills_each_slot_from_the_preferred_leg_and_a_cut_costs_nothing() {
         let mut out = frame(n);
         let s = a.ring(Path::Carrier).store(2, 5000 + n as u16, Format::Ulaw, &out, n).unwrap();
         match a.emit(Path::Carrier, s, Format::Ulaw, &mut out) {
-            Emit::Drop => {}
+            Emit::Drop | Emit::Behind => {}
             e => {
                 let from_other = matches!(e, Emit::Filled { from_other: true });
                 heard.push((content_of(&out).unwrap(), from_other))
@@ -156,7 +156,7 @@ fn a_new_driver_carries_on_without_repeat_and_catches_up_over_a_pause() {
     let drive = |path: Path, n: u64| {
         let s = keep(path, n);
         let mut out = body(n);
-        (a.emit(path, s, Format::Ulaw, &mut out) != Emit::Drop).then(|| content_of(&out))
+        (!matches!(a.emit(path, s, Format::Ulaw, &mut out), Emit::Drop | Emit::Behind)).then(|| content_of(&out))
     };
     // The carrier leg drives (contents 0..20); the data leg, 4 frames ahead, is kept only.
     for n in 0..20u64 {
@@ -176,6 +176,87 @@ fn a_new_driver_carries_on_without_repeat_and_catches_up_over_a_pause() {
     assert!(skipped.is_empty(), "no speech skipped: {skipped:?}");
     assert_eq!(voiced.last(), Some(&59), "caught up over the pause: {heard:?}");
     assert_eq!(a.caught_up.load(Ordering::Relaxed), 7);
+}
+
+/// Low latency: the earlier (data) leg drives with its own frames; when it dies the later leg's
+/// first frames hold what the mix already had: they carry concealment (the last frame, faded)
+/// instead, and the later leg's fresh content follows, nothing heard twice, nothing skipped. Back
+/// on the earlier leg, the mix carries on from where it was (held back) and catches up in a pause.
+#[test]
+fn low_latency_conceals_the_failover_and_catches_the_take_back_up_in_a_pause() {
+    let a = Aligner::new(Path::Data);
+    a.lock(0, None); // the same numbering on both legs, for readability
+    let body = |n: u64| if (50..58).contains(&n) { silent() } else { frame(n) };
+    let keep = |path: Path, n: u64| a.ring(path).store(path as u64 + 1, n as u16, Format::Ulaw, &body(n), 0).unwrap();
+    // What the mix got from each frame the driver passed: Some(content) or a concealed frame.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Content(u64),
+        Concealed,
+    }
+    let drive = |path: Path, n: u64| {
+        let s = keep(path, n);
+        let mut out = body(n);
+        match a.emit(path, s, Format::Ulaw, &mut out) {
+            Emit::Drop => None,
+            Emit::Behind => a.conceal(Format::Ulaw, &mut out).then_some(Got::Concealed),
+            _ => content_of(&out).map(Got::Content),
+        }
+    };
+    // The data leg drives, its own content; the carrier, 4 frames behind, is kept only.
+    for n in 0..20u64 {
+        assert_eq!(drive(Path::Data, n), Some(Got::Content(n)));
+        if n >= 4 {
+            keep(Path::Carrier, n - 4);
+        }
+    }
+    // The data leg dies after content 19; two carrier frames (16, 17) come during the stall
+    // detection, then the carrier drives from its frame 18: 18 and 19 were played already.
+    keep(Path::Carrier, 16);
+    keep(Path::Carrier, 17);
+    let got: Vec<Option<Got>> = (18..30u64).map(|n| drive(Path::Carrier, n)).collect();
+    assert_eq!(got[0], Some(Got::Concealed), "{got:?}");
+    assert_eq!(got[1], Some(Got::Concealed), "{got:?}");
+    let after: Vec<u64> = got[2..]
+        .iter()
+        .map(|g| match g {
+            Some(Got::Content(c)) => *c,
+            other => panic!("fresh content after the concealment, got {other:?} in {got:?}"),
+        })
+        .collect();
+    assert_eq!(after, (20..30).collect::<Vec<_>>(), "nothing repeated, nothing skipped");
+    assert_eq!(a.concealed.load(Ordering::Relaxed), 2);
+    // The data leg is back 4 frames ahead (its 34 with the carrier's 30) and takes the mix back:
+    // it carries on from content 30 (held back) and catches up over the pause 50..58.
+    for n in 30..34u64 {
+        keep(Path::Carrier, n);
+    }
+    let back: Vec<u64> = (34..70u64)
+        .filter_map(|n| match drive(Path::Data, n) {
+            Some(Got::Content(c)) => Some(c),
+            None => None, // a frame of the pause, or nothing passed
+            Some(Got::Concealed) => panic!("nothing concealed on the take-back, at {n}"),
+        })
+        .collect();
+    assert_eq!(back.first(), Some(&30), "{back:?}");
+    assert!(back.windows(2).all(|w| w[1] > w[0]), "never backwards: {back:?}");
+    let skipped: Vec<u64> = (30..70).filter(|c| !back.contains(c) && !(50..58).contains(c)).collect();
+    assert!(skipped.is_empty(), "no speech skipped: {skipped:?}");
+    assert_eq!(back.last(), Some(&69), "caught up over the pause: {back:?}");
+}
+
+#[test]
+fn a_concealment_run_ends_and_starts_again_after_a_mixed_frame() {
+    let a = Aligner::new(Path::Data);
+    let mut out = frame(1);
+    assert!(!a.conceal(Format::Ulaw, &mut out), "nothing mixed yet: nothing to conceal with");
+    let s = a.ring(Path::Data).store(1, 1, Format::Ulaw, &frame(1), 0).unwrap();
+    assert_eq!(a.emit(Path::Data, s, Format::Ulaw, &mut out), Emit::Own);
+    let n = (0..10).filter(|_| a.conceal(Format::Ulaw, &mut out)).count();
+    assert_eq!(n, crate::conceal::MAX_FRAMES as usize);
+    let s = a.ring(Path::Data).store(1, 2, Format::Ulaw, &frame(2), 0).unwrap();
+    a.emit(Path::Data, s, Format::Ulaw, &mut out);
+    assert!(a.conceal(Format::Ulaw, &mut out), "a new run after a mixed frame");
 }
 
 #[test]

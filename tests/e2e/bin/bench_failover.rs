@@ -1,11 +1,13 @@
 //! Failover benchmark (run by `tests/bench-failover`): what the far party hears at each switch
 //! when a phone's data path is really cut (nftables on loopback) and healed, over N cuts at
-//! random phases — for handoff's switching (res_handoff.so moves the mix between the legs inside
-//! Asterisk) and, in the same run, for the stock-Asterisk way (both legs in a ConfBridge, the
+//! random phases — for each of handoff's modes (`alignment` = aligned, low-latency, switching:
+//! res_handoff.so chooses each leg's frames inside Asterisk) and, in the same run, for the
+//! stock-Asterisk way (both legs in a ConfBridge, the
 //! carrier leg muted, unmuted by a controller once pjsip's `rtp_timeout=1` has hung up the dead
 //! data leg). Both legs of the test phone come from one clock (`pump`), the carrier leg a set
 //! offset behind with jitter; the far end's RTP is analysed by `listen` (silence where voice was
-//! due, frames repeated, speech skipped, packets with both legs at once), for failover and
+//! due, frames repeated, frames concealed, speech skipped, packets with both legs at once), for
+//! failover and
 //! take-back; also carrier-path cuts and random uplink loss. Prints tables, the distribution of
 //! stock detection, and one JSON line per mode.
 //!
@@ -19,6 +21,9 @@ use handoff_tests::failover::{run_handoff, run_loss, run_stock, CutFigures, Loss
 use handoff_tests::listen::{Switch, Talk};
 use handoff_tests::pump::Timing;
 use std::process::ExitCode;
+
+/// handoff's modes measured (`alignment` in handoff.conf).
+const MODES: [&str; 3] = ["aligned", "low-latency", "switching"];
 
 /// How long each random-loss run loses packets, s.
 const LOSS_SECS: u64 = 15;
@@ -82,7 +87,7 @@ fn row(name: &str, switches: &[&Switch], detect: Option<&[f64]>) {
     let shift: Vec<f64> = switches.iter().map(|s| s.delay_shift_ms).collect();
     let n = switches.len();
     println!(
-        "{:<28} {:>4} {:>5.0} {:>5.0} {:>5.0} ms  {:>6} ({:>2}/{n:<2}) {:>6} ({:>2}/{n:<2}) {:>5} ({:>2}/{n:<2})  {:>+5.0} ms  {}",
+        "{:<30} {:>4} {:>5.0} {:>5.0} {:>5.0} ms  {:>6} ({:>2}/{n:<2}) {:>6} ({:>2}/{n:<2}) {:>6} ({:>2}/{n:<2}) {:>5} ({:>2}/{n:<2})  {:>+5.0} ms  {}",
         name,
         n,
         pct(&silence, 0.5),
@@ -90,6 +95,8 @@ fn row(name: &str, switches: &[&Switch], detect: Option<&[f64]>) {
         pct(&silence, 1.0),
         range(switches.iter().map(|s| s.repeated)),
         count_nonzero(switches, |s| s.repeated),
+        range(switches.iter().map(|s| s.concealed)),
+        count_nonzero(switches, |s| s.concealed),
         range(switches.iter().map(|s| s.skipped)),
         count_nonzero(switches, |s| s.skipped),
         range(switches.iter().map(|s| s.two_legs)),
@@ -102,8 +109,8 @@ fn row(name: &str, switches: &[&Switch], detect: Option<&[f64]>) {
 fn header(title: &str) {
     println!("\n{title}");
     println!(
-        "{:<28} {:>4} {:>20}  {:>13} {:>13} {:>12}  {:>8}  detection p50/p95/max",
-        "mode", "cuts", "silence p50/p95/max", "repeated", "skipped", "two legs", "delay"
+        "{:<30} {:>4} {:>20}  {:>13} {:>13} {:>13} {:>12}  {:>8}  detection p50/p95/max",
+        "mode", "cuts", "silence p50/p95/max", "repeated", "concealed", "skipped", "two legs", "delay"
     );
 }
 
@@ -134,6 +141,7 @@ fn json(mode: &str, runs: &[&Outcome], delivered_under_loss: Option<f64>) -> Str
         "cuts": runs.iter().map(|o| o.cuts.len()).sum::<usize>(),
         "silence_p95_ms": pct(&silence, 0.95).round(),
         "repeated_max": max(|s| s.repeated),
+        "concealed_max": max(|s| s.concealed),
         "skipped_max": max(|s| s.skipped),
         "two_legs_max": max(|s| s.two_legs),
         "delivered_under_loss": delivered_under_loss.map(|d| (d * 10_000.0).round() / 10_000.0),
@@ -192,9 +200,9 @@ fn main() -> ExitCode {
         "packets with both legs at once (max per switch, and in how many switches); the move of the listener's delay."
     );
     let spurts = Talk::Spurts { seed: args.seed };
-    let mut switching: Vec<(&str, Outcome)> = Vec::new();
-    let mut aligned: Vec<(&str, Outcome)> = Vec::new();
-    let mut carrier_cuts: Vec<(&str, Outcome)> = Vec::new();
+    // data-path cuts, by mode: (name, mode, outcome)
+    let mut data_cuts: Vec<(String, &str, Outcome)> = Vec::new();
+    let mut carrier_cuts: Vec<(String, &str, Outcome)> = Vec::new();
     let mut losses: Vec<(String, &str, LossFigures)> = Vec::new();
     let mut failed = false;
     // each run tried twice: the testbed is shared, and a handoffd or a stop of another test can
@@ -207,39 +215,36 @@ fn main() -> ExitCode {
     };
     let loss_only = std::env::var_os("HANDOFF_BENCH_LOSS_ONLY").is_some();
     if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() && !loss_only {
-        let runs = [
-            ("aligned, continuous", Talk::Continuous, "aligned", false),
-            ("aligned, talk spurts", spurts, "aligned", false),
-            ("switching, continuous", Talk::Continuous, "switching", false),
-            ("switching, talk spurts", spurts, "switching", false),
-            ("aligned, carrier cut", Talk::Continuous, "aligned", true),
-            ("switching, carrier cut", Talk::Continuous, "switching", true),
-        ];
-        for (name, talk, mode, cut_carrier) in runs {
-            match twice(name, Plan { cut_carrier, ..plan(talk, 1000, mode) }) {
-                Ok(o) if cut_carrier => carrier_cuts.push((name, o)),
-                Ok(o) if mode == "aligned" => aligned.push((name, o)),
-                Ok(o) => switching.push((name, o)),
-                Err(e) => {
-                    eprintln!("handoff ({name}) failed: {e}");
-                    failed = true;
+        for mode in MODES {
+            let runs = [
+                ("continuous", Talk::Continuous, false),
+                ("talk spurts", spurts, false),
+                ("carrier cut", Talk::Continuous, true),
+            ];
+            for (what, talk, cut_carrier) in runs {
+                let name = format!("{mode}, {what}");
+                match twice(&name, Plan { cut_carrier, ..plan(talk, 1000, mode) }) {
+                    Ok(o) if cut_carrier => carrier_cuts.push((name, mode, o)),
+                    Ok(o) => data_cuts.push((name, mode, o)),
+                    Err(e) => {
+                        eprintln!("handoff ({name}) failed: {e}");
+                        failed = true;
+                    }
                 }
             }
         }
     }
     if std::env::var_os("HANDOFF_BENCH_STOCK_ONLY").is_none() {
-        for (mode, talk, talk_name) in [
-            ("aligned", Talk::Continuous, "continuous"),
-            ("aligned", spurts, "talk spurts"),
-            ("switching", Talk::Continuous, "continuous"),
-        ] {
-            for loss in [(10, 0), (5, 5)] {
-                let name = format!("{mode}, {talk_name}, loss {}% data / {}% carrier", loss.0, loss.1);
-                match run_loss(&plan(talk, 0, mode), loss, LOSS_SECS) {
-                    Ok(f) => losses.push((name, mode, f)),
-                    Err(e) => {
-                        eprintln!("handoff ({name}) failed: {e}");
-                        failed = true;
+        for mode in MODES {
+            for (talk, talk_name) in [(Talk::Continuous, "continuous"), (spurts, "talk spurts")] {
+                for loss in [(10, 0), (5, 5)] {
+                    let name = format!("{mode}, {talk_name}, loss {}% data / {}% carrier", loss.0, loss.1);
+                    match run_loss(&plan(talk, 0, mode), loss, LOSS_SECS) {
+                        Ok(f) => losses.push((name, mode, f)),
+                        Err(e) => {
+                            eprintln!("handoff ({name}) failed: {e}");
+                            failed = true;
+                        }
                     }
                 }
             }
@@ -259,7 +264,7 @@ fn main() -> ExitCode {
     };
 
     header("failover (data path cut)");
-    for (name, o) in aligned.iter().chain(&switching) {
+    for (name, _, o) in &data_cuts {
         row(name, &failovers(o), Some(&detects(o)));
     }
     if let Some(o) = &stock {
@@ -269,7 +274,7 @@ fn main() -> ExitCode {
         "take-back (the {:.1} s after the heal; the module takes the data leg back 500 ms after it recovers)",
         TAKE_BACK_MS as f64 / 1000.0
     ));
-    for (name, o) in aligned.iter().chain(&switching) {
+    for (name, _, o) in &data_cuts {
         row(name, &take_backs(o), None);
     }
     if stock.is_some() {
@@ -278,22 +283,22 @@ fn main() -> ExitCode {
             "stock"
         );
     }
-    if !switching.is_empty() {
+    if !data_cuts.is_empty() {
         header(&format!(
             "no cut (from {:.1} s after a heal to 0.2 s before the next cut): anything here is a switch nobody asked for",
             TAKE_BACK_MS as f64 / 1000.0
         ));
-        for (name, o) in aligned.iter().chain(&switching) {
+        for (name, _, o) in &data_cuts {
             row(name, &betweens(o), None);
         }
     }
     if !carrier_cuts.is_empty() {
         header("carrier path cut (aligned: the leg that feeds the mix dies): failover onto the data leg");
-        for (name, o) in &carrier_cuts {
+        for (name, _, o) in &carrier_cuts {
             row(name, &failovers(o), Some(&detects(o)));
         }
         header("carrier path healed: take-back");
-        for (name, o) in &carrier_cuts {
+        for (name, _, o) in &carrier_cuts {
             row(name, &take_backs(o), None);
         }
     }
@@ -302,16 +307,17 @@ fn main() -> ExitCode {
             "\nrandom loss on the phone's uplink ({LOSS_SECS} s, nftables numgen random, each leg independently):"
         );
         println!(
-            "{:<53} {:>10} {:>9}  {:>8} {:>8} {:>9} {:>8}",
-            "mode", "delivered", "of", "repeated", "skipped", "two legs", "silence"
+            "{:<55} {:>10} {:>9}  {:>8} {:>9} {:>8} {:>9} {:>8}",
+            "mode", "delivered", "of", "repeated", "concealed", "skipped", "two legs", "silence"
         );
         for (name, _, f) in &losses {
             println!(
-                "{:<53} {:>9.2}% {:>9}  {:>8} {:>8} {:>9} {:>5.0} ms",
+                "{:<55} {:>9.2}% {:>9}  {:>8} {:>9} {:>8} {:>9} {:>5.0} ms",
                 name,
                 100.0 * f.delivered.0 as f64 / f.delivered.1.max(1) as f64,
                 f.delivered.1,
                 f.heard.repeated,
+                f.heard.concealed,
                 f.heard.skipped,
                 f.heard.two_legs,
                 f.heard.silence_ms
@@ -335,7 +341,7 @@ fn main() -> ExitCode {
             .collect();
         println!("stock detection by 250 ms: {}", hist.join(", "));
     }
-    for (name, o) in aligned.iter().chain(&switching).chain(&carrier_cuts) {
+    for (name, _, o) in data_cuts.iter().chain(&carrier_cuts) {
         if let Some((offset, later)) = &o.aligned {
             println!("{name}: the module measured the offset between the legs: {offset:.1} ms, the {later} leg later");
         }
@@ -350,7 +356,7 @@ fn main() -> ExitCode {
         );
     }
     println!("\nthe phone's own voice sent back to its legs (packets with its signal / all packets sent to the legs):");
-    for (name, o) in aligned.iter().chain(&switching).chain(&carrier_cuts) {
+    for (name, _, o) in data_cuts.iter().chain(&carrier_cuts) {
         println!("  {name}: data leg {}, carrier leg {} of {}", o.own_voice.0, o.own_voice.1, o.leg_packets);
     }
     if let Some(o) = &stock {
@@ -358,7 +364,7 @@ fn main() -> ExitCode {
     }
     if std::env::var_os("HANDOFF_BENCH_VERBOSE").is_some() {
         println!();
-        for (name, o) in aligned.iter().chain(&switching).chain(&carrier_cuts) {
+        for (name, _, o) in data_cuts.iter().chain(&carrier_cuts) {
             verbose(name, &o.cuts);
         }
         if let Some(o) = &stock {
@@ -366,9 +372,9 @@ fn main() -> ExitCode {
         }
     }
     println!("\nJSON: data-path cuts (failover and take-back together); delivered_under_loss: the worst loss run of the mode");
-    for (mode, runs) in [("aligned", &aligned), ("switching", &switching)] {
-        if !runs.is_empty() {
-            let outcomes: Vec<&Outcome> = runs.iter().map(|(_, o)| o).collect();
+    for mode in MODES {
+        let outcomes: Vec<&Outcome> = data_cuts.iter().filter(|(_, m, _)| *m == mode).map(|(_, _, o)| o).collect();
+        if !outcomes.is_empty() {
             let delivered = losses
                 .iter()
                 .filter(|(_, m, _)| *m == mode)
