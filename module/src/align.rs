@@ -31,6 +31,12 @@
 //!   the detection time), and catches up over the next pause in speech (silence is what is
 //!   skipped). The same holds when the driver comes back.
 //!
+//! - **Low latency** (`alignment = low-latency`): the same rings, lag and content numbers, but
+//!   the preferred leg keeps driving with its own timing (no handover to the later leg). A
+//!   failover onto the later leg finds its first frames [`Emit::Behind`] what the mix had: they
+//!   carry concealment ([`Aligner::conceal`], `conceal.rs`) instead of a repeat; the take-back
+//!   onto the earlier leg is the "driver comes back" case above (held back, caught up in a pause).
+//!
 //! Frames the module cannot keep (not 20 ms of G.711) leave a group unaligned: it switches as
 //! before, and the reason is reported. Nothing here decides *when* a leg is dead: that is the
 //! frame clock's business.
