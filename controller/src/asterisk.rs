@@ -66,7 +66,8 @@ pub struct AsteriskDriver {
     module_missing_reported: bool,
     /// Originate ActionID → the far channel's uniqueid.
     originates: HashMap<String, String>,
-    /// Client legs' paths (from `HandoffLegArrived`), to read their hang-up causes.
+    /// Client legs' paths (from `HandoffLegArrived`), to read their hang-up causes; removed on
+    /// the leg's Hangup, and those not in the channel list after a reconnect.
     paths: HashMap<String, Path>,
     overrides: crate::hangup_cause::Overrides,
     /// HandoffAssign ActionID → the leg's uniqueid (a refused assign means the leg is gone).
@@ -208,7 +209,12 @@ impl AsteriskDriver {
             Phase::Listing(list, held, _) if list == id => {
                 self.phase = Phase::Ready;
                 self.deadline = None;
-                self.events.push_back(DriverEvent::Snapshot(channels_from_list(&outcome.events)));
+                let channels = channels_from_list(&outcome.events);
+                // A leg that hung up while the link was down sends no Hangup this driver reads
+                // (the resync hangs it up in the core): its path is forgotten here.
+                let present: std::collections::HashSet<&str> = channels.iter().map(|c| c.uniqueid.as_str()).collect();
+                self.paths.retain(|uniqueid, _| present.contains(uniqueid.as_str()));
+                self.events.push_back(DriverEvent::Snapshot(channels));
                 for ev in held {
                     self.on_event(ev, now);
                 }

@@ -128,3 +128,44 @@ fn a_refused_assign_tells_the_core_the_leg_is_gone() {
     assert!(events(&mut d).is_empty());
     assert!(d.assigns.is_empty());
 }
+
+/// Legs that hung up while the link was down leave no path behind: the channel list read after
+/// the reconnect is what still lives (before, each stayed until 10 000 were kept, and the legs
+/// after that had no path to read their hang-up cause with).
+#[test]
+fn paths_of_legs_gone_while_the_link_was_down_are_forgotten_at_the_snapshot() {
+    let mut d = ready();
+    for i in 0..3 {
+        let arrived = format!(
+            "Event: HandoffLegArrived\r\nChannel: PJSIP/alice-app-{i}\r\nUniqueid: 5.{i}\r\nEndpoint: alice-app\r\n\
+             Path: data\r\nFar: 2000\r\nToken: \r\nSecret: \r\n\r\n"
+        );
+        d.receive(arrived.as_bytes(), 4);
+    }
+    assert_eq!(d.paths.len(), 3);
+    // The link drops; legs 5.0 and 5.1 hang up meanwhile; 5.2 is still there after the reconnect.
+    d.connected(10);
+    d.receive(b"Asterisk Call Manager/11.0.0\r\n", 11);
+    let login = sent(&mut d);
+    let id = |text: &str, action: &str| {
+        let at = text.find(&format!("Action: {action}\r\n")).unwrap();
+        text[at..].lines().find_map(|l| l.strip_prefix("ActionID: ")).unwrap().to_string()
+    };
+    let login_id = id(&login, "Login");
+    d.receive(format!("Response: Success\r\nActionID: {login_id}\r\n\r\n").as_bytes(), 12);
+    let list = id(&sent(&mut d), "CoreShowChannels");
+    d.receive(
+        format!(
+            "Response: Success\r\nActionID: {list}\r\nEventList: start\r\n\r\n\
+             Event: CoreShowChannel\r\nActionID: {list}\r\nChannel: PJSIP/alice-app-2\r\nUniqueid: 5.2\r\n\r\n\
+             Event: CoreShowChannelsComplete\r\nActionID: {list}\r\nEventList: Complete\r\n\r\n"
+        )
+        .as_bytes(),
+        13,
+    );
+    assert!(matches!(&events(&mut d)[..], [DriverEvent::Up(_), DriverEvent::Snapshot(c)] if c.len() == 1));
+    assert_eq!(d.paths.keys().collect::<Vec<_>>(), ["5.2"]);
+    // The one left still reads its hang-up as a data leg's.
+    d.receive(b"Event: Hangup\r\nUniqueid: 5.2\r\nCause: 16\r\n\r\n", 14);
+    assert!(d.paths.is_empty());
+}

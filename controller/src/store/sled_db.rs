@@ -64,8 +64,15 @@ pub(super) fn bar_key(session: &str, device: &str) -> Vec<u8> {
     k
 }
 
-/// The store's page cache (sled's default is 1 GiB).
-pub const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// The store's page cache (sled's default is 1 GiB). sled counts it in bytes as written to
+/// disk (in memory they take more), and it fills with the pages of every session snapshot,
+/// timeline entry and audit record written until it is full: at 8 MiB it was full after about
+/// 3 000 calls, and handoffd's heap grew 6.9 MB (RSS 8.3 MB) from the 1 000th to the 5 000th,
+/// which `tests/bench-load` saw as memory growing under a steady load (issue #12 item 12).
+/// handoffd reads back little and recently written (a session's snapshot when it ends, its
+/// timeline's meta record on each append): 1 MiB is full within the first thousand calls
+/// (`controller/tests/memory_flat.rs`).
+pub const STORE_CACHE_BYTES: u64 = 1024 * 1024;
 
 impl SledStore {
     /// Opens (creating if needed, mode 0700) the store directory at `path`.
@@ -73,8 +80,8 @@ impl SledStore {
         let path_ref = path.as_ref();
         let path = path_ref.display().to_string();
         let existed = path_ref.exists();
-        // sled's page cache defaults to 1 GiB and grows with every write until then: handoffd's
-        // store is small, so its memory stays flat however many sessions pass through.
+        // sled's page cache defaults to 1 GiB and grows with every write until then: bounded
+        // small (see STORE_CACHE_BYTES), handoffd's memory stays flat however many calls pass.
         let config = sled::Config::new().path(path_ref).cache_capacity(STORE_CACHE_BYTES);
         // sled 0.34 may panic on some damaged logs instead of returning an error; the store
         // must answer with an error, whatever is on disk.
