@@ -142,6 +142,25 @@ impl Config {
         crate::hangup_cause::Overrides::from_paths(&paths)
     }
 
+    /// What `handoffd --check` says of `sessions.alignment` (None: nothing to say, FreeSWITCH
+    /// without the key).
+    pub fn alignment_note(&self) -> Option<String> {
+        match (self.pbx, self.sessions.alignment) {
+            (Pbx::Asterisk, Some(a)) => Some(format!(
+                "sessions.alignment: {} (sent with every HandoffAssign; alignment in res_handoff's handoff.conf does not apply)",
+                a.as_str()
+            )),
+            (Pbx::Asterisk, None) => {
+                Some("sessions.alignment: not set (alignment in res_handoff's handoff.conf decides)".into())
+            }
+            (Pbx::Freeswitch, Some(a)) => Some(format!(
+                "sessions.alignment: {} is ignored: FreeSWITCH has no res_handoff.so (its mix moves whole from leg to leg)",
+                a.as_str()
+            )),
+            (Pbx::Freeswitch, None) => None,
+        }
+    }
+
     /// The session core's rules and device registry from this config.
     pub fn session_rules(&self) -> (crate::session::Rules, Vec<crate::session::Device>) {
         let rules = crate::session::Rules {
@@ -151,6 +170,7 @@ impl Config {
             grace_ms: u64::from(self.sessions.grace_s) * 1000,
             leg_dead_after_ms: u64::from(self.sessions.leg_dead_after_s) * 1000,
             pair_window_ms: u64::from(self.sessions.pair_window_s) * 1000,
+            alignment: self.sessions.alignment,
         };
         let devices = self
             .devices

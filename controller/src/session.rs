@@ -77,7 +77,8 @@ pub use handoff_vocab::{is_far_channel, FAR_SUFFIX};
 use late::EndedCall;
 use state::Session;
 pub use types::{
-    Command, Device, Found, Input, LegArrival, MoveRefused, Outputs, Path, Record, Rules, SessionId, State, View,
+    Alignment, Command, Device, Found, Input, LegArrival, MoveRefused, Outputs, Path, Record, Rules, SessionId, State,
+    View,
 };
 
 /// Milliseconds on the daemon's monotonic clock.

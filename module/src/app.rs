@@ -109,7 +109,7 @@ fn run(chan: &Channel, data: &str) -> c_int {
         let decision = legs::registry().take_decision(&uniqueid);
         if let Some(decision) = decision {
             return match decision {
-                Decision::Assigned { session, bridge, group, preferred } => {
+                Decision::Assigned { session, bridge, group, preferred, alignment } => {
                     chan.set_var("HANDOFF_SESSION", &session);
                     chan.set_var("HANDOFF_BRIDGE", &bridge);
                     let path = Path::parse(args.path).unwrap_or(Path::Data);
@@ -117,7 +117,9 @@ fn run(chan: &Channel, data: &str) -> c_int {
                     let settings = GroupSettings {
                         preferred,
                         timing: cfg.timing(),
-                        alignment: cfg.alignment,
+                        // The session rule (handoffd.yaml) over handoff.conf's; only the
+                        // group's first leg creates it, and both legs carry the same rule.
+                        alignment: alignment.unwrap_or(cfg.alignment),
                         align_max_ns: cfg.align_max_ns(),
                         tone_after_ns: cfg.reconnect_tone_after_ns(),
                     };

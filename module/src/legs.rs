@@ -1,6 +1,7 @@
 //! Which channels are waiting inside `Handoff()` for the controller's decision, and whether the
-//! controller (`handoffd`) is there at all. Pure Rust, no Asterisk calls: the application,
-//! the AMI actions and the CLI share it through [`REGISTRY`]. Nothing here runs in a frame
+//! controller (`handoffd`) is there at all, and the decision a `HandoffAssign`'s headers carry
+//! ([`read_assign`]). Pure Rust, no Asterisk calls: the application, the AMI actions and the CLI
+//! share it through [`REGISTRY`]. Nothing here runs in a frame
 //! callback, so a mutex held for a few instructions is fine.
 //!
 //! ```text
@@ -9,6 +10,7 @@
 //!                            └──timeout / hangup──────────────────────────────▶ gone
 //! ```
 
+use handoff_vocab::{action, header, Alignment};
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,10 +19,45 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Join the conference `bridge` of session `session`; the leg's frames are watched in
-    /// device group `group` whose preferred path is `preferred` ("data" or "carrier").
-    Assigned { session: String, bridge: String, group: String, preferred: String },
+    /// device group `group` whose preferred path is `preferred` ("data" or "carrier") and whose
+    /// legs share the mix as `alignment` says (the session rule; None: handoff.conf's).
+    Assigned { session: String, bridge: String, group: String, preferred: String, alignment: Option<Alignment> },
     /// Do not join; `reason` is told to the dialplan and the log.
     Refused { reason: String },
+}
+
+/// The leg (`Uniqueid`) and decision of a `HandoffAssign` from its headers: `get` gives a
+/// header's value ("" when absent) or refuses it (the AMI handler checks values with `ami_auth::check_value`). Every
+/// error is one line naming the header.
+pub fn read_assign(get: impl Fn(&str) -> Result<String, String>) -> Result<(String, Decision), String> {
+    let required = |key: &str| -> Result<String, String> {
+        let v = get(key)?;
+        match v.trim() {
+            "" => Err(format!("{}: missing header {key}", action::ASSIGN)),
+            v => Ok(v.to_string()),
+        }
+    };
+    let uniqueid = required(header::UNIQUEID)?;
+    let session = required(header::SESSION)?;
+    let bridge = required(header::BRIDGE)?;
+    if !bridge.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(format!("HandoffAssign: Bridge '{bridge}' must be letters, digits, _ . -"));
+    }
+    let group = get(header::GROUP)?;
+    let group = if group.trim().is_empty() { session.clone() } else { group.trim().to_string() };
+    let preferred = match get(header::PREFERRED)?.trim() {
+        "" => "data".to_string(),
+        p @ ("data" | "carrier") => p.to_string(),
+        other => return Err(format!("HandoffAssign: Preferred '{other}' must be data or carrier")),
+    };
+    // The session rule (handoffd.yaml's `sessions.alignment`); absent, handoff.conf's applies.
+    let alignment = match get(header::ALIGNMENT)?.trim() {
+        "" => None,
+        a => Some(Alignment::parse(a).ok_or_else(|| {
+            format!("HandoffAssign: Alignment '{a}' must be aligned, low-latency or switching (or absent: alignment in handoff.conf decides)")
+        })?),
+    };
+    Ok((uniqueid, Decision::Assigned { session, bridge, group, preferred, alignment }))
 }
 
 /// Why a decision could not be delivered.
@@ -144,6 +181,7 @@ mod tests {
             bridge: "handoff-s1".into(),
             group: "s1".into(),
             preferred: "data".into(),
+            alignment: None,
         }
     }
 
@@ -186,5 +224,77 @@ mod tests {
         assert!(r.controller(t0 + Duration::from_secs(16), Duration::from_secs(15)).is_none());
         r.forget_controller();
         assert!(r.controller(t0, Duration::from_secs(15)).is_none());
+    }
+
+    /// A getter over `headers` that checks values as the AMI handler (`manager.rs`) does.
+    fn headers<'a>(headers: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Result<String, String> + 'a {
+        move |key| {
+            let v = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map_or("", |(_, v)| v);
+            crate::ami_auth::check_value(action::ASSIGN, key, v)?;
+            Ok(v.to_string())
+        }
+    }
+
+    const BASE: [(&str, &str); 4] =
+        [("Uniqueid", "1700.5"), ("Session", "ab-1"), ("Bridge", "handoff-ab-1"), ("Group", "ab-1/alice")];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<(String, Decision), String> {
+        let all: Vec<(&str, &str)> = BASE.iter().chain(extra).copied().collect();
+        read_assign(headers(&all))
+    }
+
+    fn alignment_of(got: Result<(String, Decision), String>) -> Option<Alignment> {
+        match got {
+            Ok((_, Decision::Assigned { alignment, .. })) => alignment,
+            other => panic!("not an assign: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_assign_without_alignment_leaves_it_to_handoff_conf() {
+        let (uniqueid, decision) = with(&[]).unwrap();
+        assert_eq!(uniqueid, "1700.5");
+        assert_eq!(
+            decision,
+            Decision::Assigned {
+                session: "ab-1".into(),
+                bridge: "handoff-ab-1".into(),
+                group: "ab-1/alice".into(),
+                preferred: "data".into(),
+                alignment: None,
+            }
+        );
+        assert_eq!(alignment_of(with(&[("Alignment", "  ")])), None, "blank is absent");
+    }
+
+    #[test]
+    fn an_assign_carries_the_session_rule_alignment() {
+        assert_eq!(alignment_of(with(&[("Alignment", "aligned")])), Some(Alignment::Aligned));
+        assert_eq!(alignment_of(with(&[("Alignment", " low-latency ")])), Some(Alignment::LowLatency));
+        assert_eq!(
+            alignment_of(with(&[("Preferred", "carrier"), ("Alignment", "switching")])),
+            Some(Alignment::Switching)
+        );
+    }
+
+    #[test]
+    fn a_bad_header_is_refused_naming_it() {
+        let cases = [
+            (
+                vec![("Alignment", "tight")],
+                "HandoffAssign: Alignment 'tight' must be aligned, low-latency or switching (or absent: alignment in handoff.conf decides)",
+            ),
+            (vec![("Alignment", "a\rb")], "HandoffAssign: header Alignment contains a control character (U+000D); refused"),
+            (vec![("Preferred", "wifi")], "HandoffAssign: Preferred 'wifi' must be data or carrier"),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(with(&extra).unwrap_err(), want);
+        }
+        assert_eq!(read_assign(headers(&BASE[1..])).unwrap_err(), "HandoffAssign: missing header Uniqueid");
+        let bad_bridge = [("Uniqueid", "1"), ("Session", "s"), ("Bridge", "a b")];
+        assert_eq!(
+            read_assign(headers(&bad_bridge)).unwrap_err(),
+            "HandoffAssign: Bridge 'a b' must be letters, digits, _ . -"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! |--------------------|------------------------------|---------------------------------------------|
 //! | `HandoffChallenge` |                              | a fresh nonce for this session (`Challenge`) |
 //! | `HandoffHello`     | `Controller`, `Key`          | proves the session is the controller account; marks handoffd connected (heartbeat) |
-//! | `HandoffAssign`    | `Uniqueid`, `Session`, `Bridge`, [`Group`, `Preferred`] | the leg waiting in Handoff() joins `Bridge`; its frames are watched in device group `Group` |
+//! | `HandoffAssign`    | `Uniqueid`, `Session`, `Bridge`, [`Group`, `Preferred`, `Alignment`] | the leg waiting in Handoff() joins `Bridge`; its frames are watched in device group `Group` (`Alignment`: the session's rule over handoff.conf's `alignment`) |
 //! | `HandoffRefuse`    | `Uniqueid`, `Reason`         | the leg waiting in Handoff() is refused     |
 //!
 //! Only a session that proved it is the controller's AMI account may send anything but
@@ -171,21 +171,8 @@ impl Action for Assign {
 
     fn handle(r: &Request) -> Result<Reply, String> {
         authorized(r)?;
-        let uniqueid = required(r, header::UNIQUEID)?;
-        let session = required(r, header::SESSION)?;
-        let bridge = required(r, header::BRIDGE)?;
-        if !bridge.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-            return Err(format!("HandoffAssign: Bridge '{bridge}' must be letters, digits, _ . -"));
-        }
-        let group = header(r, header::GROUP)?;
-        let group = if group.trim().is_empty() { session.clone() } else { group.trim().to_string() };
-        let preferred = header(r, header::PREFERRED)?;
-        let preferred = match preferred.trim() {
-            "" => "data".to_string(),
-            p @ ("data" | "carrier") => p.to_string(),
-            other => return Err(format!("HandoffAssign: Preferred '{other}' must be data or carrier")),
-        };
-        decide(action::ASSIGN, &uniqueid, Decision::Assigned { session, bridge, group, preferred })
+        let (uniqueid, decision) = legs::read_assign(|key| header(r, key))?;
+        decide(action::ASSIGN, &uniqueid, decision)
     }
 }
 

@@ -112,6 +112,9 @@ pub mod header {
         RESIDUAL_MS = "ResidualMs";
         SCORE = "Score";
         LASTED_MS = "LastedMs";
+        /// `HandoffAssign`: the session rule's [`Alignment`](crate::Alignment) (handoffd.yaml's
+        /// `sessions.alignment`); absent, `alignment` in handoff.conf decides.
+        ALIGNMENT = "Alignment";
     }
 }
 

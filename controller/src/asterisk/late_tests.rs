@@ -107,6 +107,7 @@ fn a_refused_assign_tells_the_core_the_leg_is_gone() {
         bridge: "handoff-ab-1".into(),
         group: "ab-1/alice".into(),
         preferred: Path::Data,
+        alignment: None,
     };
     d.command(&assign, 10);
     let text = sent(&mut d);

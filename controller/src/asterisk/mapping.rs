@@ -103,12 +103,19 @@ pub fn originate_outcome(ev: &Event, uniqueid: &str) -> Input {
 /// The AMI action that carries out a session command.
 pub fn action_for(cmd: &Command, cfg: &Config) -> Action {
     match cmd {
-        Command::Assign { uniqueid, session, bridge, group, preferred } => Action::new(action::ASSIGN)
-            .header(header::UNIQUEID, uniqueid)
-            .header(header::SESSION, &session.0)
-            .header(header::BRIDGE, bridge)
-            .header(header::GROUP, group)
-            .header(header::PREFERRED, preferred.as_str()),
+        Command::Assign { uniqueid, session, bridge, group, preferred, alignment } => {
+            let a = Action::new(action::ASSIGN)
+                .header(header::UNIQUEID, uniqueid)
+                .header(header::SESSION, &session.0)
+                .header(header::BRIDGE, bridge)
+                .header(header::GROUP, group)
+                .header(header::PREFERRED, preferred.as_str());
+            // Without the header the module's handoff.conf decides (`sessions.alignment` unset).
+            match alignment {
+                Some(al) => a.header(header::ALIGNMENT, al.as_str()),
+                None => a,
+            }
+        }
         Command::Refuse { uniqueid, reason } => {
             Action::new(action::REFUSE).header(header::UNIQUEID, uniqueid).header(header::REASON, reason)
         }
@@ -163,4 +170,42 @@ pub fn channels_from_list(channels: &[Event]) -> Vec<PbxChannel> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Alignment, SessionId};
+
+    fn assign(alignment: Option<Alignment>) -> Command {
+        Command::Assign {
+            uniqueid: "1700.5".into(),
+            session: SessionId("ab-1".into()),
+            bridge: "handoff-ab-1".into(),
+            group: "ab-1/alice".into(),
+            preferred: Path::Carrier,
+            alignment,
+        }
+    }
+
+    #[test]
+    fn an_assign_carries_the_alignment_header_only_when_the_rule_sets_it() {
+        let cfg = Config::parse("ami:\n  username: handoffd\n  secret: s3cret\n", "t.yaml").unwrap();
+        let a = action_for(&assign(None), &cfg);
+        assert_eq!(a.name(), action::ASSIGN);
+        assert_eq!((a.get(header::GROUP), a.get(header::PREFERRED)), (Some("ab-1/alice"), Some("carrier")));
+        assert_eq!(a.get(header::ALIGNMENT), None);
+        let text = String::from_utf8(a.encode().unwrap()).unwrap();
+        assert!(!text.contains("Alignment:"), "{text}");
+        for (al, want) in [
+            (Alignment::Aligned, "aligned"),
+            (Alignment::LowLatency, "low-latency"),
+            (Alignment::Switching, "switching"),
+        ] {
+            let a = action_for(&assign(Some(al)), &cfg);
+            assert_eq!(a.get(header::ALIGNMENT), Some(want));
+            let text = String::from_utf8(a.encode().unwrap()).unwrap();
+            assert!(text.contains(&format!("\r\nAlignment: {want}\r\n")), "{text}");
+        }
+    }
 }

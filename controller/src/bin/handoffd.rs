@@ -54,6 +54,9 @@ fn main() -> ExitCode {
             return ExitCode::from(78);
         }
         println!("handoffd: {} is valid", config.display());
+        if let Some(note) = cfg.alignment_note() {
+            println!("handoffd: {note}");
+        }
         report_device_differences(&cfg);
         return ExitCode::SUCCESS;
     }

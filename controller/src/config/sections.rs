@@ -192,6 +192,24 @@ pub struct SessionRules {
     /// `crate::hangup_cause`).
     #[serde(default)]
     pub normal_clearing_is_lost: Vec<String>,
+    /// How a device's two legs share the mix in res_handoff.so (`aligned`, `low-latency`,
+    /// `switching`): sent with every `HandoffAssign`. Absent: `alignment` in the module's
+    /// handoff.conf decides. FreeSWITCH has no module and ignores it.
+    #[serde(default, deserialize_with = "alignment_rule")]
+    pub alignment: Option<handoff_vocab::Alignment>,
+}
+
+/// `sessions.alignment`, read at parse time so that a bad value is reported with its place
+/// (`file:line:column: sessions.alignment: ...`, `parse.rs` names the key).
+fn alignment_rule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<handoff_vocab::Alignment>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => handoff_vocab::Alignment::parse(s.trim()).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "'{s}' must be aligned, low-latency or switching (or absent: the module's handoff.conf decides)"
+            ))
+        }),
+    }
 }
 
 impl Default for SessionRules {
@@ -202,6 +220,7 @@ impl Default for SessionRules {
             leg_dead_after_s: default_dead_after(),
             pair_window_s: default_pair_window(),
             normal_clearing_is_lost: Vec::new(),
+            alignment: None,
         }
     }
 }

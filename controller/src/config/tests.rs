@@ -141,3 +141,45 @@ fn the_samples_placeholder_secrets_are_named_and_any_other_passes() {
     let c = Config::parse(esl, "t.yaml").unwrap();
     assert!(c.placeholder_secret("t.yaml").unwrap().to_string().contains("esl.password:"));
 }
+
+#[test]
+fn sessions_alignment_is_a_rule_for_the_module_or_absent() {
+    let c = Config::parse(MIN, "t.yaml").unwrap();
+    assert_eq!((c.sessions.alignment, c.session_rules().0.alignment), (None, None));
+    assert!(c.alignment_note().unwrap().contains("not set (alignment in res_handoff's handoff.conf decides)"));
+    for (text, want) in [
+        ("aligned", crate::session::Alignment::Aligned),
+        ("low-latency", crate::session::Alignment::LowLatency),
+        ("switching", crate::session::Alignment::Switching),
+    ] {
+        let c = Config::parse(&format!("{MIN}sessions:\n  alignment: {text}\n"), "t.yaml").unwrap();
+        assert_eq!((c.sessions.alignment, c.session_rules().0.alignment), (Some(want), Some(want)));
+        assert_eq!(
+            c.alignment_note().unwrap(),
+            format!("sessions.alignment: {text} (sent with every HandoffAssign; alignment in res_handoff's handoff.conf does not apply)")
+        );
+    }
+    let fs =
+        Config::parse("pbx: freeswitch\nesl:\n  password: x\nsessions:\n  alignment: aligned\n", "t.yaml").unwrap();
+    assert!(fs.alignment_note().unwrap().starts_with("sessions.alignment: aligned is ignored: FreeSWITCH"));
+    let e = Config::parse(&format!("{MIN}sessions:\n  grace_s: 5\n  alignment: low_latency\n"), "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "t.yaml:6:14: sessions.alignment: 'low_latency' must be aligned, low-latency or switching (or absent: the module's handoff.conf decides)"
+    );
+}
+
+#[test]
+fn the_samples_document_sessions_alignment_commented_out() {
+    for sample in
+        [include_str!("../../../conf/handoffd.yaml.sample"), include_str!("../../../packaging/handoffd/handoffd.yaml")]
+    {
+        assert_eq!(Config::parse(sample, "sample").unwrap().sessions.alignment, None, "absent by default");
+        let set = sample.replace("  # alignment: aligned\n", "  alignment: low-latency\n");
+        assert_ne!(set, sample, "the sample shows the key under sessions:");
+        let c = Config::parse(&set, "sample").unwrap();
+        assert_eq!(c.sessions.alignment, Some(crate::session::Alignment::LowLatency));
+    }
+}

@@ -56,6 +56,8 @@ impl FreeSwitchDriver {
     pub fn command(&mut self, cmd: &Command, now: Millis) {
         let profile = self.esl.conference_profile.clone();
         match cmd {
+            // `alignment` is res_handoff.so's (Asterisk): FreeSWITCH has no module, its mix
+            // moves whole from leg to leg (unmuting one member), so the rule is ignored here.
             Command::Assign { uniqueid, bridge, group, preferred, .. } => {
                 let path = self.arrivals.remove(uniqueid).unwrap_or(Path::Data);
                 self.legs.insert(

@@ -86,6 +86,7 @@ fn assign(d: &mut FreeSwitchDriver, uuid: &str) -> String {
         bridge: "handoff-s".into(),
         group: "s/phone".into(),
         preferred: Path::Data,
+        alignment: None,
     };
     d.command(&cmd, 10);
     sent(d)

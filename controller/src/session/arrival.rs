@@ -164,6 +164,7 @@ impl Sessions {
             bridge: s.bridge.clone(),
             group: GroupKey { session: &id.0, device: &s.device }.to_string(),
             preferred: self.rules.preferred,
+            alignment: self.rules.alignment,
         }
     }
 

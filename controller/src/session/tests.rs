@@ -78,6 +78,7 @@ fn a_move_joins_the_new_device_hangs_up_every_old_leg_and_bars_the_old_device() 
             bridge: "handoff-t1".into(),
             group: "t1/alice-tablet".into(),
             preferred: Path::Data,
+            alignment: None,
         }]
     );
     // The old legs go only once the new one is in the conference.
@@ -197,6 +198,7 @@ fn assign(uniqueid: &str) -> Command {
         bridge: "handoff-t1".into(),
         group: "t1/alice-phone".into(),
         preferred: Path::Data,
+        alignment: None,
     }
 }
 
@@ -221,6 +223,23 @@ fn the_first_leg_opens_a_session_and_calls_the_far_party_at_once_with_the_users_
     assert_eq!(c.bridge(&sid()), Some("handoff-t1"));
     c.handle(Input::FarAnswered { uniqueid: "t1-far".into() }, 900);
     assert_eq!(c.state(&sid()), Some(State::Connected));
+}
+
+#[test]
+fn the_alignment_rule_goes_with_every_assign_of_the_session() {
+    let rules = Rules { alignment: Some(Alignment::LowLatency), ..Rules::default() };
+    let mut c = core_with(rules, vec![alice()]);
+    let first = c.handle(leg("1.1", Path::Data), 0);
+    let second = c.handle(leg("1.2", Path::Carrier), 10);
+    let alignments: Vec<_> = [first, second]
+        .iter()
+        .flat_map(|o| o.commands.iter())
+        .filter_map(|cmd| match cmd {
+            Command::Assign { alignment, .. } => Some(*alignment),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alignments, [Some(Alignment::LowLatency); 2]);
 }
 
 #[test]

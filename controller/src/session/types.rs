@@ -27,6 +27,10 @@ pub struct View {
 /// Which network a client leg comes over (the `Path` header's values, from handoff-vocab).
 pub use handoff_vocab::Path;
 
+/// How a device's two legs share the mix in res_handoff.so (the `Alignment` header's values,
+/// from handoff-vocab).
+pub use handoff_vocab::Alignment;
+
 /// A session's identifier; its conference is named `<name_prefix><id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub String);
@@ -116,8 +120,16 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Let the leg waiting in `Handoff()` join the session's conference; its frames are
-    /// watched in device group `group`, whose preferred path is `preferred`.
-    Assign { uniqueid: String, session: SessionId, bridge: String, group: String, preferred: Path },
+    /// watched in device group `group`, whose preferred path is `preferred` and whose legs share
+    /// the mix as `alignment` says (None: as the PBX's own setting says).
+    Assign {
+        uniqueid: String,
+        session: SessionId,
+        bridge: String,
+        group: String,
+        preferred: Path,
+        alignment: Option<Alignment>,
+    },
     /// Refuse the leg waiting in `Handoff()`.
     Refuse { uniqueid: String, reason: String },
     /// Call the far party into the session's conference; its channel gets `uniqueid`.
@@ -198,6 +210,9 @@ pub struct Rules {
     /// same far number, is the late second leg of that call and is refused. Any other leg
     /// (a re-dial on a path the call had, another number) is a new call.
     pub pair_window_ms: Millis,
+    /// How a device's two legs share the mix (`sessions.alignment`), sent with every assign;
+    /// None leaves it to the module's handoff.conf.
+    pub alignment: Option<Alignment>,
 }
 
 impl Default for Rules {
@@ -209,6 +224,7 @@ impl Default for Rules {
             grace_ms: 30_000,
             leg_dead_after_ms: 10_000,
             pair_window_ms: 5_000,
+            alignment: None,
         }
     }
 }
