@@ -38,6 +38,7 @@
 //! - `store/postgres_db.rs` + `store/postgres_db/`: the PostgreSQL backend (`connection.rs`,
 //!   `schema.rs`, `accounts.rs`, `sessions.rs`, `tickets.rs`, `lockouts.rs`, `audit.rs`,
 //!   `writes.rs`, `nodes.rs`: each one's concern in `postgres_db.rs`);
+//! - `store/tally.rs`: a store's calls counted, and their cost on PostgreSQL (capacity model);
 //! - `store/conformance.rs`: the cases every backend passes; `store/config_devices.rs`:
 //!   `handoffd.yaml` against the store's devices; `store/tests.rs`: the unit tests on sled.
 
@@ -46,6 +47,7 @@ pub mod conformance;
 mod postgres_db;
 pub mod records;
 mod sled_db;
+pub mod tally;
 mod timeline;
 
 pub use postgres_db::redact as redact_url;
@@ -234,6 +236,8 @@ pub enum NodeLease {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// Counts the calls of a counting store ([`Store::counting`]).
+    tally: Option<Arc<tally::Tally>>,
 }
 
 #[derive(Clone, Debug)]
@@ -242,9 +246,13 @@ enum Backend {
     Postgres(Arc<PgStore>),
 }
 
-/// Calls the same method on whichever backend the store has.
+/// Calls the same method on whichever backend the store has (counted on a counting store).
 macro_rules! on_backend {
-    ($self:ident, $b:ident => $call:expr) => {
+    ($self:ident, $b:ident => $b2:ident . $method:ident ( $($arg:expr),* )) => {{
+        $self.tally.iter().for_each(|t| t.call(stringify!($method)));
+        on_backend!(@uncounted $self, $b => $b2.$method($($arg),*))
+    }};
+    (@uncounted $self:ident, $b:ident => $call:expr) => {
         match &$self.backend {
             Backend::Sled($b) => $call,
             Backend::Postgres($b) => $call,
@@ -255,13 +263,13 @@ macro_rules! on_backend {
 impl Store {
     /// Opens (creating if needed, mode 0700) the sled store directory at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        Ok(Store { backend: Backend::Sled(SledStore::open(path)?) })
+        Ok(Store { backend: Backend::Sled(SledStore::open(path)?), tally: None })
     }
 
     /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/db`),
     /// creating or migrating handoff's tables.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
-        Ok(Store { backend: Backend::Postgres(Arc::new(PgStore::open(url)?)) })
+        Ok(Store { backend: Backend::Postgres(Arc::new(PgStore::open(url)?)), tally: None })
     }
 
     /// Opens the store a configuration names (`store.backend`).
@@ -392,7 +400,9 @@ impl Store {
     /// one gets a record with `presented: None`; the others (and any later call) get
     /// `presented: Some(first presentation)` — a replay. An unknown hash gives `None`.
     pub fn take_ticket(&self, hash: &TicketHash, now: UnixMs) -> Result<Option<TicketRecord>, StoreError> {
-        on_backend!(self, b => b.take_ticket(hash, now))
+        let before = on_backend!(@uncounted self, b => b.take_ticket(hash, now));
+        self.tally.iter().for_each(|t| t.take(matches!(&before, Ok(Some(r)) if r.presented.is_none())));
+        before
     }
     /// Every ticket kept (issued, spent or expired but not yet purged).
     pub fn list_tickets(&self) -> Result<Vec<TicketRecord>, StoreError> {
@@ -466,7 +476,9 @@ impl Store {
 
     /// Appends an audit record (durable); returns its sequence number.
     pub fn audit(&self, record: &AuditRecord) -> Result<u64, StoreError> {
-        let seq = on_backend!(self, b => b.apply_returning_seq(&[Write::Audit(record.clone())]))?;
+        let writes = [Write::Audit(record.clone())];
+        self.tally.iter().for_each(|t| t.batch(&writes));
+        let seq = on_backend!(@uncounted self, b => b.apply_returning_seq(&writes))?;
         Ok(seq.unwrap_or(0))
     }
     /// The records after sequence number `seq`, oldest first.
@@ -484,7 +496,8 @@ impl Store {
     /// flushed). Entries of an invalid session id are refused with the id named; the rest are
     /// written.
     pub fn append_timeline(&self, entries: &[(String, crate::timeline::Entry)]) -> Result<(), StoreError> {
-        on_backend!(self, b => b.append_timeline(entries))
+        self.tally.iter().for_each(|t| t.timeline(entries));
+        on_backend!(@uncounted self, b => b.append_timeline(entries))
     }
     /// A session's timeline with its move records from the audit log merged in
     /// ([`crate::timeline::Timeline::merge_audit`]); `None` if the store has none for `id`.
@@ -578,7 +591,8 @@ impl Store {
     /// Applies a decision's writes in one atomic transaction, durably: either all of them are
     /// recorded when it returns `Ok`, or (after a crash) none.
     pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
-        on_backend!(self, b => b.apply_returning_seq(writes)).map(drop)
+        self.tally.iter().for_each(|t| t.batch(writes));
+        on_backend!(@uncounted self, b => b.apply_returning_seq(writes)).map(drop)
     }
 }
 
