@@ -387,11 +387,29 @@ impl Group {
         });
     }
 
+    /// Whether frames the other path passed may still wait in the bridge's buffer at `now` (not
+    /// mixed yet; at most [`BRIDGE_BUFFER_FRAMES`] mixing intervals after its last pass). A leg
+    /// whose frames follow on from theirs (aligned legs: `align.rs`) then passes nothing, so the
+    /// bridge never mixes the two legs in one tick; its content is not lost, only held back.
+    pub fn held_back(&self, path: Path, now: u64) -> bool {
+        let other = &self.legs[path.other() as usize];
+        other.unmixed.load(Ordering::Acquire) > 0
+            && now.saturating_sub(other.last_pass_ns.load(Ordering::Acquire))
+                < u64::from(BRIDGE_BUFFER_FRAMES) * MIX_INTERVAL_NS
+    }
+
+    /// A frame [`Group::on_frame`] passed on `path` was dropped after all: not in the bridge.
+    pub fn unpassed(&self, path: Path) {
+        let _ =
+            self.legs[path as usize].unmixed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
     /// Whether the standby leg `leg` on `path`, whose frame at `now` the frame clock dropped, may
     /// carry concealment into the mix instead (`conceal.rs`): the leg feeding the mix has missed
     /// a frame — silent longer than a frame, [`CONCEAL_MARGIN_NS`] and three times its jitter —
-    /// but is not stalled yet, while this leg has flowed since before that silence began (a PBX
-    /// pause stops both legs: nothing is concealed then).
+    /// but is not stalled yet, and the bridge holds none of its frames unmixed, while this leg has
+    /// flowed since before that silence began (a PBX pause stops both legs: nothing is concealed
+    /// then).
     pub fn may_conceal(&self, path: Path, leg: LegId, now: u64) -> bool {
         let (own, feeding) = (&self.legs[path as usize], &self.legs[path.other() as usize]);
         if self.active.load(Ordering::Acquire) != path.other() as u8 || own.current.load(Ordering::Acquire) != leg {
@@ -399,7 +417,10 @@ impl Group {
         }
         let last = feeding.last_ns.load(Ordering::Acquire);
         let missed = FRAME_NS + CONCEAL_MARGIN_NS + 3 * self.jitter_ns(path.other());
-        last != 0 && now.saturating_sub(last) > missed && own.flowing_since_ns.load(Ordering::Relaxed) < last
+        last != 0
+            && now.saturating_sub(last) > missed
+            && own.flowing_since_ns.load(Ordering::Relaxed) < last
+            && !self.held_back(path, now)
     }
 
     fn decide(&self, path: Path, leg: LegId, now: u64) -> Verdict {
@@ -710,6 +731,10 @@ mod tests {
         let g = dual();
         run(&g, 0, 1020, None);
         assert_eq!(g.active(), Some(Path::Data));
+        assert!(g.held_back(Path::Carrier, 1035 * MS), "the bridge holds data frames: no concealment yet");
+        for t in [1001, 1012, 1023, 1034, 1045] {
+            g.on_mixed(Path::Data, t * MS); // the bridge mixed them
+        }
         let conceal_at = |t: u64| {
             let v = g.on_frame(Path::Carrier, CARRIER, t * MS);
             (v, v == Verdict::Drop && g.may_conceal(Path::Carrier, CARRIER, t * MS))
@@ -728,6 +753,24 @@ mod tests {
         assert_eq!(g.on_frame(Path::Carrier, CARRIER, 2200 * MS), Verdict::Drop);
         assert!(!g.may_conceal(Path::Carrier, CARRIER, 2200 * MS));
         assert_eq!(g.on_frame(Path::Data, DATA, 2201 * MS), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_leg_that_takes_the_mix_over_is_held_back_while_the_bridge_holds_the_other_legs_frames() {
+        let g = dual();
+        run(&g, 0, 1000, None); // data passes; the bridge mixed none of it (no write seen)
+        assert!(g.held_back(Path::Carrier, 1001 * MS), "data frames wait in the bridge");
+        assert!(!g.held_back(Path::Carrier, 1100 * MS), "not longer than the bridge's buffer");
+        for t in [1001, 1021, 1041, 1061, 1081] {
+            g.on_mixed(Path::Data, t * MS);
+        }
+        assert!(!g.held_back(Path::Carrier, 1085 * MS), "all mixed");
+        assert!(!g.held_back(Path::Data, 1085 * MS), "the carrier passed nothing");
+        // a pass taken back is not in the bridge
+        assert_eq!(g.on_frame(Path::Data, DATA, 1100 * MS), Verdict::Pass);
+        assert!(g.held_back(Path::Carrier, 1101 * MS));
+        g.unpassed(Path::Data);
+        assert!(!g.held_back(Path::Carrier, 1101 * MS));
     }
 
     #[test]

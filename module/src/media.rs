@@ -50,6 +50,8 @@ pub static TONE_MIXED: AtomicU64 = AtomicU64::new(0);
 pub static TONE_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Frames that carried concealment into the mix instead of silence (`conceal.rs`).
 pub static CONCEALED: AtomicU64 = AtomicU64::new(0);
+/// Frames of aligned legs held back while the bridge still held the other leg's frames.
+pub static HELD_BACK: AtomicU64 = AtomicU64::new(0);
 /// Frames written to feeding legs just after a switch, silenced (see [`Group::on_mixed`]).
 pub static SEAM_SILENCED: AtomicU64 = AtomicU64::new(0);
 
@@ -201,6 +203,13 @@ impl LegHook {
         let Some(format) = Format::from_name(v.format) else { return verdict };
         let Some(seq) = aligner.keep(self.path, self.leg, v.seqno, format, v.data, now) else { return verdict };
         let concealed = match verdict {
+            Verdict::Pass if self.group.held_back(self.path, now) => {
+                // Just after the mix moved to this leg the bridge still holds the other leg's
+                // last frames: this frame's content follows theirs, later (not lost).
+                self.group.unpassed(self.path);
+                HELD_BACK.fetch_add(1, Ordering::Relaxed);
+                return Verdict::Drop;
+            }
             Verdict::Pass => match aligner.emit(self.path, seq, format, v.data) {
                 Emit::Drop => return Verdict::Drop,
                 Emit::Behind => aligner.conceal(format, v.data),
