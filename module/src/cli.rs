@@ -47,7 +47,7 @@ pub fn status_text() -> String {
          Frames watched:      {frames} ({per_frame} ns per frame in the hook; median < {p50} ns, 99 % < {p99} ns)\n\
          Alignment work:      {estimates} offset measurements, {per_estimate} us each; with them {amortised} ns per frame\n\
          Downlink:            {writes} frames written to watched legs ({per_write} ns per frame in the hook); standby legs got {copied} of the feeding leg's frames, {repeated} repeated, {silenced} silenced, {dropped} dropped; {seam} silenced just after a switch\n\
-         Concealment:         {concealed} frames carried the last frame faded instead of silence (a leg missed frames, or played what the mix had); {held_back} held back while the bridge held the other leg's frames\n\
+         Concealment:         {concealed} frames carried the last frame faded instead of silence (a leg missed frames, or played what the mix had); {held_back} held back while the bridge held the other leg's frames; {standby_filled} standby frames filled a slot the feeding leg missed\n\
          Reconnecting tone:   {tone_frames} frames queued while every leg of a device was silent, {tone_refused} refused; {tone_mixed} into the mix, {tone_dropped} dropped (a leg was back)\n\
          Device groups:       {ngroups}\n{groups}\
          Panics caught:       {panics}\n",
@@ -87,6 +87,7 @@ pub fn status_text() -> String {
         seam = media::SEAM_SILENCED.load(Ordering::Relaxed),
         concealed = media::CONCEALED.load(Ordering::Relaxed),
         held_back = media::HELD_BACK.load(Ordering::Relaxed),
+        standby_filled = media::STANDBY_FILLED.load(Ordering::Relaxed),
         tone_frames = groups::TONE_FRAMES.load(Ordering::Relaxed),
         tone_refused = groups::TONE_REFUSED.load(Ordering::Relaxed),
         tone_mixed = media::TONE_MIXED.load(Ordering::Relaxed),

@@ -398,6 +398,13 @@ impl Group {
                 < u64::from(BRIDGE_BUFFER_FRAMES) * MIX_INTERVAL_NS
     }
 
+    /// Whether `path` feeds the mix and took it over from the other path less than `within_ns`
+    /// before `now`.
+    pub fn took_over_within(&self, path: Path, now: u64, within_ns: u64) -> bool {
+        let moved = self.moved_at_ns.load(Ordering::Acquire);
+        self.active() == Some(path) && moved != 0 && now.saturating_sub(moved) < within_ns
+    }
+
     /// A frame [`Group::on_frame`] passed on `path` was dropped after all: not in the bridge.
     pub fn unpassed(&self, path: Path) {
         let _ =

@@ -52,6 +52,12 @@ pub static TONE_DROPPED: AtomicU64 = AtomicU64::new(0);
 pub static CONCEALED: AtomicU64 = AtomicU64::new(0);
 /// Frames of aligned legs held back while the bridge still held the other leg's frames.
 pub static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+/// Standby frames that filled a slot the feeding leg missed with the content the mix wanted.
+pub static STANDBY_FILLED: AtomicU64 = AtomicU64::new(0);
+/// How long after taking the mix over a leg's frames that hold speech the far party already
+/// heard carry concealment (the legs' offset, at most `align_max`, 500 ms); later, such a
+/// frame is a late one whose slot another leg filled: dropped.
+const TOOK_OVER_NS: u64 = 500_000_000;
 /// Frames written to feeding legs just after a switch, silenced (see [`Group::on_mixed`]).
 pub static SEAM_SILENCED: AtomicU64 = AtomicU64::new(0);
 
@@ -212,15 +218,31 @@ impl LegHook {
             }
             Verdict::Pass => match aligner.emit(self.path, seq, format, v.data) {
                 Emit::Drop => return Verdict::Drop,
-                Emit::Behind => aligner.conceal(format, v.data),
+                // Just after a failover onto this leg: speech the far party already heard.
+                Emit::Behind if self.group.took_over_within(self.path, now, TOOK_OVER_NS) => {
+                    aligner.conceal(format, v.data)
+                }
+                // A late frame whose slot another leg's frame already filled.
+                Emit::Behind => return Verdict::Drop,
                 Emit::Own | Emit::Filled { .. } => return Verdict::Pass,
             },
-            Verdict::Drop => {
-                self.group.may_conceal(self.path, self.leg, now) && aligner.conceal(format, v.data) && {
+            Verdict::Drop if self.group.may_conceal(self.path, self.leg, now) => {
+                // The leg feeding the mix missed a frame: this standby frame fills the slot, with
+                // the content the mix wants next where this leg's ring has it (aligned legs),
+                // else with concealment.
+                let filled = aligner.lag().is_some()
+                    && matches!(aligner.emit(self.path, seq, format, v.data), Emit::Own | Emit::Filled { .. });
+                if filled {
+                    self.group.passed(self.path, now);
+                    STANDBY_FILLED.fetch_add(1, Ordering::Relaxed);
+                    return Verdict::Pass;
+                }
+                aligner.conceal(format, v.data) && {
                     self.group.passed(self.path, now);
                     true
                 }
             }
+            Verdict::Drop => false,
         };
         if concealed {
             CONCEALED.fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,7 @@
 //!   take-back: the data leg was hung up.
 
 use crate::ami::AmiClient;
-use crate::handoffd::Handoffd;
+use crate::handoffd::{testbed_config, Handoffd, AMI_SECRET};
 use crate::listen::{analyse, hear, trace, with_signal, Rng, Script, Switch, Talk};
 use crate::netcut::Cut;
 use crate::pump::{forget_media_address, media_address, LegSocket, Pump, Timing};
@@ -46,8 +46,8 @@ pub struct Plan {
     /// clock, of the talk spurts and of pjsip's whole-second `rtp_timeout`).
     pub phase_ms: u64,
     pub seed: u64,
-    /// handoff.conf's `alignment` for the run (`aligned`, `low-latency`, `switching`); None: as
-    /// shipped.
+    /// handoff.conf's `alignment` for the run (`aligned`, `low-latency`, `switching`; `rule:MODE`:
+    /// handoffd.yaml's `sessions.alignment` instead); None: as shipped.
     pub alignment: Option<&'static str>,
     /// Cut the carrier path instead of the data path (handoff only).
     pub cut_carrier: bool,
@@ -168,9 +168,34 @@ pub fn phone(
     Ok((data_sipp, carrier_sipp, pump))
 }
 
-/// Sets handoff.conf's `alignment` (None: as shipped).
-fn set_alignment(ast: &Asterisk, alignment: Option<&str>) -> Result<(), String> {
-    alignment.map_or(Ok(()), |mode| ast.set_alignment(mode))
+/// Where a plan's `alignment` is set: `rule:MODE` is handoffd.yaml's `sessions.alignment` (sent
+/// with every HandoffAssign; handoff.conf as shipped), any other value handoff.conf's.
+fn rule_alignment(plan: &Plan) -> Option<&'static str> {
+    plan.alignment.and_then(|a| a.strip_prefix("rule:"))
+}
+
+/// The mode the module runs the plan's groups in (None: as shipped).
+fn mode(plan: &Plan) -> Option<&'static str> {
+    rule_alignment(plan).or(plan.alignment)
+}
+
+/// Sets handoff.conf's `alignment` (as shipped for None and for a session rule).
+fn set_alignment(ast: &Asterisk, plan: &Plan) -> Result<(), String> {
+    match plan.alignment {
+        Some(mode) if rule_alignment(plan).is_none() => ast.set_alignment(mode),
+        _ => Ok(()),
+    }
+}
+
+/// handoffd for the plan: with `sessions.alignment` when the plan sets it as a session rule.
+fn controller(ast: &Asterisk, plan: &Plan) -> Handoffd {
+    match rule_alignment(plan) {
+        Some(mode) => Handoffd::connected_with_config(
+            ast,
+            &testbed_config(5038, AMI_SECRET).replace("sessions:\n", &format!("sessions:\n  alignment: {mode}\n")),
+        ),
+        None => Handoffd::connected(ast),
+    }
 }
 
 /// A call of the test phone through handoff: a fresh Asterisk (with `plan`'s alignment), handoffd,
@@ -190,9 +215,9 @@ impl PumpCall {
     /// The data leg hangs up after `call_ms`; the pump has `script_s` s of signal.
     fn start(plan: &Plan, call_ms: u64, script_s: f64) -> Result<Self, String> {
         let ast = Asterisk::start();
-        set_alignment(&ast, plan.alignment)?;
+        set_alignment(&ast, plan)?;
         let ami = AmiClient::connect();
-        let handoffd = Handoffd::connected(&ast);
+        let handoffd = controller(&ast, plan);
         let log = || format!("handoffd log:\n{}", handoffd.log().join("\n"));
         let (far_rec, far) = far_party(&ast);
         let (data, carrier, pump) = phone(&ast, plan, script_s, "pump_app_uac.xml", "alice-app", "127.0.0.2", call_ms)
@@ -250,7 +275,7 @@ pub fn run_loss(plan: &Plan, loss: (u32, u32), secs: u64) -> Result<LossFigures,
 /// keeps feeding the mix).
 fn wait_for_handover(plan: &Plan, ast: &Asterisk) -> Result<(), String> {
     std::thread::sleep(2 * SEC);
-    let (mode, feeding) = match plan.alignment {
+    let (mode, feeding) = match mode(plan) {
         Some("switching") => return Ok(()),
         Some("low-latency") => ("low-latency", "data"),
         _ => ("aligned", if plan.timing.offset_ms >= 0.0 { "carrier" } else { "data" }),

@@ -123,7 +123,12 @@ impl Handoffd {
 
     /// [`Handoffd::connected`] with more YAML appended to the testbed config (new sections).
     pub fn connected_with(ast: &crate::testbed::Asterisk, extra_yaml: &str) -> Self {
-        let h = Self::spawn(&format!("{}{extra_yaml}", testbed_config(5038, AMI_SECRET)));
+        Self::connected_with_config(ast, &format!("{}{extra_yaml}", testbed_config(5038, AMI_SECRET)))
+    }
+
+    /// [`Handoffd::connected`] with `config` instead of the testbed config.
+    pub fn connected_with_config(ast: &crate::testbed::Asterisk, config: &str) -> Self {
+        let h = Self::spawn(config);
         assert!(
             h.wait_log("logged in to AMI", Duration::from_secs(10)).is_some(),
             "handoffd did not log in: {:#?}",

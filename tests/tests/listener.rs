@@ -11,7 +11,8 @@
 //! the same cuts are not heard at all: no silence, nothing repeated, nothing skipped, no two legs
 //! at once, the delay unmoved. With `alignment = low-latency` (no added delay) each failover is a
 //! short gap filled by concealment (the last frame faded), nothing played twice, and the
-//! take-back skips no speech.
+//! take-back skips no speech. That mode is set as a session rule (handoffd.yaml), so the run
+//! also proves the rule reaches the module.
 //!
 //! With every leg of the phone cut off at once (a tunnel), the far party hears the module's
 //! reconnecting tone from `reconnect_tone_after` (1 s) on instead of silence, and the voice the
@@ -121,7 +122,9 @@ fn aligned_legs_make_the_same_cuts_inaudible() {
 
 #[test]
 fn low_latency_conceals_each_failover_and_skips_no_speech_at_the_take_back() {
-    let out = run("low-latency");
+    // set as a session rule (handoffd.yaml's sessions.alignment, sent with HandoffAssign) over
+    // handoff.conf's shipped `aligned`: the run waits for `align=low-latency` in the status
+    let out = run("rule:low-latency");
     let (offset, later) = out.aligned.clone().expect("the module measured the legs' offset");
     assert_eq!(later, "carrier");
     assert!((offset - OFFSET_MS).abs() <= JITTER_MS + 10.0, "measured offset {offset} ms, sent {OFFSET_MS} ms");
